@@ -1,0 +1,119 @@
+'use strict'
+// express-session store with connect-redis's options, defaults, keys and stored values.
+
+const { Store } = require('express-session')
+const { Link, OP, checkId } = require('./native.js')
+
+function settle(promise, cb) {
+  if (typeof cb !== 'function') return promise
+  return promise.then(
+    (data) => cb(null, data),
+    (err) => cb(err, null),
+  )
+}
+
+class RedisStore extends Store {
+  constructor(opts = {}) {
+    super()
+    this.prefix = opts.prefix == null ? 'sess:' : opts.prefix
+    this.scanCount = opts.scanCount || 100
+    this.serializer = opts.serializer || JSON
+    this.ttl = opts.ttl || 86400
+    this.disableTTL = opts.disableTTL || false
+    this.disableTouch = opts.disableTouch || false
+    this.client = opts.client
+    if (typeof this.prefix !== 'string') throw new TypeError('prefix must be a string')
+    this.link = new Link(opts, (name, detail) => this.emit(name, detail))
+  }
+
+  get(sid, cb) {
+    return settle(this.#get(sid), cb)
+  }
+
+  async #get(sid) {
+    const data = await this.link.call(OP.GET, this.prefix + checkId(sid))
+    if (!data) return null
+    return await this.serializer.parse(data)
+  }
+
+  set(sid, sess, cb) {
+    return settle(this.#set(sid, sess), cb)
+  }
+
+  async #set(sid, sess) {
+    const key = this.prefix + checkId(sid)
+    const ttl = this.getTTL(sess)
+    if (!(ttl > 0)) {
+      await this.link.call(OP.DESTROY, key)
+      return null
+    }
+    const value = this.serializer.stringify(sess)
+    if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
+    await this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl)
+    return null
+  }
+
+  touch(sid, sess, cb) {
+    return settle(this.#touch(sid, sess), cb)
+  }
+
+  async #touch(sid, sess) {
+    const key = this.prefix + checkId(sid)
+    if (this.disableTouch || this.disableTTL) return null
+    await this.link.call(OP.TOUCH, key, undefined, this.getTTL(sess))
+    return null
+  }
+
+  destroy(sid, cb) {
+    return settle(this.#destroy(sid), cb)
+  }
+
+  async #destroy(sid) {
+    await this.link.call(OP.DESTROY, this.prefix + checkId(sid))
+    return null
+  }
+
+  clear(cb) {
+    return settle(this.link.call(OP.CLEAR, this.prefix, undefined, this.scanCount).then(() => null), cb)
+  }
+
+  length(cb) {
+    return settle(this.link.call(OP.COUNT, this.prefix, undefined, this.scanCount), cb)
+  }
+
+  ids(cb) {
+    return settle(this.link.call(OP.IDS, this.prefix, undefined, this.scanCount), cb)
+  }
+
+  all(cb) {
+    return settle(this.#all(), cb)
+  }
+
+  async #all() {
+    const flat = await this.link.call(OP.ENTRIES, this.prefix, undefined, this.scanCount)
+    const out = []
+    for (let i = 0; i < flat.length; i += 2) {
+      const sess = await this.serializer.parse(flat[i + 1])
+      sess.id = flat[i]
+      out.push(sess)
+    }
+    return out
+  }
+
+  /** Seconds the session should live: `ttl(sess)` if a function, else the cookie's expiry, else `ttl`. */
+  getTTL(sess) {
+    if (typeof this.ttl === 'function') return this.ttl(sess)
+    if (sess && sess.cookie && sess.cookie.expires) {
+      const ms = Number(new Date(sess.cookie.expires)) - Date.now()
+      return Math.ceil(ms / 1000)
+    }
+    return this.ttl
+  }
+
+  /** Releases the connection; calls in flight still settle. */
+  close() {
+    this.link.close()
+  }
+}
+
+module.exports = { RedisStore }

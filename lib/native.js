@@ -1,0 +1,178 @@
+'use strict'
+// Shared glue between every adapter and the Rust core: turns options and existing clients into
+// the core's connection options, batches calls made in the same tick into one native call, and
+// settles promises from the core's replies.
+
+const { NativeStore } = require('../native.js')
+
+const OP = { GET: 1, SET: 2, SET_UNTIL: 3, TOUCH: 4, DESTROY: 5, COUNT: 6, IDS: 7, ENTRIES: 8, CLEAR: 9 }
+
+// Calls made in one tick are handed to Rust together, at most this many per native call:
+// measured best against larger and smaller caps.
+const BATCH_CAP = 16
+
+// Option names copied from a client's own options. Anything else (modules, scripts, sockets,
+// functions) is left behind.
+const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'password', 'database', 'db', 'tls']
+const SOCKET_KEYS = ['host', 'port', 'path', 'tls', 'ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
+const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
+const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending']
+
+function pemText(v) {
+  if (v == null) return undefined
+  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return Buffer.from(v).toString('utf8')
+  if (Array.isArray(v)) return v.map(pemText).join('\n')
+  return typeof v === 'string' ? v : undefined
+}
+
+function pick(source, keys) {
+  const out = {}
+  if (!source || typeof source !== 'object') return out
+  for (const k of keys) {
+    const v = source[k]
+    if (v === undefined || typeof v === 'function') continue
+    out[k] = v
+  }
+  return out
+}
+
+function plainTls(tls) {
+  if (tls === true || tls === false) return tls
+  if (!tls || typeof tls !== 'object') return undefined
+  const out = pick(tls, TLS_KEYS)
+  for (const k of ['ca', 'cert', 'key']) if (k in out) out[k] = pemText(out[k])
+  return out
+}
+
+/** The settings of a node-redis or ioredis client, as plain JSON for the core. */
+function clientSettings(client) {
+  if (!client || typeof client !== 'object') {
+    throw badArgument('client must be a node-redis or ioredis client')
+  }
+  const options = client.options
+  if (!options || typeof options !== 'object') {
+    throw badArgument('client has no readable options: pass a node-redis or ioredis client, or a url')
+  }
+  // ioredis keeps host/port at the top level and reports a `status`; node-redis has `socket`.
+  const flavor = typeof client.status === 'string' && !('socket' in options) ? 'ioredis' : 'node-redis'
+  const picked = pick(options, CLIENT_KEYS)
+  if (picked.socket) {
+    picked.socket = pick(picked.socket, SOCKET_KEYS)
+    for (const k of ['ca', 'cert', 'key']) if (k in picked.socket) picked.socket[k] = pemText(picked.socket[k])
+  }
+  if ('tls' in picked) picked.tls = plainTls(picked.tls)
+  return { flavor, options: picked }
+}
+
+/** Our connection options (`url`, timeouts, …) plus, optionally, an existing client's settings. */
+function connectionOptions(opts = {}) {
+  const out = pick(opts, CONNECTION_KEYS)
+  if ('tls' in out) out.tls = plainTls(out.tls)
+  if (opts.client) out.client = clientSettings(opts.client)
+  return out
+}
+
+function badArgument(message) {
+  const err = new TypeError(message)
+  err.code = 'ERR_BAD_ARGUMENT'
+  return err
+}
+
+/** Rejects ids that are not non-empty strings, the same way for every adapter. */
+function checkId(id, what = 'session id') {
+  if (typeof id !== 'string') throw badArgument(`${what} must be a string, got ${id === null ? 'null' : typeof id}`)
+  if (id.length === 0) throw badArgument(`${what} must not be empty`)
+  return id
+}
+
+// Errors from the native constructor carry their code at the front of the message.
+function nativeError(err) {
+  const m = /^(ERR_[A-Z_]+): (.*)$/s.exec(err && err.message)
+  if (!m) return err
+  const e = m[1] === 'ERR_BAD_ARGUMENT' ? new TypeError(m[2]) : new Error(m[2])
+  e.code = m[1]
+  return e
+}
+
+/**
+ * One connection to the core. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
+ */
+class Link {
+  constructor(opts, onEvent) {
+    this.pending = new Map()
+    this.queue = []
+    this.nextId = 1
+    this.flushScheduled = false
+    this.onEvent = onEvent
+    this.closed = false
+    try {
+      this.native = new NativeStore(JSON.stringify(connectionOptions(opts)), (payload) => this.receive(payload))
+    } catch (err) {
+      throw nativeError(err)
+    }
+    this.flush = this.flush.bind(this)
+  }
+
+  call(op, key, value, num, keys) {
+    if (this.closed) {
+      const err = new Error('the store is closed')
+      err.code = 'ERR_CLOSED'
+      return Promise.reject(err)
+    }
+    const id = this.nextId
+    this.nextId = id >= 0xfffffff0 ? 1 : id + 1
+    const promise = new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+    })
+    this.queue.push({ id, op, key, value, num, keys })
+    if (this.queue.length >= BATCH_CAP) this.flush()
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true
+      queueMicrotask(this.flush)
+    }
+    return promise
+  }
+
+  flush() {
+    this.flushScheduled = false
+    const queue = this.queue
+    if (queue.length === 0) return
+    this.queue = []
+    try {
+      this.native.submit(queue)
+    } catch (err) {
+      const e = nativeError(err)
+      for (const c of queue) {
+        const p = this.pending.get(c.id)
+        if (p) {
+          this.pending.delete(c.id)
+          p.reject(e)
+        }
+      }
+    }
+  }
+
+  receive(payload) {
+    if (typeof payload[0] === 'string') {
+      this.onEvent(payload[0], payload[1])
+      return
+    }
+    for (let i = 0; i < payload.length; i += 2) {
+      const p = this.pending.get(payload[i])
+      if (p === undefined) continue
+      this.pending.delete(payload[i])
+      const v = payload[i + 1]
+      if (v instanceof Error) p.reject(v)
+      else p.resolve(v)
+    }
+  }
+
+  close() {
+    if (this.closed) return
+    this.flush()
+    this.closed = true
+    this.native.close()
+  }
+}
+
+module.exports = { Link, OP, checkId, badArgument, connectionOptions, clientSettings }

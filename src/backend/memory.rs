@@ -1,0 +1,292 @@
+//! The embedded `memory://` backend: the same commands and expiry rules as Redis, in process.
+//! Expired keys vanish on access and in a periodic sweep, so memory does not grow with dead
+//! sessions.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Command, Expiry, Reply};
+use crate::error::{ErrorKind, StoreError};
+
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+enum Stored {
+    Text(String),
+    Set(BTreeSet<String>),
+}
+
+struct Entry {
+    value: Stored,
+    /// Milliseconds since the UNIX epoch.
+    expires_at: Option<u128>,
+}
+
+type Table = HashMap<String, Entry>;
+
+pub struct Memory {
+    table: Arc<Mutex<Table>>,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn wrong_type() -> Reply {
+    Reply::Error(StoreError::new(
+        ErrorKind::WrongType,
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+    ))
+}
+
+impl Memory {
+    pub fn new() -> Memory {
+        let table = Arc::new(Mutex::new(Table::new()));
+        let weak: Weak<Mutex<Table>> = Arc::downgrade(&table);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                loop {
+                    tokio::time::sleep(SWEEP_EVERY).await;
+                    let Some(table) = weak.upgrade() else { break };
+                    let now = now_ms();
+                    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+                    t.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
+                }
+            });
+        }
+        Memory { table }
+    }
+
+    pub fn execute(&self, commands: &[Command]) -> Vec<Reply> {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        commands.iter().map(|c| apply(&mut t, c, now)).collect()
+    }
+
+    pub fn scan_prefix(&self, prefix: &str) -> Vec<String> {
+        let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        t.iter()
+            .filter(|(k, e)| k.starts_with(prefix) && e.expires_at.is_none_or(|at| at > now))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The live entry at `key`, dropping it first if it has expired.
+fn live<'a>(t: &'a mut Table, key: &str, now: u128) -> Option<&'a mut Entry> {
+    if t.get(key)
+        .is_some_and(|e| e.expires_at.is_some_and(|at| at <= now))
+    {
+        t.remove(key);
+    }
+    t.get_mut(key)
+}
+
+fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
+    match command {
+        Command::Ping => Reply::Text("PONG".into()),
+        Command::Get(key) => match live(t, key, now) {
+            None => Reply::Nil,
+            Some(Entry {
+                value: Stored::Text(s),
+                ..
+            }) => Reply::Text(s.clone()),
+            Some(_) => wrong_type(),
+        },
+        Command::MGet(keys) => Reply::List(
+            keys.iter()
+                .map(|k| match live(t, k, now) {
+                    Some(Entry {
+                        value: Stored::Text(s),
+                        ..
+                    }) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Command::Set { key, value, expiry } => {
+            let expires_at = match *expiry {
+                Expiry::Never => None,
+                Expiry::In(secs) => Some(now + secs as u128 * 1000),
+                Expiry::At(unix) => Some(unix as u128 * 1000),
+            };
+            if expires_at.is_some_and(|at| at <= now) {
+                t.remove(key);
+            } else {
+                t.insert(
+                    key.clone(),
+                    Entry {
+                        value: Stored::Text(value.clone()),
+                        expires_at,
+                    },
+                );
+            }
+            Reply::Text("OK".into())
+        }
+        Command::Expire { key, seconds } => {
+            let seconds = *seconds;
+            match live(t, key, now) {
+                None => Reply::Int(0),
+                Some(_) if seconds <= 0 => {
+                    t.remove(key);
+                    Reply::Int(1)
+                }
+                Some(e) => {
+                    e.expires_at = Some(now + seconds as u128 * 1000);
+                    Reply::Int(1)
+                }
+            }
+        }
+        Command::Del(keys) => {
+            let mut n = 0;
+            for k in keys {
+                if live(t, k, now).is_some() {
+                    t.remove(k);
+                    n += 1;
+                }
+            }
+            Reply::Int(n)
+        }
+        Command::SAdd { key, members } => {
+            let entry = match live(t, key, now) {
+                Some(e) => e,
+                None => t.entry(key.clone()).or_insert(Entry {
+                    value: Stored::Set(BTreeSet::new()),
+                    expires_at: None,
+                }),
+            };
+            match &mut entry.value {
+                Stored::Set(set) => {
+                    let added = members.iter().filter(|m| set.insert((*m).clone())).count();
+                    Reply::Int(added as i64)
+                }
+                Stored::Text(_) => wrong_type(),
+            }
+        }
+        Command::SRem { key, members } => match live(t, key, now) {
+            None => Reply::Int(0),
+            Some(Entry {
+                value: Stored::Set(set),
+                ..
+            }) => {
+                let removed = members.iter().filter(|m| set.remove(*m)).count();
+                if set.is_empty() {
+                    t.remove(key);
+                }
+                Reply::Int(removed as i64)
+            }
+            Some(_) => wrong_type(),
+        },
+        Command::SMembers(key) => match live(t, key, now) {
+            None => Reply::List(vec![]),
+            Some(Entry {
+                value: Stored::Set(set),
+                ..
+            }) => Reply::List(set.iter().cloned().map(Some).collect()),
+            Some(_) => wrong_type(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(key: &str, value: &str, expiry: Expiry) -> Command {
+        Command::Set {
+            key: key.into(),
+            value: value.into(),
+            expiry,
+        }
+    }
+
+    #[test]
+    fn set_get_del() {
+        let m = Memory::new();
+        let r = m.execute(&[
+            set("a", "1", Expiry::Never),
+            Command::Get("a".into()),
+            Command::Del(vec!["a".into(), "missing".into()]),
+            Command::Get("a".into()),
+        ]);
+        assert_eq!(r[1], Reply::Text("1".into()));
+        assert_eq!(r[2], Reply::Int(1));
+        assert_eq!(r[3], Reply::Nil);
+    }
+
+    #[test]
+    fn past_expiry_deletes_and_expire_zero_deletes() {
+        let m = Memory::new();
+        let r = m.execute(&[
+            set("a", "1", Expiry::At(1)),
+            Command::Get("a".into()),
+            set("b", "2", Expiry::In(100)),
+            Command::Expire {
+                key: "b".into(),
+                seconds: 0,
+            },
+            Command::Get("b".into()),
+        ]);
+        assert_eq!(r[1], Reply::Nil);
+        assert_eq!(r[3], Reply::Int(1));
+        assert_eq!(r[4], Reply::Nil);
+    }
+
+    #[test]
+    fn expired_keys_leave_the_table() {
+        let m = Memory::new();
+        m.execute(&[set("gone", "x", Expiry::In(1))]);
+        {
+            let mut t = m.table.lock().unwrap();
+            t.get_mut("gone").unwrap().expires_at = Some(now_ms() - 1);
+        }
+        assert!(m.scan_prefix("").is_empty());
+        assert_eq!(m.execute(&[Command::Get("gone".into())])[0], Reply::Nil);
+        assert!(m.table.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sets_and_wrong_type() {
+        let m = Memory::new();
+        let r = m.execute(&[
+            Command::SAdd {
+                key: "s".into(),
+                members: vec!["x".into(), "y".into(), "x".into()],
+            },
+            Command::SMembers("s".into()),
+            Command::Get("s".into()),
+            Command::SRem {
+                key: "s".into(),
+                members: vec!["x".into(), "y".into()],
+            },
+            Command::SMembers("s".into()),
+        ]);
+        assert_eq!(r[0], Reply::Int(2));
+        assert_eq!(
+            r[1],
+            Reply::List(vec![Some("x".into()), Some("y".into())])
+        );
+        assert!(matches!(&r[2], Reply::Error(e) if e.kind == ErrorKind::WrongType));
+        assert_eq!(r[4], Reply::List(vec![]));
+    }
+
+    #[test]
+    fn scan_prefix_is_literal() {
+        let m = Memory::new();
+        m.execute(&[
+            set("a*[x]:1", "v", Expiry::Never),
+            set("ab:2", "v", Expiry::Never),
+        ]);
+        assert_eq!(m.scan_prefix("a*[x]:"), vec!["a*[x]:1".to_string()]);
+    }
+}

@@ -1,0 +1,119 @@
+//! One Redis server over one multiplexed, auto-reconnecting connection. Concurrent batches
+//! pipeline over it.
+
+use std::collections::HashSet;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Pipeline, Value};
+
+use super::{prefix_pattern, value_to_reply, Command, Expiry, Reply};
+use crate::config::{ConnectionSpec, Endpoint};
+use crate::error::{StoreError, StoreResult};
+
+pub struct Standalone {
+    manager: ConnectionManager,
+}
+
+impl Standalone {
+    pub fn new(endpoint: &Endpoint, spec: &ConnectionSpec) -> StoreResult<Standalone> {
+        // Our own timeouts replace redis-rs's defaults (500 ms response, 1 s connect). Retries
+        // stay few: the store's health check keeps trying, and a call must not outlive
+        // commandTimeout waiting on a reconnect loop.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(spec.command_timeout))
+            .set_connection_timeout(Some(spec.connect_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(std::time::Duration::from_millis(50))
+            .set_max_delay(std::time::Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(endpoint.client()?, config)
+            .map_err(StoreError::from)?;
+        Ok(Standalone { manager })
+    }
+
+    pub async fn execute(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for c in commands {
+            add_command(&mut pipe, c);
+        }
+        let values: Vec<Value> = pipe.query_async(&mut self.manager.clone()).await?;
+        Ok(values.into_iter().map(value_to_reply).collect())
+    }
+
+    pub async fn scan_prefix(&self, prefix: &str, count: usize) -> StoreResult<Vec<String>> {
+        scan_node(&mut self.manager.clone(), prefix, count).await
+    }
+}
+
+/// Walks one node's keyspace with `SCAN MATCH <escaped prefix>*`. SCAN may repeat a key, so
+/// keys are collected into a set.
+pub(super) async fn scan_node<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    prefix: &str,
+    count: usize,
+) -> StoreResult<Vec<String>> {
+    let pattern = prefix_pattern(prefix);
+    let mut seen = HashSet::new();
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(conn)
+            .await?;
+        for k in batch {
+            if seen.insert(k.clone()) {
+                keys.push(k);
+            }
+        }
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+pub(super) fn add_command(pipe: &mut Pipeline, command: &Command) {
+    match command {
+        Command::Ping => {
+            pipe.cmd("PING");
+        }
+        Command::Get(key) => {
+            pipe.cmd("GET").arg(key);
+        }
+        Command::Set { key, value, expiry } => {
+            let c = pipe.cmd("SET").arg(key).arg(value);
+            match *expiry {
+                Expiry::Never => {}
+                Expiry::In(secs) => {
+                    c.arg("EX").arg(secs);
+                }
+                Expiry::At(unix) => {
+                    c.arg("EXAT").arg(unix);
+                }
+            }
+        }
+        Command::Expire { key, seconds } => {
+            pipe.cmd("EXPIRE").arg(key).arg(*seconds);
+        }
+        Command::Del(keys) => {
+            pipe.cmd("DEL").arg(keys);
+        }
+        Command::MGet(keys) => {
+            pipe.cmd("MGET").arg(keys);
+        }
+        Command::SAdd { key, members } => {
+            pipe.cmd("SADD").arg(key).arg(members);
+        }
+        Command::SRem { key, members } => {
+            pipe.cmd("SREM").arg(key).arg(members);
+        }
+        Command::SMembers(key) => {
+            pipe.cmd("SMEMBERS").arg(key);
+        }
+    }
+}

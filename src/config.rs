@@ -1,0 +1,465 @@
+//! Options, URLs and the settings of an existing node-redis or ioredis client, resolved into one
+//! `ConnectionSpec`. JS hands us plain JSON; everything that interprets it lives here.
+
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{StoreError, StoreResult};
+
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_MAX_PENDING: usize = 10_000;
+
+/// Everything needed to open the store's connection.
+#[derive(Clone, Debug)]
+pub struct ConnectionSpec {
+    pub topology: Topology,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Calls allowed in flight at once; past that, calls fail fast with `ERR_OVERLOADED`.
+    pub max_pending: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum Topology {
+    Memory,
+    Standalone(Endpoint),
+}
+
+/// One Redis server: where it is, how to log in, and the TLS material if any.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub info: ConnectionInfo,
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub reject_unauthorized: bool,
+}
+
+impl Endpoint {
+    pub fn client(&self) -> StoreResult<redis::Client> {
+        let built = match &self.tls {
+            Some(tls) if tls.ca.is_some() || tls.cert.is_some() => {
+                let client_tls = match (&tls.cert, &tls.key) {
+                    (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                        client_cert: cert.as_bytes().to_vec(),
+                        client_key: key.as_bytes().to_vec(),
+                    }),
+                    (None, None) => None,
+                    _ => {
+                        return Err(StoreError::bad_argument(
+                            "tls.cert and tls.key must be given together",
+                        ))
+                    }
+                };
+                redis::Client::build_with_tls(
+                    self.info.clone(),
+                    redis::TlsCertificates {
+                        client_tls,
+                        root_cert: tls.ca.as_ref().map(|ca| ca.as_bytes().to_vec()),
+                    },
+                )
+            }
+            _ => redis::Client::open(self.info.clone()),
+        };
+        built.map_err(|e| StoreError::bad_argument(format!("invalid connection settings: {e}")))
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
+struct RawOptions {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    path: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    db: Option<i64>,
+    tls: Option<RawTls>,
+    connect_timeout: Option<f64>,
+    command_timeout: Option<f64>,
+    max_pending: Option<f64>,
+    /// Settings copied from a node-redis or ioredis client: `{flavor, options}`.
+    client: Option<RawClient>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum RawTls {
+    Flag(bool),
+    Settings(RawTlsSettings),
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
+struct RawTlsSettings {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    reject_unauthorized: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RawClient {
+    flavor: String,
+    options: Value,
+}
+
+fn str_field(v: &Value, name: &str) -> Option<String> {
+    match v.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int_field(v: &Value, name: &str) -> Option<i64> {
+    match v.get(name)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn tls_field(v: Option<&Value>) -> Option<RawTls> {
+    match v? {
+        Value::Bool(b) => Some(RawTls::Flag(*b)),
+        obj @ Value::Object(_) => Some(RawTls::Settings(RawTlsSettings {
+            ca: str_field(obj, "ca"),
+            cert: str_field(obj, "cert"),
+            key: str_field(obj, "key"),
+            reject_unauthorized: obj.get("rejectUnauthorized").and_then(Value::as_bool),
+        })),
+        _ => None,
+    }
+}
+
+/// Maps a client's own option object onto ours. node-redis keeps the socket under `socket` and
+/// the database as `database`; ioredis keeps everything flat with `db`.
+fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
+    let o = &client.options;
+    match client.flavor.as_str() {
+        "node-redis" => {
+            let socket = o.get("socket").cloned().unwrap_or(Value::Null);
+            let mut tls = tls_field(socket.get("tls"));
+            if matches!(tls, Some(RawTls::Flag(true))) {
+                // node-redis puts the TLS material beside `tls: true` on the socket.
+                tls = tls_field(Some(&socket)).map(|t| match t {
+                    RawTls::Settings(s) => RawTls::Settings(s),
+                    flag => flag,
+                });
+            }
+            Ok(RawOptions {
+                url: str_field(o, "url"),
+                host: str_field(&socket, "host"),
+                port: int_field(&socket, "port").map(|p| p as u16),
+                path: str_field(&socket, "path"),
+                username: str_field(o, "username"),
+                password: str_field(o, "password"),
+                db: int_field(o, "database"),
+                tls,
+                ..RawOptions::default()
+            })
+        }
+        "ioredis" => Ok(RawOptions {
+            host: str_field(o, "host"),
+            port: int_field(o, "port").map(|p| p as u16),
+            path: str_field(o, "path"),
+            username: str_field(o, "username"),
+            password: str_field(o, "password"),
+            db: int_field(o, "db"),
+            tls: tls_field(o.get("tls")),
+            ..RawOptions::default()
+        }),
+        other => Err(StoreError::bad_argument(format!(
+            "unsupported client flavor {other:?}: pass a node-redis or ioredis client, or a url"
+        ))),
+    }
+}
+
+fn millis(value: Option<f64>, default: u64, name: &str) -> StoreResult<Duration> {
+    match value {
+        None => Ok(Duration::from_millis(default)),
+        Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 86_400_000.0 => {
+            Ok(Duration::from_millis(ms.ceil() as u64))
+        }
+        Some(ms) => Err(StoreError::bad_argument(format!(
+            "{name} must be a positive number of milliseconds, got {ms}"
+        ))),
+    }
+}
+
+/// Parses the JSON options object that the JS layer passes to the native store.
+pub fn parse(json: &str) -> StoreResult<ConnectionSpec> {
+    let raw: RawOptions = serde_json::from_str(json)
+        .map_err(|e| StoreError::bad_argument(format!("invalid store options: {e}")))?;
+    resolve(raw)
+}
+
+fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
+    let connect_timeout = millis(
+        raw.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT_MS,
+        "connectTimeout",
+    )?;
+    let command_timeout = millis(
+        raw.command_timeout,
+        DEFAULT_COMMAND_TIMEOUT_MS,
+        "commandTimeout",
+    )?;
+    let max_pending = match raw.max_pending {
+        None => DEFAULT_MAX_PENDING,
+        Some(n) if n.is_finite() && n >= 1.0 => n as usize,
+        Some(n) => {
+            return Err(StoreError::bad_argument(format!(
+                "maxPending must be at least 1, got {n}"
+            )))
+        }
+    };
+
+    let base = match &raw.client {
+        Some(client) => client_options(client)?,
+        None => RawOptions::default(),
+    };
+    let merged = RawOptions {
+        url: raw.url.or(base.url),
+        host: raw.host.or(base.host),
+        port: raw.port.or(base.port),
+        path: raw.path.or(base.path),
+        username: raw.username.or(base.username),
+        password: raw.password.or(base.password),
+        db: raw.db.or(base.db),
+        tls: raw.tls.or(base.tls),
+        ..RawOptions::default()
+    };
+
+    let topology = if merged.url.as_deref().is_some_and(is_memory_url) {
+        Topology::Memory
+    } else {
+        Topology::Standalone(endpoint(merged)?)
+    };
+    Ok(ConnectionSpec {
+        topology,
+        connect_timeout,
+        command_timeout,
+        max_pending,
+    })
+}
+
+fn is_memory_url(url: &str) -> bool {
+    url == "memory://" || url == "memory:" || url.starts_with("memory://")
+}
+
+fn endpoint(o: RawOptions) -> StoreResult<Endpoint> {
+    let from_url = match &o.url {
+        Some(url) => {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(StoreError::bad_argument(format!(
+                    "unsupported url {:?}: use redis://, rediss:// or memory://",
+                    redact(url)
+                )));
+            }
+            Some(url.as_str().into_connection_info().map_err(|e| {
+                StoreError::bad_argument(format!("invalid url {:?}: {e}", redact(url)))
+            })?)
+        }
+        None => None,
+    };
+    let url_tls = o.url.as_deref().is_some_and(|u| u.starts_with("rediss://"));
+
+    let tls = match o.tls {
+        Some(RawTls::Flag(false)) => None,
+        Some(RawTls::Flag(true)) => Some(TlsSettings {
+            reject_unauthorized: true,
+            ..TlsSettings::default()
+        }),
+        Some(RawTls::Settings(s)) => Some(TlsSettings {
+            ca: s.ca,
+            cert: s.cert,
+            key: s.key,
+            reject_unauthorized: s.reject_unauthorized.unwrap_or(true),
+        }),
+        None if url_tls => Some(TlsSettings {
+            reject_unauthorized: true,
+            ..TlsSettings::default()
+        }),
+        None => None,
+    };
+
+    let (url_host, url_port, url_settings) = match &from_url {
+        Some(info) => {
+            let (host, port) = match info.addr() {
+                ConnectionAddr::Tcp(h, p) => (Some(h.clone()), Some(*p)),
+                ConnectionAddr::TcpTls { host, port, .. } => (Some(host.clone()), Some(*port)),
+                _ => (None, None),
+            };
+            (host, port, Some(info.redis_settings().clone()))
+        }
+        None => (None, None, None),
+    };
+
+    let addr = if let Some(path) = o.path {
+        ConnectionAddr::Unix(path.into())
+    } else if let Some(ConnectionAddr::Unix(p)) = from_url.as_ref().map(|i| i.addr()) {
+        ConnectionAddr::Unix(p.clone())
+    } else {
+        let host = o.host.or(url_host).unwrap_or_else(|| "127.0.0.1".into());
+        let port = o.port.or(url_port).unwrap_or(6379);
+        if port == 0 {
+            return Err(StoreError::bad_argument("port must be between 1 and 65535"));
+        }
+        match &tls {
+            Some(t) => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: !t.reject_unauthorized,
+                tls_params: None,
+            },
+            None => ConnectionAddr::Tcp(host, port),
+        }
+    };
+
+    let mut settings = url_settings.unwrap_or_default();
+    if let Some(user) = o.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(pass) = o.password {
+        settings = settings.set_password(pass);
+    }
+    if let Some(db) = o.db {
+        if !(0..=1_000_000).contains(&db) {
+            return Err(StoreError::bad_argument(format!("db must be >= 0, got {db}")));
+        }
+        settings = settings.set_db(db);
+    }
+    let info = addr
+        .into_connection_info()
+        .map_err(|e| StoreError::bad_argument(e.to_string()))?
+        .set_redis_settings(settings);
+    Ok(Endpoint { info, tls })
+}
+
+/// A URL with its password replaced, fit for an error message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standalone(json: &str) -> Endpoint {
+        match parse(json).unwrap().topology {
+            Topology::Standalone(e) => e,
+            other => panic!("expected standalone, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_options_mean_local_default() {
+        let e = standalone("{}");
+        assert_eq!(e.info.addr().to_string(), "127.0.0.1:6379");
+        assert!(e.tls.is_none());
+        let spec = parse("{}").unwrap();
+        assert_eq!(spec.command_timeout, Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS));
+    }
+
+    #[test]
+    fn url_carries_credentials_and_db() {
+        let e = standalone(r#"{"url":"redis://alice:s3cret@10.1.2.3:6400/4"}"#);
+        assert_eq!(e.info.addr().to_string(), "10.1.2.3:6400");
+        let r = e.info.redis_settings();
+        assert_eq!(r.username(), Some("alice"));
+        assert_eq!(r.password(), Some("s3cret"));
+        assert_eq!(r.db(), 4);
+    }
+
+    #[test]
+    fn rediss_turns_tls_on() {
+        let e = standalone(r#"{"url":"rediss://cache.example:6380"}"#);
+        assert!(matches!(e.info.addr(), ConnectionAddr::TcpTls { insecure: false, .. }));
+        assert!(e.tls.unwrap().reject_unauthorized);
+    }
+
+    #[test]
+    fn memory_url() {
+        assert!(matches!(parse(r#"{"url":"memory://"}"#).unwrap().topology, Topology::Memory));
+    }
+
+    #[test]
+    fn node_redis_client_settings() {
+        let e = standalone(
+            r#"{"client":{"flavor":"node-redis","options":{"socket":{"host":"h1","port":7001,"tls":false},"username":"u","password":"p","database":3}}}"#,
+        );
+        assert_eq!(e.info.addr().to_string(), "h1:7001");
+        assert_eq!(e.info.redis_settings().db(), 3);
+        assert_eq!(e.info.redis_settings().username(), Some("u"));
+    }
+
+    #[test]
+    fn ioredis_client_settings() {
+        let e = standalone(
+            r#"{"client":{"flavor":"ioredis","options":{"host":"h2","port":7002,"db":2,"password":"pw","tls":{"rejectUnauthorized":false}}}}"#,
+        );
+        assert!(matches!(e.info.addr(), ConnectionAddr::TcpTls { insecure: true, .. }));
+        assert_eq!(e.info.redis_settings().db(), 2);
+        assert_eq!(e.info.redis_settings().password(), Some("pw"));
+    }
+
+    #[test]
+    fn explicit_options_override_client() {
+        let e = standalone(
+            r#"{"url":"redis://other:6000","client":{"flavor":"ioredis","options":{"host":"h2","port":7002}}}"#,
+        );
+        assert_eq!(e.info.addr().to_string(), "other:6000");
+    }
+
+    #[test]
+    fn bad_input_is_a_bad_argument() {
+        for json in [
+            "not json",
+            r#"{"url":"http://x"}"#,
+            r#"{"url":"redis://"}"#,
+            r#"{"commandTimeout":-1}"#,
+            r#"{"connectTimeout":"soon"}"#,
+            r#"{"client":{"flavor":"memcached","options":{}}}"#,
+            r#"{"maxPending":0}"#,
+            r#"{"db":-2}"#,
+        ] {
+            let err = parse(json).expect_err(json);
+            assert_eq!(err.kind, crate::error::ErrorKind::BadArgument, "{json}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_password() {
+        assert_eq!(redact("redis://u:pw@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

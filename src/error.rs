@@ -1,0 +1,121 @@
+//! Error kinds of the store. Each kind has a stable `code` that reaches JS as `err.code`.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Redis cannot be reached, or the connection dropped mid-call.
+    NotConnected,
+    /// The call did not settle within `commandTimeout`.
+    Timeout,
+    /// The caller passed something the store cannot use.
+    BadArgument,
+    /// Redis answered with an error.
+    Redis,
+    /// A key holds a value of another Redis type (`WRONGTYPE`).
+    WrongType,
+    /// Too many calls are waiting; the store sheds load instead of growing without bound.
+    Overloaded,
+    /// The store was closed.
+    Closed,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotConnected => "ERR_NOT_CONNECTED",
+            ErrorKind::Timeout => "ERR_TIMEOUT",
+            ErrorKind::BadArgument => "ERR_BAD_ARGUMENT",
+            ErrorKind::Redis => "ERR_REDIS",
+            ErrorKind::WrongType => "ERR_WRONG_TYPE",
+            ErrorKind::Overloaded => "ERR_OVERLOADED",
+            ErrorKind::Closed => "ERR_CLOSED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_argument(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadArgument, message)
+    }
+
+    pub fn timeout(after: std::time::Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            format!("no reply from Redis within {} ms", after.as_millis()),
+        )
+    }
+
+    /// True when the error says the server is out of reach, as opposed to a bad reply.
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotConnected)
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(err: redis::RedisError) -> Self {
+        let kind = if err.is_timeout() {
+            ErrorKind::Timeout
+        } else if err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+        {
+            ErrorKind::NotConnected
+        } else if err.code() == Some("WRONGTYPE") {
+            ErrorKind::WrongType
+        } else {
+            ErrorKind::Redis
+        };
+        StoreError::new(kind, err.to_string())
+    }
+}
+
+impl From<redis::ServerError> for StoreError {
+    fn from(err: redis::ServerError) -> Self {
+        StoreError::from(redis::RedisError::from(err))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(ErrorKind::NotConnected.code(), "ERR_NOT_CONNECTED");
+        assert_eq!(ErrorKind::Timeout.code(), "ERR_TIMEOUT");
+        assert_eq!(ErrorKind::BadArgument.code(), "ERR_BAD_ARGUMENT");
+        assert_eq!(ErrorKind::Redis.code(), "ERR_REDIS");
+    }
+
+    #[test]
+    fn io_errors_mean_not_connected() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = StoreError::from(redis::RedisError::from(io));
+        assert_eq!(err.kind, ErrorKind::NotConnected);
+        assert!(err.is_connection_loss());
+    }
+}

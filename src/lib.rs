@@ -1,0 +1,278 @@
+//! napi exports only: JS calls in, replies and events out. No session logic lives here.
+
+#![deny(clippy::all)]
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod runtime;
+pub mod session;
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+use backend::Reply;
+use error::StoreError;
+use session::{Delivery, LinkEvent, Request, SessionCore};
+
+/// One call from JS. `op` picks the request; the other fields are its arguments.
+#[napi(object)]
+pub struct Call {
+    pub id: u32,
+    pub op: u32,
+    pub key: String,
+    pub value: Option<String>,
+    pub num: Option<f64>,
+    pub keys: Option<Vec<String>>,
+}
+
+/// Op codes shared with `lib/native.js`.
+mod op {
+    pub const GET: u32 = 1;
+    pub const SET: u32 = 2;
+    pub const SET_UNTIL: u32 = 3;
+    pub const TOUCH: u32 = 4;
+    pub const DESTROY: u32 = 5;
+    pub const COUNT: u32 = 6;
+    pub const IDS: u32 = 7;
+    pub const ENTRIES: u32 = 8;
+    pub const CLEAR: u32 = 9;
+}
+
+fn scan_count(num: Option<f64>) -> usize {
+    num.filter(|n| n.is_finite() && *n >= 1.0)
+        .map(|n| n.min(1_000_000.0) as usize)
+        .unwrap_or(100)
+}
+
+fn whole_seconds(num: Option<f64>) -> std::result::Result<i64, StoreError> {
+    match num {
+        Some(n) if n.is_finite() => Ok(n.ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
+        Some(n) => Err(StoreError::bad_argument(format!("ttl must be a finite number, got {n}"))),
+        None => Err(StoreError::bad_argument("ttl is required")),
+    }
+}
+
+fn to_request(call: Call) -> std::result::Result<Request, StoreError> {
+    let Call {
+        op, key, value, num, keys, ..
+    } = call;
+    let value_or_err = |value: Option<String>| {
+        value.ok_or_else(|| StoreError::bad_argument("a value to store is required"))
+    };
+    Ok(match op {
+        op::GET => Request::Get { key },
+        op::SET => Request::Set {
+            key,
+            value: value_or_err(value)?,
+            ttl: match num {
+                None => None,
+                some => Some(whole_seconds(some)?),
+            },
+        },
+        op::SET_UNTIL => Request::SetUntil {
+            key,
+            value: value_or_err(value)?,
+            at: whole_seconds(num)?,
+        },
+        op::TOUCH => Request::Touch {
+            key,
+            ttl: whole_seconds(num)?,
+        },
+        op::DESTROY => Request::Destroy {
+            keys: keys.unwrap_or_else(|| vec![key]),
+        },
+        op::COUNT => Request::Count {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::IDS => Request::Ids {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::ENTRIES => Request::Entries {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::CLEAR => Request::Clear {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        other => return Err(StoreError::bad_argument(format!("unknown operation {other}"))),
+    })
+}
+
+/// A delivery on its way into JS: replies become `[id, value, id, value, …]`, events become
+/// `["connect"]` or `["disconnect", reason]`.
+pub struct JsDelivery(Delivery);
+
+unsafe fn reply_to_js(env: sys::napi_env, reply: Reply) -> Result<sys::napi_value> {
+    unsafe {
+        match reply {
+            Reply::Nil => Null::to_napi_value(env, Null),
+            Reply::Int(n) => f64::to_napi_value(env, n as f64),
+            Reply::Text(s) => String::to_napi_value(env, s),
+            Reply::List(items) => Vec::<Option<String>>::to_napi_value(env, items),
+            Reply::Error(e) => {
+                napi::Error::<&'static str>::to_napi_value(env, napi::Error::new(e.kind.code(), e.message))
+            }
+        }
+    }
+}
+
+impl ToNapiValue for JsDelivery {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        unsafe {
+            let mut items: Vec<sys::napi_value> = Vec::new();
+            match val.0 {
+                Delivery::Replies(replies) => {
+                    items.reserve(replies.len() * 2);
+                    for (id, reply) in replies {
+                        items.push(u32::to_napi_value(env, id)?);
+                        items.push(reply_to_js(env, reply)?);
+                    }
+                }
+                Delivery::Event(LinkEvent::Connect) => {
+                    items.push(String::to_napi_value(env, "connect".into())?);
+                }
+                Delivery::Event(LinkEvent::Disconnect(reason)) => {
+                    items.push(String::to_napi_value(env, "disconnect".into())?);
+                    items.push(String::to_napi_value(env, reason)?);
+                }
+            }
+            let mut array = std::ptr::null_mut();
+            check_status!(sys::napi_create_array_with_length(env, items.len(), &mut array))?;
+            for (i, item) in items.into_iter().enumerate() {
+                check_status!(sys::napi_set_element(env, array, i as u32, item))?;
+            }
+            Ok(array)
+        }
+    }
+}
+
+type Waker = ThreadsafeFunction<Delivery, (), JsDelivery, Status, false, true>;
+
+/// Keeps the Node event loop alive exactly while calls are in flight: the wake-up function is
+/// created weak and is ref'd from the first call until the last reply has reached JS.
+struct Hold {
+    waker: Arc<Waker>,
+    in_flight: Cell<usize>,
+    held: Cell<bool>,
+}
+
+impl Hold {
+    fn set(&self, env: sys::napi_env, hold: bool) {
+        if self.held.get() == hold {
+            return;
+        }
+        let raw = self.waker.handle.get_raw();
+        let status = unsafe {
+            if hold {
+                sys::napi_ref_threadsafe_function(env, raw)
+            } else {
+                sys::napi_unref_threadsafe_function(env, raw)
+            }
+        };
+        if status == sys::Status::napi_ok {
+            self.held.set(hold);
+        }
+    }
+}
+
+#[napi]
+pub struct NativeStore {
+    core: Option<SessionCore>,
+    hold: Arc<HoldCell>,
+}
+
+/// `Hold` is touched only on the JS thread; the wrapper lets the waker's callback share it.
+struct HoldCell(std::sync::OnceLock<Hold>);
+// SAFETY: the inner cells are read and written only on the JS thread (in `submit` and in the
+// waker's JS callback); other threads only clone the `Arc`.
+unsafe impl Send for HoldCell {}
+unsafe impl Sync for HoldCell {}
+
+fn to_napi_err(e: StoreError) -> napi::Error {
+    napi::Error::new(Status::InvalidArg, format!("{}: {}", e.kind.code(), e.message))
+}
+
+#[napi]
+impl NativeStore {
+    /// `options` is the JSON of the connection options; `onDelivery` receives replies and
+    /// connection events.
+    #[napi(constructor)]
+    pub fn new(options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
+        let spec = config::parse(&options).map_err(to_napi_err)?;
+        let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
+        let hold_in_cb = hold.clone();
+        let waker: Waker = on_delivery
+            .build_threadsafe_function::<Delivery>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |ctx| {
+                if let (Some(h), Delivery::Replies(r)) = (hold_in_cb.0.get(), &ctx.value) {
+                    let left = h.in_flight.get().saturating_sub(r.len());
+                    h.in_flight.set(left);
+                    if left == 0 {
+                        h.set(ctx.env.raw(), false);
+                    }
+                }
+                Ok(JsDelivery(ctx.value))
+            })?;
+        let waker = Arc::new(waker);
+        let _ = hold.0.set(Hold {
+            waker: waker.clone(),
+            in_flight: Cell::new(0),
+            held: Cell::new(false),
+        });
+        let sink_waker = waker.clone();
+        let sink: session::Sink = Arc::new(move |d| {
+            sink_waker.call(d, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        let core = SessionCore::open(spec, sink).map_err(to_napi_err)?;
+        Ok(NativeStore {
+            core: Some(core),
+            hold,
+        })
+    }
+
+    /// Starts a batch of calls. Replies come back through `onDelivery`, never synchronously.
+    #[napi]
+    pub fn submit(&self, env: Env, calls: Vec<Call>) -> Result<()> {
+        let Some(core) = &self.core else {
+            return Err(napi::Error::new(Status::GenericFailure, "ERR_CLOSED: the store is closed"));
+        };
+        let mut requests = Vec::with_capacity(calls.len());
+        let mut refused = Vec::new();
+        for call in calls {
+            let id = call.id;
+            match to_request(call) {
+                Ok(r) => requests.push((id, r)),
+                Err(e) => refused.push((id, Reply::Error(e))),
+            }
+        }
+        if let Some(h) = self.hold.0.get() {
+            h.in_flight.set(h.in_flight.get() + requests.len() + refused.len());
+            h.set(env.raw(), true);
+            if !refused.is_empty() {
+                h.waker
+                    .call(Delivery::Replies(refused), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        }
+        core.submit(requests);
+        Ok(())
+    }
+
+    /// Stops new calls; calls in flight still settle. The connection closes once they have.
+    #[napi]
+    pub fn close(&mut self) {
+        if let Some(core) = self.core.take() {
+            core.close();
+        }
+    }
+}

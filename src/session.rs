@@ -1,0 +1,518 @@
+//! The operations every adapter needs, run against whichever backend the spec names. Calls
+//! arrive in batches from JS; the simple ones in a batch share one round trip.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Command, Expiry, Reply};
+use crate::config::ConnectionSpec;
+use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::runtime;
+
+/// Keys deleted or fetched per round trip in bulk operations.
+const BULK_CHUNK: usize = 500;
+/// How often an idle healthy connection is checked.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// One call from an adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Get {
+        key: String,
+    },
+    /// Writes `value`; `ttl` in seconds, `None` for no expiry. A TTL of zero or less deletes.
+    Set {
+        key: String,
+        value: String,
+        ttl: Option<i64>,
+    },
+    /// Writes `value` to expire at an absolute UNIX time in seconds; a past time deletes.
+    SetUntil {
+        key: String,
+        value: String,
+        at: i64,
+    },
+    Touch {
+        key: String,
+        ttl: i64,
+    },
+    Destroy {
+        keys: Vec<String>,
+    },
+    Count {
+        prefix: String,
+        scan_count: usize,
+    },
+    /// The keys under `prefix`, with the prefix removed.
+    Ids {
+        prefix: String,
+        scan_count: usize,
+    },
+    /// `[id, value, id, value, …]` for every live key under `prefix`.
+    Entries {
+        prefix: String,
+        scan_count: usize,
+    },
+    Clear {
+        prefix: String,
+        scan_count: usize,
+    },
+}
+
+impl Request {
+    /// The single command this request needs, if it is that simple.
+    fn as_command(&self) -> Option<Command> {
+        Some(match self {
+            Request::Get { key } => Command::Get(key.clone()),
+            Request::Set { key, value, ttl } => match ttl {
+                None => Command::Set {
+                    key: key.clone(),
+                    value: value.clone(),
+                    expiry: Expiry::Never,
+                },
+                Some(t) if *t > 0 => Command::Set {
+                    key: key.clone(),
+                    value: value.clone(),
+                    expiry: Expiry::In(*t as u64),
+                },
+                Some(_) => Command::Del(vec![key.clone()]),
+            },
+            Request::SetUntil { key, value, at } => {
+                if *at <= unix_now() {
+                    Command::Del(vec![key.clone()])
+                } else {
+                    Command::Set {
+                        key: key.clone(),
+                        value: value.clone(),
+                        expiry: Expiry::At(*at as u64),
+                    }
+                }
+            }
+            Request::Touch { key, ttl } => Command::Expire {
+                key: key.clone(),
+                seconds: *ttl,
+            },
+            Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys.clone()),
+            _ => return None,
+        })
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkEvent {
+    Connect,
+    Disconnect(String),
+}
+
+/// What the core hands back to its host: replies keyed by call id, or a connection event.
+#[derive(Debug)]
+pub enum Delivery {
+    Replies(Vec<(u32, Reply)>),
+    Event(LinkEvent),
+}
+
+pub type Sink = Arc<dyn Fn(Delivery) + Send + Sync>;
+
+const STATE_UNKNOWN: u8 = 0;
+const STATE_UP: u8 = 1;
+const STATE_DOWN: u8 = 2;
+
+struct Inner {
+    backend: Backend,
+    spec: ConnectionSpec,
+    sink: Sink,
+    state: AtomicU8,
+    pending: AtomicUsize,
+    closed: AtomicBool,
+    /// Milliseconds since `born` of the last reply that proved the connection alive.
+    last_ok: AtomicU64,
+    born: Instant,
+}
+
+/// A store's core: one backend, one connection, and the calls in flight on it.
+pub struct SessionCore {
+    inner: Arc<Inner>,
+}
+
+impl SessionCore {
+    pub fn open(spec: ConnectionSpec, sink: Sink) -> StoreResult<SessionCore> {
+        let _guard = runtime::get().enter();
+        let backend = Backend::open(&spec)?;
+        let remote = backend.is_remote();
+        let inner = Arc::new(Inner {
+            backend,
+            spec,
+            sink,
+            state: AtomicU8::new(if remote { STATE_UNKNOWN } else { STATE_UP }),
+            pending: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            last_ok: AtomicU64::new(0),
+            born: Instant::now(),
+        });
+        if remote {
+            runtime::get().spawn(watch_health(Arc::downgrade(&inner)));
+        }
+        Ok(SessionCore { inner })
+    }
+
+    /// Starts the calls and returns at once; replies arrive through the sink.
+    pub fn submit(&self, calls: Vec<(u32, Request)>) {
+        if calls.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        let refusal = if inner.closed.load(Ordering::Acquire) {
+            Some(StoreError::new(ErrorKind::Closed, "the store is closed"))
+        } else if inner.state.load(Ordering::Acquire) == STATE_DOWN {
+            Some(StoreError::new(
+                ErrorKind::NotConnected,
+                "Redis is unreachable; the store is reconnecting",
+            ))
+        } else if inner.pending.load(Ordering::Acquire) + calls.len() > inner.spec.max_pending {
+            Some(StoreError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "more than {} calls are waiting on Redis",
+                    inner.spec.max_pending
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(err) = refusal {
+            let replies = calls
+                .into_iter()
+                .map(|(id, _)| (id, Reply::Error(err.clone())))
+                .collect();
+            (inner.sink)(Delivery::Replies(replies));
+            return;
+        }
+
+        inner.pending.fetch_add(calls.len(), Ordering::AcqRel);
+        let mut simple_ids = Vec::with_capacity(calls.len());
+        let mut simple = Vec::with_capacity(calls.len());
+        for (id, request) in calls {
+            match request.as_command() {
+                Some(c) => {
+                    simple_ids.push(id);
+                    simple.push(c);
+                }
+                None => {
+                    let inner = inner.clone();
+                    runtime::get().spawn(async move {
+                        let reply = match run_bulk(&inner, request).await {
+                            Ok(r) => r,
+                            Err(e) => Reply::Error(e),
+                        };
+                        inner.finish(vec![(id, reply)]);
+                    });
+                }
+            }
+        }
+        if !simple.is_empty() {
+            let inner = inner.clone();
+            runtime::get().spawn(async move {
+                let result = inner.round_trip(&simple, true).await;
+                let replies = match result {
+                    Ok(replies) => simple_ids.into_iter().zip(replies).collect(),
+                    Err(e) => simple_ids
+                        .into_iter()
+                        .map(|id| (id, Reply::Error(e.clone())))
+                        .collect(),
+                };
+                inner.finish(replies);
+            });
+        }
+    }
+
+    /// Stops accepting calls and drops the connection once calls in flight have settled.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for SessionCore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    fn finish(&self, replies: Vec<(u32, Reply)>) {
+        self.pending.fetch_sub(replies.len(), Ordering::AcqRel);
+        (self.sink)(Delivery::Replies(replies));
+    }
+
+    /// One trip to the backend, bounded by `commandTimeout`, that also tracks whether the
+    /// connection is up.
+    async fn round_trip(&self, commands: &[Command], bounded: bool) -> StoreResult<Vec<Reply>> {
+        let limit = self.spec.command_timeout;
+        let result = if bounded {
+            match tokio::time::timeout(limit, self.backend.execute(commands)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::timeout(limit)),
+            }
+        } else {
+            self.backend.execute(commands).await
+        };
+        self.observe(&result);
+        result
+    }
+
+    fn observe<T>(&self, result: &StoreResult<T>) {
+        if !self.backend.is_remote() {
+            return;
+        }
+        match result {
+            Ok(_) => {
+                self.last_ok
+                    .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if self.state.swap(STATE_UP, Ordering::AcqRel) != STATE_UP {
+                    (self.sink)(Delivery::Event(LinkEvent::Connect));
+                }
+            }
+            Err(e) if e.is_connection_loss() => {
+                if self.state.swap(STATE_DOWN, Ordering::AcqRel) != STATE_DOWN {
+                    (self.sink)(Delivery::Event(LinkEvent::Disconnect(e.message.clone())));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn scan(&self, prefix: &str, scan_count: usize) -> StoreResult<Vec<String>> {
+        let result = self.backend.scan_prefix(prefix, scan_count).await;
+        self.observe(&result);
+        result
+    }
+}
+
+fn first_reply(replies: Vec<Reply>) -> Reply {
+    replies.into_iter().next().unwrap_or(Reply::Nil)
+}
+
+async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
+    match request {
+        Request::Destroy { keys } => {
+            let mut deleted = 0;
+            for chunk in keys.chunks(BULK_CHUNK) {
+                match first_reply(inner.round_trip(&[Command::Del(chunk.to_vec())], true).await?) {
+                    Reply::Int(n) => deleted += n,
+                    Reply::Error(e) => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(Reply::Int(deleted))
+        }
+        Request::Count { prefix, scan_count } => {
+            Ok(Reply::Int(inner.scan(&prefix, scan_count).await?.len() as i64))
+        }
+        Request::Ids { prefix, scan_count } => {
+            let keys = inner.scan(&prefix, scan_count).await?;
+            Ok(Reply::List(
+                keys.into_iter()
+                    .map(|k| Some(k[prefix.len()..].to_string()))
+                    .collect(),
+            ))
+        }
+        Request::Entries { prefix, scan_count } => {
+            let keys = inner.scan(&prefix, scan_count).await?;
+            let mut out = Vec::with_capacity(keys.len() * 2);
+            for chunk in keys.chunks(BULK_CHUNK) {
+                let values = match first_reply(
+                    inner
+                        .round_trip(&[Command::MGet(chunk.to_vec())], true)
+                        .await?,
+                ) {
+                    Reply::List(v) => v,
+                    Reply::Error(e) => return Err(e),
+                    other => {
+                        return Err(StoreError::new(
+                            ErrorKind::Redis,
+                            format!("unexpected MGET reply {other:?}"),
+                        ))
+                    }
+                };
+                for (key, value) in chunk.iter().zip(values) {
+                    // A key that expired between SCAN and MGET is skipped.
+                    if let Some(v) = value {
+                        out.push(Some(key[prefix.len()..].to_string()));
+                        out.push(Some(v));
+                    }
+                }
+            }
+            Ok(Reply::List(out))
+        }
+        Request::Clear { prefix, scan_count } => {
+            let keys = inner.scan(&prefix, scan_count).await?;
+            let mut deleted = 0;
+            for chunk in keys.chunks(BULK_CHUNK) {
+                if let Reply::Int(n) =
+                    first_reply(inner.round_trip(&[Command::Del(chunk.to_vec())], true).await?)
+                {
+                    deleted += n;
+                }
+            }
+            Ok(Reply::Int(deleted))
+        }
+        simple => {
+            let command = simple
+                .as_command()
+                .expect("every request that is not bulk maps to one command");
+            Ok(first_reply(inner.round_trip(&[command], true).await?))
+        }
+    }
+}
+
+/// Keeps the connection's state current: pings an idle connection so a drop is noticed, and
+/// retries a lost one with backoff so the store reconnects by itself.
+async fn watch_health(weak: std::sync::Weak<Inner>) {
+    let mut retry = RETRY_MIN;
+    let mut first = true;
+    loop {
+        let wait = {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+            if first {
+                Duration::ZERO
+            } else if inner.state.load(Ordering::Acquire) == STATE_DOWN {
+                retry
+            } else {
+                IDLE_CHECK
+            }
+        };
+        first = false;
+        tokio::time::sleep(wait).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let state = inner.state.load(Ordering::Acquire);
+        let since_ok = inner.born.elapsed().as_millis() as u64 - inner.last_ok.load(Ordering::Relaxed);
+        if state == STATE_UP && since_ok < IDLE_CHECK.as_millis() as u64 {
+            continue;
+        }
+        let limit = inner.spec.connect_timeout.min(inner.spec.command_timeout.max(RETRY_MAX));
+        let result = match tokio::time::timeout(limit, inner.backend.execute(&[Command::Ping])).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::timeout(limit)),
+        };
+        inner.observe(&result);
+        retry = if result.is_ok() {
+            RETRY_MIN
+        } else {
+            (retry * 2).min(RETRY_MAX)
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn memory_core() -> (SessionCore, mpsc::Receiver<Delivery>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let sink: Sink = Arc::new(move |d| {
+            let _ = tx.lock().unwrap().send(d);
+        });
+        let spec = crate::config::parse(r#"{"url":"memory://"}"#).unwrap();
+        (SessionCore::open(spec, sink).unwrap(), rx)
+    }
+
+    fn call(core: &SessionCore, rx: &mpsc::Receiver<Delivery>, request: Request) -> Reply {
+        core.submit(vec![(7, request)]);
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Delivery::Replies(mut r) => {
+                assert_eq!(r.len(), 1);
+                let (id, reply) = r.pop().unwrap();
+                assert_eq!(id, 7);
+                reply
+            }
+            Delivery::Event(e) => panic!("unexpected event {e:?}"),
+        }
+    }
+
+    #[test]
+    fn set_get_touch_destroy() {
+        let (core, rx) = memory_core();
+        let set = Request::Set {
+            key: "sess:a".into(),
+            value: "{}".into(),
+            ttl: Some(60),
+        };
+        assert_eq!(call(&core, &rx, set), Reply::Text("OK".into()));
+        assert_eq!(
+            call(&core, &rx, Request::Get { key: "sess:a".into() }),
+            Reply::Text("{}".into())
+        );
+        assert_eq!(
+            call(&core, &rx, Request::Touch { key: "sess:a".into(), ttl: 10 }),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            call(&core, &rx, Request::Destroy { keys: vec!["sess:a".into()] }),
+            Reply::Int(1)
+        );
+        assert_eq!(call(&core, &rx, Request::Get { key: "sess:a".into() }), Reply::Nil);
+    }
+
+    #[test]
+    fn zero_ttl_and_past_expiry_delete() {
+        let (core, rx) = memory_core();
+        for (key, request) in [
+            ("k1", Request::Set { key: "k1".into(), value: "v".into(), ttl: Some(0) }),
+            ("k2", Request::SetUntil { key: "k2".into(), value: "v".into(), at: unix_now() - 5 }),
+        ] {
+            call(&core, &rx, Request::Set { key: key.into(), value: "old".into(), ttl: None });
+            call(&core, &rx, request);
+            assert_eq!(call(&core, &rx, Request::Get { key: key.into() }), Reply::Nil);
+        }
+    }
+
+    #[test]
+    fn bulk_operations_stay_inside_prefix() {
+        let (core, rx) = memory_core();
+        for i in 0..1200 {
+            call(&core, &rx, Request::Set { key: format!("p:{i}"), value: format!("{i}"), ttl: Some(60) });
+        }
+        call(&core, &rx, Request::Set { key: "other".into(), value: "x".into(), ttl: None });
+        assert_eq!(call(&core, &rx, Request::Count { prefix: "p:".into(), scan_count: 100 }), Reply::Int(1200));
+        let Reply::List(entries) = call(&core, &rx, Request::Entries { prefix: "p:".into(), scan_count: 100 }) else {
+            panic!("entries must be a list")
+        };
+        assert_eq!(entries.len(), 2400);
+        assert_eq!(entries[0].as_deref().unwrap().parse::<u32>().unwrap().to_string(), entries[1].clone().unwrap());
+        assert_eq!(call(&core, &rx, Request::Clear { prefix: "p:".into(), scan_count: 100 }), Reply::Int(1200));
+        assert_eq!(call(&core, &rx, Request::Count { prefix: "p:".into(), scan_count: 100 }), Reply::Int(0));
+        assert_eq!(call(&core, &rx, Request::Get { key: "other".into() }), Reply::Text("x".into()));
+    }
+
+    #[test]
+    fn closed_core_refuses() {
+        let (core, rx) = memory_core();
+        core.close();
+        match call(&core, &rx, Request::Get { key: "x".into() }) {
+            Reply::Error(e) => assert_eq!(e.kind, ErrorKind::Closed),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
