@@ -1,7 +1,16 @@
 'use strict'
 // express-session store with connect-redis's options, defaults, keys and stored values.
 
-const { Store } = require('express-session')
+const { EventEmitter } = require('node:events')
+
+// express-session is a peer dependency: when it is absent (Lucia, Curveball or unstorage users)
+// the store is still an EventEmitter, which is all express-session's Store adds to a store.
+let Store
+try {
+  Store = require('express-session').Store
+} catch {
+  Store = EventEmitter
+}
 const { Link, OP, checkId } = require('./native.js')
 
 function settle(promise, cb) {

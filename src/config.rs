@@ -26,7 +26,7 @@ pub struct ConnectionSpec {
 #[derive(Clone, Debug)]
 pub enum Topology {
     Memory,
-    Standalone(Endpoint),
+    Standalone(Box<Endpoint>),
 }
 
 /// One Redis server: where it is, how to log in, and the TLS material if any.
@@ -226,6 +226,8 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
     };
 
     let base = match &raw.client {
+        // A url of our own names the whole server, so nothing of the client's is kept.
+        Some(_) if raw.url.is_some() => RawOptions::default(),
         Some(client) => client_options(client)?,
         None => RawOptions::default(),
     };
@@ -244,7 +246,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
     let topology = if merged.url.as_deref().is_some_and(is_memory_url) {
         Topology::Memory
     } else {
-        Topology::Standalone(endpoint(merged)?)
+        Topology::Standalone(Box::new(endpoint(merged)?))
     };
     Ok(ConnectionSpec {
         topology,
@@ -340,7 +342,9 @@ fn endpoint(o: RawOptions) -> StoreResult<Endpoint> {
     }
     if let Some(db) = o.db {
         if !(0..=1_000_000).contains(&db) {
-            return Err(StoreError::bad_argument(format!("db must be >= 0, got {db}")));
+            return Err(StoreError::bad_argument(format!(
+                "db must be >= 0, got {db}"
+            )));
         }
         settings = settings.set_db(db);
     }
@@ -376,7 +380,7 @@ mod tests {
 
     fn standalone(json: &str) -> Endpoint {
         match parse(json).unwrap().topology {
-            Topology::Standalone(e) => e,
+            Topology::Standalone(e) => *e,
             other => panic!("expected standalone, got {other:?}"),
         }
     }
@@ -387,7 +391,10 @@ mod tests {
         assert_eq!(e.info.addr().to_string(), "127.0.0.1:6379");
         assert!(e.tls.is_none());
         let spec = parse("{}").unwrap();
-        assert_eq!(spec.command_timeout, Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS));
+        assert_eq!(
+            spec.command_timeout,
+            Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS)
+        );
     }
 
     #[test]
@@ -403,13 +410,22 @@ mod tests {
     #[test]
     fn rediss_turns_tls_on() {
         let e = standalone(r#"{"url":"rediss://cache.example:6380"}"#);
-        assert!(matches!(e.info.addr(), ConnectionAddr::TcpTls { insecure: false, .. }));
+        assert!(matches!(
+            e.info.addr(),
+            ConnectionAddr::TcpTls {
+                insecure: false,
+                ..
+            }
+        ));
         assert!(e.tls.unwrap().reject_unauthorized);
     }
 
     #[test]
     fn memory_url() {
-        assert!(matches!(parse(r#"{"url":"memory://"}"#).unwrap().topology, Topology::Memory));
+        assert!(matches!(
+            parse(r#"{"url":"memory://"}"#).unwrap().topology,
+            Topology::Memory
+        ));
     }
 
     #[test]
@@ -427,7 +443,10 @@ mod tests {
         let e = standalone(
             r#"{"client":{"flavor":"ioredis","options":{"host":"h2","port":7002,"db":2,"password":"pw","tls":{"rejectUnauthorized":false}}}}"#,
         );
-        assert!(matches!(e.info.addr(), ConnectionAddr::TcpTls { insecure: true, .. }));
+        assert!(matches!(
+            e.info.addr(),
+            ConnectionAddr::TcpTls { insecure: true, .. }
+        ));
         assert_eq!(e.info.redis_settings().db(), 2);
         assert_eq!(e.info.redis_settings().password(), Some("pw"));
     }

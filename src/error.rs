@@ -77,10 +77,7 @@ impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
         let kind = if err.is_timeout() {
             ErrorKind::Timeout
-        } else if err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-        {
+        } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
             ErrorKind::NotConnected
         } else if err.code() == Some("WRONGTYPE") {
             ErrorKind::WrongType

@@ -53,14 +53,21 @@ fn scan_count(num: Option<f64>) -> usize {
 fn whole_seconds(num: Option<f64>) -> std::result::Result<i64, StoreError> {
     match num {
         Some(n) if n.is_finite() => Ok(n.ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
-        Some(n) => Err(StoreError::bad_argument(format!("ttl must be a finite number, got {n}"))),
+        Some(n) => Err(StoreError::bad_argument(format!(
+            "ttl must be a finite number, got {n}"
+        ))),
         None => Err(StoreError::bad_argument("ttl is required")),
     }
 }
 
 fn to_request(call: Call) -> std::result::Result<Request, StoreError> {
     let Call {
-        op, key, value, num, keys, ..
+        op,
+        key,
+        value,
+        num,
+        keys,
+        ..
     } = call;
     let value_or_err = |value: Option<String>| {
         value.ok_or_else(|| StoreError::bad_argument("a value to store is required"))
@@ -103,7 +110,11 @@ fn to_request(call: Call) -> std::result::Result<Request, StoreError> {
             prefix: key,
             scan_count: scan_count(num),
         },
-        other => return Err(StoreError::bad_argument(format!("unknown operation {other}"))),
+        other => {
+            return Err(StoreError::bad_argument(format!(
+                "unknown operation {other}"
+            )))
+        }
     })
 }
 
@@ -118,9 +129,10 @@ unsafe fn reply_to_js(env: sys::napi_env, reply: Reply) -> Result<sys::napi_valu
             Reply::Int(n) => f64::to_napi_value(env, n as f64),
             Reply::Text(s) => String::to_napi_value(env, s),
             Reply::List(items) => Vec::<Option<String>>::to_napi_value(env, items),
-            Reply::Error(e) => {
-                napi::Error::<&'static str>::to_napi_value(env, napi::Error::new(e.kind.code(), e.message))
-            }
+            Reply::Error(e) => napi::Error::<&'static str>::to_napi_value(
+                env,
+                napi::Error::new(e.kind.code(), e.message),
+            ),
         }
     }
 }
@@ -146,7 +158,11 @@ impl ToNapiValue for JsDelivery {
                 }
             }
             let mut array = std::ptr::null_mut();
-            check_status!(sys::napi_create_array_with_length(env, items.len(), &mut array))?;
+            check_status!(sys::napi_create_array_with_length(
+                env,
+                items.len(),
+                &mut array
+            ))?;
             for (i, item) in items.into_iter().enumerate() {
                 check_status!(sys::napi_set_element(env, array, i as u32, item))?;
             }
@@ -198,7 +214,10 @@ unsafe impl Send for HoldCell {}
 unsafe impl Sync for HoldCell {}
 
 fn to_napi_err(e: StoreError) -> napi::Error {
-    napi::Error::new(Status::InvalidArg, format!("{}: {}", e.kind.code(), e.message))
+    napi::Error::new(
+        Status::InvalidArg,
+        format!("{}: {}", e.kind.code(), e.message),
+    )
 }
 
 #[napi]
@@ -245,7 +264,10 @@ impl NativeStore {
     #[napi]
     pub fn submit(&self, env: Env, calls: Vec<Call>) -> Result<()> {
         let Some(core) = &self.core else {
-            return Err(napi::Error::new(Status::GenericFailure, "ERR_CLOSED: the store is closed"));
+            return Err(napi::Error::new(
+                Status::GenericFailure,
+                "ERR_CLOSED: the store is closed",
+            ));
         };
         let mut requests = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
@@ -257,11 +279,14 @@ impl NativeStore {
             }
         }
         if let Some(h) = self.hold.0.get() {
-            h.in_flight.set(h.in_flight.get() + requests.len() + refused.len());
+            h.in_flight
+                .set(h.in_flight.get() + requests.len() + refused.len());
             h.set(env.raw(), true);
             if !refused.is_empty() {
-                h.waker
-                    .call(Delivery::Replies(refused), ThreadsafeFunctionCallMode::NonBlocking);
+                h.waker.call(
+                    Delivery::Replies(refused),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
             }
         }
         core.submit(requests);

@@ -310,7 +310,11 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
         Request::Destroy { keys } => {
             let mut deleted = 0;
             for chunk in keys.chunks(BULK_CHUNK) {
-                match first_reply(inner.round_trip(&[Command::Del(chunk.to_vec())], true).await?) {
+                match first_reply(
+                    inner
+                        .round_trip(&[Command::Del(chunk.to_vec())], true)
+                        .await?,
+                ) {
                     Reply::Int(n) => deleted += n,
                     Reply::Error(e) => return Err(e),
                     _ => {}
@@ -318,9 +322,9 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             }
             Ok(Reply::Int(deleted))
         }
-        Request::Count { prefix, scan_count } => {
-            Ok(Reply::Int(inner.scan(&prefix, scan_count).await?.len() as i64))
-        }
+        Request::Count { prefix, scan_count } => Ok(Reply::Int(
+            inner.scan(&prefix, scan_count).await?.len() as i64,
+        )),
         Request::Ids { prefix, scan_count } => {
             let keys = inner.scan(&prefix, scan_count).await?;
             Ok(Reply::List(
@@ -361,9 +365,11 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             let keys = inner.scan(&prefix, scan_count).await?;
             let mut deleted = 0;
             for chunk in keys.chunks(BULK_CHUNK) {
-                if let Reply::Int(n) =
-                    first_reply(inner.round_trip(&[Command::Del(chunk.to_vec())], true).await?)
-                {
+                if let Reply::Int(n) = first_reply(
+                    inner
+                        .round_trip(&[Command::Del(chunk.to_vec())], true)
+                        .await?,
+                ) {
                     deleted += n;
                 }
             }
@@ -404,16 +410,20 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
             return;
         }
         let state = inner.state.load(Ordering::Acquire);
-        let since_ok = inner.born.elapsed().as_millis() as u64 - inner.last_ok.load(Ordering::Relaxed);
+        let since_ok =
+            inner.born.elapsed().as_millis() as u64 - inner.last_ok.load(Ordering::Relaxed);
         if state == STATE_UP && since_ok < IDLE_CHECK.as_millis() as u64 {
             continue;
         }
-        let limit = inner.spec.connect_timeout.min(inner.spec.command_timeout.max(RETRY_MAX));
-        let result = match tokio::time::timeout(limit, inner.backend.execute(&[Command::Ping])).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::timeout(limit)),
-        };
+        let limit = inner
+            .spec
+            .connect_timeout
+            .min(inner.spec.command_timeout.max(RETRY_MAX));
+        let result =
+            match tokio::time::timeout(limit, inner.backend.execute(&[Command::Ping])).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::timeout(limit)),
+            };
         inner.observe(&result);
         retry = if result.is_ok() {
             RETRY_MIN
@@ -461,30 +471,83 @@ mod tests {
         };
         assert_eq!(call(&core, &rx, set), Reply::Text("OK".into()));
         assert_eq!(
-            call(&core, &rx, Request::Get { key: "sess:a".into() }),
+            call(
+                &core,
+                &rx,
+                Request::Get {
+                    key: "sess:a".into()
+                }
+            ),
             Reply::Text("{}".into())
         );
         assert_eq!(
-            call(&core, &rx, Request::Touch { key: "sess:a".into(), ttl: 10 }),
+            call(
+                &core,
+                &rx,
+                Request::Touch {
+                    key: "sess:a".into(),
+                    ttl: 10
+                }
+            ),
             Reply::Int(1)
         );
         assert_eq!(
-            call(&core, &rx, Request::Destroy { keys: vec!["sess:a".into()] }),
+            call(
+                &core,
+                &rx,
+                Request::Destroy {
+                    keys: vec!["sess:a".into()]
+                }
+            ),
             Reply::Int(1)
         );
-        assert_eq!(call(&core, &rx, Request::Get { key: "sess:a".into() }), Reply::Nil);
+        assert_eq!(
+            call(
+                &core,
+                &rx,
+                Request::Get {
+                    key: "sess:a".into()
+                }
+            ),
+            Reply::Nil
+        );
     }
 
     #[test]
     fn zero_ttl_and_past_expiry_delete() {
         let (core, rx) = memory_core();
         for (key, request) in [
-            ("k1", Request::Set { key: "k1".into(), value: "v".into(), ttl: Some(0) }),
-            ("k2", Request::SetUntil { key: "k2".into(), value: "v".into(), at: unix_now() - 5 }),
+            (
+                "k1",
+                Request::Set {
+                    key: "k1".into(),
+                    value: "v".into(),
+                    ttl: Some(0),
+                },
+            ),
+            (
+                "k2",
+                Request::SetUntil {
+                    key: "k2".into(),
+                    value: "v".into(),
+                    at: unix_now() - 5,
+                },
+            ),
         ] {
-            call(&core, &rx, Request::Set { key: key.into(), value: "old".into(), ttl: None });
+            call(
+                &core,
+                &rx,
+                Request::Set {
+                    key: key.into(),
+                    value: "old".into(),
+                    ttl: None,
+                },
+            );
             call(&core, &rx, request);
-            assert_eq!(call(&core, &rx, Request::Get { key: key.into() }), Reply::Nil);
+            assert_eq!(
+                call(&core, &rx, Request::Get { key: key.into() }),
+                Reply::Nil
+            );
         }
     }
 
@@ -492,18 +555,88 @@ mod tests {
     fn bulk_operations_stay_inside_prefix() {
         let (core, rx) = memory_core();
         for i in 0..1200 {
-            call(&core, &rx, Request::Set { key: format!("p:{i}"), value: format!("{i}"), ttl: Some(60) });
+            call(
+                &core,
+                &rx,
+                Request::Set {
+                    key: format!("p:{i}"),
+                    value: format!("{i}"),
+                    ttl: Some(60),
+                },
+            );
         }
-        call(&core, &rx, Request::Set { key: "other".into(), value: "x".into(), ttl: None });
-        assert_eq!(call(&core, &rx, Request::Count { prefix: "p:".into(), scan_count: 100 }), Reply::Int(1200));
-        let Reply::List(entries) = call(&core, &rx, Request::Entries { prefix: "p:".into(), scan_count: 100 }) else {
+        call(
+            &core,
+            &rx,
+            Request::Set {
+                key: "other".into(),
+                value: "x".into(),
+                ttl: None,
+            },
+        );
+        assert_eq!(
+            call(
+                &core,
+                &rx,
+                Request::Count {
+                    prefix: "p:".into(),
+                    scan_count: 100
+                }
+            ),
+            Reply::Int(1200)
+        );
+        let Reply::List(entries) = call(
+            &core,
+            &rx,
+            Request::Entries {
+                prefix: "p:".into(),
+                scan_count: 100,
+            },
+        ) else {
             panic!("entries must be a list")
         };
         assert_eq!(entries.len(), 2400);
-        assert_eq!(entries[0].as_deref().unwrap().parse::<u32>().unwrap().to_string(), entries[1].clone().unwrap());
-        assert_eq!(call(&core, &rx, Request::Clear { prefix: "p:".into(), scan_count: 100 }), Reply::Int(1200));
-        assert_eq!(call(&core, &rx, Request::Count { prefix: "p:".into(), scan_count: 100 }), Reply::Int(0));
-        assert_eq!(call(&core, &rx, Request::Get { key: "other".into() }), Reply::Text("x".into()));
+        assert_eq!(
+            entries[0]
+                .as_deref()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap()
+                .to_string(),
+            entries[1].clone().unwrap()
+        );
+        assert_eq!(
+            call(
+                &core,
+                &rx,
+                Request::Clear {
+                    prefix: "p:".into(),
+                    scan_count: 100
+                }
+            ),
+            Reply::Int(1200)
+        );
+        assert_eq!(
+            call(
+                &core,
+                &rx,
+                Request::Count {
+                    prefix: "p:".into(),
+                    scan_count: 100
+                }
+            ),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            call(
+                &core,
+                &rx,
+                Request::Get {
+                    key: "other".into()
+                }
+            ),
+            Reply::Text("x".into())
+        );
     }
 
     #[test]

@@ -272,10 +272,7 @@ mod tests {
             Command::SMembers("s".into()),
         ]);
         assert_eq!(r[0], Reply::Int(2));
-        assert_eq!(
-            r[1],
-            Reply::List(vec![Some("x".into()), Some("y".into())])
-        );
+        assert_eq!(r[1], Reply::List(vec![Some("x".into()), Some("y".into())]));
         assert!(matches!(&r[2], Reply::Error(e) if e.kind == ErrorKind::WrongType));
         assert_eq!(r[4], Reply::List(vec![]));
     }

@@ -68,9 +68,7 @@ impl Backend {
     pub fn open(spec: &ConnectionSpec) -> StoreResult<Backend> {
         Ok(match &spec.topology {
             Topology::Memory => Backend::Memory(Memory::new()),
-            Topology::Standalone(endpoint) => {
-                Backend::Standalone(Standalone::new(endpoint, spec)?)
-            }
+            Topology::Standalone(endpoint) => Backend::Standalone(Standalone::new(endpoint, spec)?),
         })
     }
 

@@ -1,0 +1,53 @@
+'use strict'
+// The embedded memory:// backend behaves like Redis for every store operation.
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+const { RedisStore } = require('..')
+const { sleep } = require('./support/redis.js')
+
+describe('memory://', () => {
+  it('runs the store lifecycle without Redis', async () => {
+    const s = new RedisStore({ url: 'memory://' })
+    try {
+      await s.set('a', { cookie: {}, n: 1 })
+      await s.set('b', { cookie: {}, n: 2 })
+      assert.deepEqual(await s.get('a'), { cookie: {}, n: 1 })
+      assert.equal(await s.length(), 2)
+      assert.deepEqual((await s.ids()).sort(), ['a', 'b'])
+      assert.deepEqual((await s.all()).map((x) => x.id).sort(), ['a', 'b'])
+      await s.destroy('a')
+      assert.equal(await s.get('a'), null)
+      await s.clear()
+      assert.equal(await s.length(), 0)
+    } finally {
+      s.close()
+    }
+  })
+
+  it('expires sessions at their TTL', async () => {
+    const s = new RedisStore({ url: 'memory://', ttl: 1 })
+    try {
+      await s.set('short', { cookie: {} })
+      assert.notEqual(await s.get('short'), null)
+      await sleep(1100)
+      assert.equal(await s.get('short'), null)
+      assert.equal(await s.length(), 0)
+      await s.set('gone', { cookie: { expires: new Date(Date.now() - 1000) } })
+      assert.equal(await s.get('gone'), null)
+    } finally {
+      s.close()
+    }
+  })
+
+  it('keeps two stores apart', async () => {
+    const a = new RedisStore({ url: 'memory://' })
+    const b = new RedisStore({ url: 'memory://' })
+    try {
+      await a.set('x', { cookie: {} })
+      assert.equal(await b.get('x'), null)
+    } finally {
+      a.close()
+      b.close()
+    }
+  })
+})

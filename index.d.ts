@@ -1,0 +1,95 @@
+import { EventEmitter } from 'node:events'
+import { SessionData, Store } from 'express-session'
+
+/** Every Error the store produces carries one of these codes. */
+export type ErrorCode =
+  | 'ERR_NOT_CONNECTED'
+  | 'ERR_TIMEOUT'
+  | 'ERR_BAD_ARGUMENT'
+  | 'ERR_REDIS'
+  | 'ERR_WRONG_TYPE'
+  | 'ERR_OVERLOADED'
+  | 'ERR_CLOSED'
+
+export interface StoreError extends Error {
+  code: ErrorCode
+}
+
+export interface TlsOptions {
+  ca?: string | Buffer | Array<string | Buffer>
+  cert?: string | Buffer
+  key?: string | Buffer
+  servername?: string
+  rejectUnauthorized?: boolean
+}
+
+/** How to reach Redis. With none of these, the store connects to redis://127.0.0.1:6379. */
+export interface ConnectionOptions {
+  /** `redis://`, `rediss://` (TLS) or `memory://` (embedded, in-process). */
+  url?: string
+  /** A node-redis (v4/v5) or ioredis client whose settings are copied; it is never used for commands. */
+  client?: unknown
+  host?: string
+  port?: number
+  path?: string
+  username?: string
+  password?: string
+  db?: number
+  tls?: boolean | TlsOptions
+  /** Milliseconds allowed to open a connection. Default 5000. */
+  connectTimeout?: number
+  /** Milliseconds within which every call settles. Default 3000. */
+  commandTimeout?: number
+  /** Calls allowed in flight before new ones fail fast with ERR_OVERLOADED. Default 10000. */
+  maxPending?: number
+}
+
+export interface Serializer {
+  parse(s: string): SessionData | Promise<SessionData>
+  stringify(s: SessionData): string
+}
+
+export interface RedisStoreOptions extends ConnectionOptions {
+  /** Key prefix. Default `"sess:"`. */
+  prefix?: string
+  /** SCAN COUNT hint for bulk operations. Default 100. */
+  scanCount?: number
+  /** Default: the global `JSON`. */
+  serializer?: Serializer
+  /** Seconds, or a function of the session. Default 86400; the cookie's expiry wins when set. */
+  ttl?: number | ((sess: SessionData) => number)
+  disableTTL?: boolean
+  disableTouch?: boolean
+}
+
+type Callback = (err?: unknown, data?: any) => any
+
+/** An express-session store with connect-redis's options, keys and stored values. */
+export declare class RedisStore extends Store {
+  client: unknown
+  prefix: string
+  scanCount: number
+  serializer: Serializer
+  ttl: number | ((sess: SessionData) => number)
+  disableTTL: boolean
+  disableTouch: boolean
+  constructor(opts?: RedisStoreOptions)
+  get(sid: string, cb?: Callback): Promise<any>
+  set(sid: string, sess: SessionData, cb?: Callback): Promise<any>
+  touch(sid: string, sess: SessionData, cb?: Callback): Promise<any>
+  destroy(sid: string, cb?: Callback): Promise<any>
+  clear(cb?: Callback): Promise<any>
+  length(cb?: Callback): Promise<any>
+  ids(cb?: Callback): Promise<any>
+  all(cb?: Callback): Promise<any>
+  /** Seconds the session should live. */
+  getTTL(sess: SessionData): number
+  /** Releases the connection; calls in flight still settle. */
+  close(): void
+  on(event: 'connect', listener: () => void): this
+  on(event: 'disconnect', listener: (reason: string) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+export default RedisStore
+export type { EventEmitter }
