@@ -5,7 +5,24 @@
 
 const { NativeStore } = require('../native.js')
 
-const OP = { GET: 1, SET: 2, SET_UNTIL: 3, TOUCH: 4, DESTROY: 5, COUNT: 6, IDS: 7, ENTRIES: 8, CLEAR: 9 }
+const OP = {
+  GET: 1,
+  SET: 2,
+  SET_UNTIL: 3,
+  TOUCH: 4,
+  DESTROY: 5,
+  COUNT: 6,
+  IDS: 7,
+  ENTRIES: 8,
+  CLEAR: 9,
+  EXISTS: 10,
+  MGET: 11,
+  INDEXED_SET: 12,
+  INDEXED_DELETE: 13,
+  INDEX_READ: 14,
+  INDEX_DROP: 15,
+  PRUNE_INDEXES: 16,
+}
 
 // Calls made in one tick are handed to Rust together, at most this many per native call:
 // measured best against larger and smaller caps.
@@ -64,12 +81,21 @@ function clientSettings(client) {
   return { flavor, options: picked }
 }
 
-/** Our connection options (`url`, timeouts, …) plus, optionally, an existing client's settings. */
+/**
+ * Our connection options (`url`, timeouts, …) plus, optionally, an existing client's settings
+ * (`client`) or node-redis `createClient` options (`clientOptions`).
+ */
 function connectionOptions(opts = {}) {
   const out = pick(opts, CONNECTION_KEYS)
   if ('tls' in out) out.tls = plainTls(out.tls)
   if (opts.client) out.client = clientSettings(opts.client)
+  else if (opts.clientOptions) out.client = clientSettings({ options: opts.clientOptions })
   return out
+}
+
+/** True for a node-redis or ioredis client, as opposed to a plain options object. */
+function isClient(x) {
+  return !!x && typeof x === 'object' && !!x.options && (typeof x.connect === 'function' || typeof x.sendCommand === 'function')
 }
 
 function badArgument(message) {
@@ -175,4 +201,4 @@ class Link {
   }
 }
 
-module.exports = { Link, OP, checkId, badArgument, connectionOptions, clientSettings }
+module.exports = { Link, OP, checkId, badArgument, connectionOptions, clientSettings, isClient }

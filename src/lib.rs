@@ -42,6 +42,13 @@ mod op {
     pub const IDS: u32 = 7;
     pub const ENTRIES: u32 = 8;
     pub const CLEAR: u32 = 9;
+    pub const EXISTS: u32 = 10;
+    pub const MGET: u32 = 11;
+    pub const INDEXED_SET: u32 = 12;
+    pub const INDEXED_DELETE: u32 = 13;
+    pub const INDEX_READ: u32 = 14;
+    pub const INDEX_DROP: u32 = 15;
+    pub const PRUNE_INDEXES: u32 = 16;
 }
 
 fn scan_count(num: Option<f64>) -> usize {
@@ -58,6 +65,14 @@ fn whole_seconds(num: Option<f64>) -> std::result::Result<i64, StoreError> {
         ))),
         None => Err(StoreError::bad_argument("ttl is required")),
     }
+}
+
+fn extra<const N: usize>(
+    keys: Option<Vec<String>>,
+) -> std::result::Result<[String; N], StoreError> {
+    keys.unwrap_or_default()
+        .try_into()
+        .map_err(|_| StoreError::bad_argument(format!("this operation takes {N} extra strings")))
 }
 
 fn to_request(call: Call) -> std::result::Result<Request, StoreError> {
@@ -108,6 +123,44 @@ fn to_request(call: Call) -> std::result::Result<Request, StoreError> {
         },
         op::CLEAR => Request::Clear {
             prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::EXISTS => Request::Exists { key },
+        op::MGET => Request::MGet {
+            keys: keys.unwrap_or_default(),
+        },
+        // Index operations take their extra strings in `keys`, in the order documented on
+        // each request.
+        op::INDEXED_SET => {
+            let [index_key, member] = extra(keys)?;
+            Request::IndexedSet {
+                key,
+                value: value_or_err(value)?,
+                at: whole_seconds(num)?,
+                index_key,
+                member,
+            }
+        }
+        op::INDEXED_DELETE => {
+            let [member, index_prefix, field] = extra(keys)?;
+            Request::IndexedDelete {
+                key,
+                member,
+                index_prefix,
+                field,
+            }
+        }
+        op::INDEX_READ => Request::IndexRead {
+            index_key: key,
+            key_prefix: value_or_err(value)?,
+        },
+        op::INDEX_DROP => Request::IndexDrop {
+            index_key: key,
+            key_prefix: value_or_err(value)?,
+        },
+        op::PRUNE_INDEXES => Request::PruneIndexes {
+            index_prefix: key,
+            key_prefix: value_or_err(value)?,
             scan_count: scan_count(num),
         },
         other => {

@@ -60,6 +60,48 @@ pub enum Request {
         prefix: String,
         scan_count: usize,
     },
+    Exists {
+        key: String,
+    },
+    /// The values at `keys`, `None` where missing.
+    MGet {
+        keys: Vec<String>,
+    },
+    /// Writes `value` at `key` until the UNIX time `at` and adds `member` to the set at
+    /// `index_key`, in one round trip and atomically. A past `at` removes both instead.
+    IndexedSet {
+        key: String,
+        value: String,
+        at: i64,
+        index_key: String,
+        member: String,
+    },
+    /// Deletes the JSON value at `key` and removes `member` from the set
+    /// `index_prefix + value[field]`. A missing key is not an error.
+    IndexedDelete {
+        key: String,
+        member: String,
+        index_prefix: String,
+        field: String,
+    },
+    /// The live values of the members of the set at `index_key` (each stored at
+    /// `key_prefix + member`); members whose value has expired are removed from the set.
+    IndexRead {
+        index_key: String,
+        key_prefix: String,
+    },
+    /// Deletes every value the set at `index_key` points to, and the set.
+    IndexDrop {
+        index_key: String,
+        key_prefix: String,
+    },
+    /// Walks every set under `index_prefix` and removes members whose value has expired.
+    /// Replies with the number of members removed.
+    PruneIndexes {
+        index_prefix: String,
+        key_prefix: String,
+        scan_count: usize,
+    },
 }
 
 impl Request {
@@ -96,6 +138,10 @@ impl Request {
                 seconds: *ttl,
             },
             Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys.clone()),
+            Request::Exists { key } => Command::Exists(key.clone()),
+            Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {
+                Command::MGet(keys.clone())
+            }
             _ => return None,
         })
     }
@@ -273,6 +319,17 @@ impl Inner {
         result
     }
 
+    async fn round_trip_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
+        let limit = self.spec.command_timeout;
+        let result = match tokio::time::timeout(limit, self.backend.execute_atomic(commands)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::timeout(limit)),
+        };
+        self.observe(&result);
+        result
+    }
+
     fn observe<T>(&self, result: &StoreResult<T>) {
         if !self.backend.is_remote() {
             return;
@@ -375,12 +432,191 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             }
             Ok(Reply::Int(deleted))
         }
+        Request::MGet { keys } => {
+            let mut out = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(BULK_CHUNK) {
+                out.extend(mget(inner, chunk.to_vec()).await?);
+            }
+            Ok(Reply::List(out))
+        }
+        Request::IndexedSet {
+            key,
+            value,
+            at,
+            index_key,
+            member,
+        } => {
+            let commands = if at <= unix_now() {
+                vec![
+                    Command::Del(vec![key]),
+                    Command::SRem {
+                        key: index_key,
+                        members: vec![member],
+                    },
+                ]
+            } else {
+                vec![
+                    Command::Set {
+                        key,
+                        value,
+                        expiry: Expiry::At(at as u64),
+                    },
+                    Command::SAdd {
+                        key: index_key,
+                        members: vec![member],
+                    },
+                ]
+            };
+            let replies = inner.round_trip_atomic(&commands).await?;
+            match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
+                Some(Reply::Error(e)) => Err(e),
+                _ => Ok(Reply::Nil),
+            }
+        }
+        Request::IndexedDelete {
+            key,
+            member,
+            index_prefix,
+            field,
+        } => {
+            let stored =
+                match first_reply(inner.round_trip(&[Command::Get(key.clone())], true).await?) {
+                    Reply::Text(s) => s,
+                    Reply::Error(e) => return Err(e),
+                    _ => return Ok(Reply::Int(0)),
+                };
+            let owner = json_field(&stored, &field);
+            let mut commands = vec![Command::Del(vec![key])];
+            if let Some(owner) = owner {
+                commands.push(Command::SRem {
+                    key: format!("{index_prefix}{owner}"),
+                    members: vec![member],
+                });
+            }
+            let replies = inner.round_trip_atomic(&commands).await?;
+            match replies.into_iter().next() {
+                Some(Reply::Error(e)) => Err(e),
+                Some(Reply::Int(n)) => Ok(Reply::Int(n)),
+                _ => Ok(Reply::Int(0)),
+            }
+        }
+        Request::IndexRead {
+            index_key,
+            key_prefix,
+        } => Ok(Reply::List(
+            read_index(inner, &index_key, &key_prefix)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        )),
+        Request::IndexDrop {
+            index_key,
+            key_prefix,
+        } => {
+            let members = smembers(inner, &index_key).await?;
+            let mut deleted = 0;
+            let mut keys: Vec<String> =
+                members.iter().map(|m| format!("{key_prefix}{m}")).collect();
+            keys.push(index_key);
+            for chunk in keys.chunks(BULK_CHUNK) {
+                if let Reply::Int(n) = first_reply(
+                    inner
+                        .round_trip(&[Command::Del(chunk.to_vec())], true)
+                        .await?,
+                ) {
+                    deleted += n;
+                }
+            }
+            Ok(Reply::Int(deleted))
+        }
+        Request::PruneIndexes {
+            index_prefix,
+            key_prefix,
+            scan_count,
+        } => {
+            let mut removed = 0;
+            for index_key in inner.scan(&index_prefix, scan_count).await? {
+                let before = smembers(inner, &index_key).await?.len();
+                let live = read_index(inner, &index_key, &key_prefix).await?.len();
+                removed += before.saturating_sub(live) as i64;
+            }
+            Ok(Reply::Int(removed))
+        }
         simple => {
             let command = simple
                 .as_command()
                 .expect("every request that is not bulk maps to one command");
             Ok(first_reply(inner.round_trip(&[command], true).await?))
         }
+    }
+}
+
+async fn mget(inner: &Inner, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {
+    match first_reply(inner.round_trip(&[Command::MGet(keys)], true).await?) {
+        Reply::List(v) => Ok(v),
+        Reply::Error(e) => Err(e),
+        other => Err(StoreError::new(
+            ErrorKind::Redis,
+            format!("unexpected MGET reply {other:?}"),
+        )),
+    }
+}
+
+async fn smembers(inner: &Inner, index_key: &str) -> StoreResult<Vec<String>> {
+    match first_reply(
+        inner
+            .round_trip(&[Command::SMembers(index_key.to_string())], true)
+            .await?,
+    ) {
+        Reply::List(v) => Ok(v.into_iter().flatten().collect()),
+        Reply::Error(e) => Err(e),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Live values of an index's members; members whose value is gone are removed from the set.
+async fn read_index(inner: &Inner, index_key: &str, key_prefix: &str) -> StoreResult<Vec<String>> {
+    let members = smembers(inner, index_key).await?;
+    let mut live = Vec::with_capacity(members.len());
+    let mut dead = Vec::new();
+    for chunk in members.chunks(BULK_CHUNK) {
+        let keys = chunk.iter().map(|m| format!("{key_prefix}{m}")).collect();
+        for (member, value) in chunk.iter().zip(mget(inner, keys).await?) {
+            match value {
+                Some(v) => live.push(v),
+                None => dead.push(member.clone()),
+            }
+        }
+    }
+    if !dead.is_empty() {
+        let reply = first_reply(
+            inner
+                .round_trip(
+                    &[Command::SRem {
+                        key: index_key.to_string(),
+                        members: dead,
+                    }],
+                    true,
+                )
+                .await?,
+        );
+        if let Reply::Error(e) = reply {
+            return Err(e);
+        }
+    }
+    Ok(live)
+}
+
+/// The string form of a top-level field of a JSON object, if it is a string or a number.
+fn json_field(json: &str, field: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(json)
+        .ok()?
+        .get(field)?
+    {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -637,6 +873,89 @@ mod tests {
             ),
             Reply::Text("x".into())
         );
+    }
+
+    #[test]
+    fn index_operations_prune_and_drop() {
+        let (core, rx) = memory_core();
+        let later = unix_now() + 3600;
+        for id in ["s1", "s2"] {
+            let r = call(
+                &core,
+                &rx,
+                Request::IndexedSet {
+                    key: format!("session:{id}"),
+                    value: format!(r#"{{"id":"{id}","user_id":"u1"}}"#),
+                    at: later,
+                    index_key: "user_sessions:u1".into(),
+                    member: id.into(),
+                },
+            );
+            assert_eq!(r, Reply::Nil);
+        }
+        // s2's value disappears behind the index's back.
+        call(
+            &core,
+            &rx,
+            Request::Destroy {
+                keys: vec!["session:s2".into()],
+            },
+        );
+        let Reply::List(live) = call(
+            &core,
+            &rx,
+            Request::IndexRead {
+                index_key: "user_sessions:u1".into(),
+                key_prefix: "session:".into(),
+            },
+        ) else {
+            panic!("index read gives a list")
+        };
+        assert_eq!(live.len(), 1);
+        assert!(live[0].as_deref().unwrap().contains("s1"));
+        let Reply::List(members) = call(
+            &core,
+            &rx,
+            Request::MGet {
+                keys: vec!["session:s1".into(), "nope".into()],
+            },
+        ) else {
+            panic!("mget gives a list")
+        };
+        assert_eq!(members[1], None);
+
+        let r = call(
+            &core,
+            &rx,
+            Request::IndexedDelete {
+                key: "session:s1".into(),
+                member: "s1".into(),
+                index_prefix: "user_sessions:".into(),
+                field: "user_id".into(),
+            },
+        );
+        assert_eq!(r, Reply::Int(1));
+        assert_eq!(
+            call(
+                &core,
+                &rx,
+                Request::Exists {
+                    key: "user_sessions:u1".into()
+                }
+            ),
+            Reply::Int(0)
+        );
+        let missing = call(
+            &core,
+            &rx,
+            Request::IndexedDelete {
+                key: "session:none".into(),
+                member: "none".into(),
+                index_prefix: "user_sessions:".into(),
+                field: "user_id".into(),
+            },
+        );
+        assert_eq!(missing, Reply::Int(0));
     }
 
     #[test]

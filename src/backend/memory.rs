@@ -187,6 +187,7 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             }
             Some(_) => wrong_type(),
         },
+        Command::Exists(key) => Reply::Int(live(t, key, now).is_some() as i64),
         Command::SMembers(key) => match live(t, key, now) {
             None => Reply::List(vec![]),
             Some(Entry {

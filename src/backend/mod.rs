@@ -45,6 +45,7 @@ pub enum Command {
         members: Vec<String>,
     },
     SMembers(String),
+    Exists(String),
     Ping,
 }
 
@@ -77,6 +78,14 @@ impl Backend {
     pub async fn execute(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
         match self {
             Backend::Standalone(b) => b.execute(commands).await,
+            Backend::Memory(b) => Ok(b.execute(commands)),
+        }
+    }
+
+    /// Runs the commands as one transaction (`MULTI`/`EXEC`), so all apply or none do.
+    pub async fn execute_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
+        match self {
+            Backend::Standalone(b) => b.execute_atomic(commands).await,
             Backend::Memory(b) => Ok(b.execute(commands)),
         }
     }

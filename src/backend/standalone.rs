@@ -40,6 +40,16 @@ impl Standalone {
         Ok(values.into_iter().map(value_to_reply).collect())
     }
 
+    pub async fn execute_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for c in commands {
+            add_command(&mut pipe, c);
+        }
+        let values: Vec<Value> = pipe.query_async(&mut self.manager.clone()).await?;
+        Ok(values.into_iter().map(value_to_reply).collect())
+    }
+
     pub async fn scan_prefix(&self, prefix: &str, count: usize) -> StoreResult<Vec<String>> {
         scan_node(&mut self.manager.clone(), prefix, count).await
     }
@@ -114,6 +124,9 @@ pub(super) fn add_command(pipe: &mut Pipeline, command: &Command) {
         }
         Command::SMembers(key) => {
             pipe.cmd("SMEMBERS").arg(key);
+        }
+        Command::Exists(key) => {
+            pipe.cmd("EXISTS").arg(key);
         }
     }
 }

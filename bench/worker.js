@@ -1,0 +1,87 @@
+'use strict'
+// One benchmark round for one store, in its own process so that CPU, RSS and JIT state are
+// its own. Prints one JSON line: per phase ops/s and CPU µs per op.
+const fs = require('node:fs')
+const { STORES } = require('./stores.js')
+
+const [name, url, opsArg, concArg] = process.argv.slice(2)
+const OPS = Number(opsArg) || 100_000
+const CONCURRENCY = Number(concArg) || 64
+const IDS = 10_000
+
+function session(i) {
+  return {
+    cookie: {
+      originalMaxAge: 86_400_000,
+      expires: new Date(Date.now() + 86_400_000).toISOString(),
+      secure: false,
+      httpOnly: true,
+      path: '/',
+      sameSite: 'lax',
+    },
+    userId: `user-${String(i).padStart(7, '0')}`,
+    csrfToken: 'b1946ac92492d2347c6235b4d2611184a8f3',
+    cart: [
+      { sku: 'SKU-1001', qty: 1, price: 19.99 },
+      { sku: 'SKU-2002', qty: 2, price: 5.5 },
+    ],
+    flash: [],
+  }
+}
+
+// utime + stime of the JS (main) thread, in µs, from the kernel's per-task accounting.
+const TICK_US = 1e6 / 100
+function jsThreadCpuUs() {
+  const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * TICK_US
+}
+function processCpuUs() {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
+
+async function phase(store, op, sessions) {
+  let next = 0
+  const t0 = process.hrtime.bigint()
+  const js0 = jsThreadCpuUs()
+  const all0 = processCpuUs()
+  async function lane() {
+    while (next < OPS) {
+      const i = next++
+      const sid = `bench-${i % IDS}`
+      if (op === 'set') await store.set(sid, sessions[i % IDS])
+      else if (op === 'get') await store.get(sid)
+      else if (op === 'touch') await store.touch(sid, sessions[i % IDS])
+      else await store.destroy(sid)
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, lane))
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  return {
+    opsPerSec: OPS / seconds,
+    jsCpuUsPerOp: (jsThreadCpuUs() - js0) / OPS,
+    processCpuUsPerOp: (processCpuUs() - all0) / OPS,
+  }
+}
+
+async function main() {
+  const { store, close } = await STORES[name](url)
+  const sessions = Array.from({ length: IDS }, (_, i) => session(i))
+  // Warm-up: JIT, connections, and the keys the get/touch phases read.
+  for (const op of ['set', 'get', 'touch']) {
+    await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => (op === 'get' ? store.get(`bench-${i}`) : store[op](`bench-${i}`, sessions[i]))),
+    )
+  }
+  const result = { name, sessionBytes: JSON.stringify(sessions[0]).length, phases: {} }
+  for (const op of ['set', 'get', 'touch', 'destroy']) result.phases[op] = await phase(store, op, sessions)
+  result.peakRssMb = process.resourceUsage().maxRSS / 1024
+  await close()
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})

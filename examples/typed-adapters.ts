@@ -1,0 +1,21 @@
+// Typed usage of the framework entry points; CI type-checks it with `tsc --strict --noEmit`.
+import { Lucia, type Adapter } from 'lucia3'
+import type { SessionStore } from '@curveball/session'
+import { createStorage } from 'unstorage'
+import { luciaAdapter, redis } from 'ferrisession/lucia'
+import { RedisStore as CurveballStore } from 'ferrisession/curveball'
+import ferrisessionDriver from 'ferrisession/unstorage'
+
+const users = new Map([['u1', { id: 'u1', attributes: {} }]])
+const adapter: Adapter = luciaAdapter({
+  url: process.env.REDIS_URL ?? 'memory://',
+  getUser: (id) => users.get(id) ?? null,
+})
+export const lucia = new Lucia(adapter)
+
+export const v2SessionAdapter = redis({ url: 'memory://' }, { session: 'sess', userSessions: 'user_sess' })
+
+const store: SessionStore = new CurveballStore({ clientOptions: { url: 'redis://127.0.0.1:6379' }, prefix: 'cb' })
+void store
+
+export const storage = createStorage({ driver: ferrisessionDriver({ base: 'app', url: 'memory://', ttl: 60 }) })

@@ -1,0 +1,65 @@
+import type { ConnectionOptions } from './index.js'
+
+export interface LuciaPrefixes {
+  /** Default `"session"`: sessions live at `session:<id>`. */
+  session?: string
+  /** Default `"user_sessions"`: a SET of session ids at `user_sessions:<userId>`. */
+  userSessions?: string
+}
+
+/** Lucia v2's `SessionSchema`. */
+export interface SessionSchemaV2 {
+  id: string
+  user_id: string
+  active_expires: number
+  idle_expires: number
+  [attribute: string]: unknown
+}
+
+export interface SessionAdapterV2 {
+  getSession(sessionId: string): Promise<SessionSchemaV2 | null>
+  getSessionsByUserId(userId: string): Promise<SessionSchemaV2[]>
+  setSession(session: SessionSchemaV2): Promise<void>
+  updateSession(sessionId: string, partialSession: Partial<SessionSchemaV2>): Promise<void>
+  deleteSession(sessionId: string): Promise<void>
+  deleteSessionsByUserId(userId: string): Promise<void>
+}
+
+/** Lucia v2 `InitializeAdapter<SessionAdapter>`; takes a node-redis/ioredis client or our connection options. */
+export declare function redis(clientOrOptions: unknown, prefixes?: LuciaPrefixes): (errorConstructor?: unknown) => SessionAdapterV2
+export declare const ioredis: typeof redis
+export default redis
+
+/** Lucia v3 `DatabaseSession`. */
+export interface DatabaseSession {
+  id: string
+  userId: string
+  expiresAt: Date
+  attributes: Record<string, any>
+}
+
+/** Lucia v3 `DatabaseUser`. */
+export interface DatabaseUser {
+  id: string
+  attributes: Record<string, any>
+}
+
+export interface LuciaAdapterOptions extends ConnectionOptions {
+  prefixes?: LuciaPrefixes
+  getUser(userId: string): DatabaseUser | null | Promise<DatabaseUser | null>
+}
+
+/** A full Lucia v3 `Adapter`. */
+export declare class LuciaAdapter {
+  constructor(opts: LuciaAdapterOptions)
+  getSessionAndUser(sessionId: string): Promise<[session: DatabaseSession | null, user: DatabaseUser | null]>
+  getUserSessions(userId: string): Promise<DatabaseSession[]>
+  setSession(session: DatabaseSession): Promise<void>
+  updateSessionExpiration(sessionId: string, expiresAt: Date): Promise<void>
+  deleteSession(sessionId: string): Promise<void>
+  deleteUserSessions(userId: string): Promise<void>
+  deleteExpiredSessions(): Promise<void>
+  close(): void
+}
+
+export declare function luciaAdapter(opts: LuciaAdapterOptions): LuciaAdapter

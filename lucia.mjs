@@ -1,0 +1,4 @@
+import cjs from './lib/lucia.js'
+
+export const { redis, ioredis, luciaAdapter, LuciaAdapter } = cjs
+export default cjs.redis

@@ -1,0 +1,3 @@
+import driver from './lib/unstorage.js'
+
+export default driver
