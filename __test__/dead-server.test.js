@@ -72,3 +72,53 @@ describe('a dead or lost server', () => {
     }
   })
 })
+
+describe('connections killed under load', () => {
+  it('settles every call with a value or a coded error, and recovers', async (t) => {
+    const redis = await startRedis()
+    const store = new RedisStore({ url: redis.url, commandTimeout: 1000 })
+    try {
+      await store.set('warm', { cookie: {} })
+      await sleep(300)
+      let ok = 0
+      let failed = 0
+      const codes = new Set()
+      const calls = []
+      for (let i = 0; i < 3000; i++) {
+        calls.push(
+          store.set(`k${i % 300}`, { cookie: {}, i }).then(
+            () => ok++,
+            (e) => {
+              failed++
+              codes.add(e.code)
+            },
+          ),
+        )
+        if (i === 1500) redis.cli('CLIENT', 'KILL', 'TYPE', 'normal')
+        if (i % 100 === 0) await sleep(1)
+      }
+      await within(Promise.all(calls), 5000, 'all calls settle')
+      assert.equal(ok + failed, 3000)
+      t.diagnostic(`CLIENT KILL under load: ${ok} calls resolved, ${failed} rejected (${[...codes].join(', ')})`)
+      assert.ok(ok > 0)
+      for (const code of codes) assert.ok(['ERR_NOT_CONNECTED', 'ERR_TIMEOUT'].includes(code), code)
+      // Acknowledged writes are really there.
+      assert.ok(Number(redis.cli('DBSIZE')) > 0)
+      // The store comes back by itself.
+      let recovered = false
+      for (let i = 0; i < 50 && !recovered; i++) {
+        try {
+          await store.set('after', { cookie: {}, v: 1 })
+          recovered = true
+        } catch {
+          await sleep(100)
+        }
+      }
+      assert.ok(recovered, 'writes succeed again after the kill')
+      assert.deepEqual(await store.get('after'), { cookie: {}, v: 1 })
+    } finally {
+      store.close()
+      await redis.close()
+    }
+  })
+})

@@ -4,11 +4,15 @@
 
 pub mod backend;
 pub mod config;
+pub mod direct;
 pub mod error;
+pub mod resp;
 pub mod runtime;
 pub mod session;
+pub mod uv;
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -224,12 +228,19 @@ impl ToNapiValue for JsDelivery {
     }
 }
 
-type Waker = ThreadsafeFunction<Delivery, (), JsDelivery, Status, false, true>;
+/// What other threads hand to the JS thread.
+pub enum Wake {
+    Core(Delivery),
+    Opened(direct::Opened),
+}
+
+type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
 
 /// Keeps the Node event loop alive exactly while calls are in flight: the wake-up function is
 /// created weak and is ref'd from the first call until the last reply has reached JS.
 struct Hold {
-    waker: Arc<Waker>,
+    /// Dropped with the store, which breaks the cycle through the waker's own callback.
+    waker: std::cell::RefCell<Option<Arc<Waker>>>,
     in_flight: Cell<usize>,
     held: Cell<bool>,
 }
@@ -239,7 +250,9 @@ impl Hold {
         if self.held.get() == hold {
             return;
         }
-        let raw = self.waker.handle.get_raw();
+        let Some(raw) = self.waker.borrow().as_ref().map(|w| w.handle.get_raw()) else {
+            return;
+        };
         let status = unsafe {
             if hold {
                 sys::napi_ref_threadsafe_function(env, raw)
@@ -256,7 +269,16 @@ impl Hold {
 #[napi]
 pub struct NativeStore {
     core: Option<SessionCore>,
+    direct: Option<Rc<direct::Direct>>,
     hold: Arc<HoldCell>,
+}
+
+impl Drop for NativeStore {
+    fn drop(&mut self) {
+        if let Some(h) = self.hold.0.get() {
+            h.waker.borrow_mut().take();
+        }
+    }
 }
 
 /// `Hold` is touched only on the JS thread; the wrapper lets the waker's callback share it.
@@ -278,37 +300,59 @@ impl NativeStore {
     /// `options` is the JSON of the connection options; `onDelivery` receives replies and
     /// connection events.
     #[napi(constructor)]
-    pub fn new(options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
+    pub fn new(env: Env, options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
+        let direct =
+            unsafe { direct::Direct::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
         let hold_in_cb = hold.clone();
+        let direct_in_cb = direct.as_ref().map(Rc::downgrade);
         let waker: Waker = on_delivery
-            .build_threadsafe_function::<Delivery>()
+            .build_threadsafe_function::<Wake>()
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(move |ctx| {
-                if let (Some(h), Delivery::Replies(r)) = (hold_in_cb.0.get(), &ctx.value) {
+                let delivery = match ctx.value {
+                    Wake::Core(d) => d,
+                    Wake::Opened(opened) => {
+                        if let Some(d) = direct_in_cb.as_ref().and_then(|w| w.upgrade()) {
+                            d.opened(opened);
+                        }
+                        Delivery::Replies(Vec::new())
+                    }
+                };
+                if let (Some(h), Delivery::Replies(r)) = (hold_in_cb.0.get(), &delivery) {
                     let left = h.in_flight.get().saturating_sub(r.len());
                     h.in_flight.set(left);
                     if left == 0 {
                         h.set(ctx.env.raw(), false);
                     }
                 }
-                Ok(JsDelivery(ctx.value))
+                Ok(JsDelivery(delivery))
             })?;
         let waker = Arc::new(waker);
         let _ = hold.0.set(Hold {
-            waker: waker.clone(),
+            waker: std::cell::RefCell::new(Some(waker.clone())),
             in_flight: Cell::new(0),
             held: Cell::new(false),
         });
         let sink_waker = waker.clone();
         let sink: session::Sink = Arc::new(move |d| {
-            sink_waker.call(d, ThreadsafeFunctionCallMode::NonBlocking);
+            sink_waker.call(Wake::Core(d), ThreadsafeFunctionCallMode::NonBlocking);
         });
         let core = SessionCore::open(spec, sink).map_err(to_napi_err)?;
+        if let Some(d) = &direct {
+            let report_waker = waker.clone();
+            d.start(Arc::new(move |opened| {
+                report_waker.call(
+                    Wake::Opened(opened),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            }));
+        }
         Ok(NativeStore {
             core: Some(core),
+            direct,
             hold,
         })
     }
@@ -322,24 +366,46 @@ impl NativeStore {
                 "ERR_CLOSED: the store is closed",
             ));
         };
+        let direct = self.direct.as_deref().filter(|d| d.ready());
         let mut requests = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
         for call in calls {
             let id = call.id;
-            match to_request(call) {
-                Ok(r) => requests.push((id, r)),
-                Err(e) => refused.push((id, Reply::Error(e))),
+            let request = match to_request(call) {
+                Ok(r) => r,
+                Err(e) => {
+                    refused.push((id, Reply::Error(e)));
+                    continue;
+                }
+            };
+            match direct {
+                Some(d) => match request.into_command() {
+                    Ok(command) => {
+                        if let Err(e) = d.push(id, &command) {
+                            refused.push((id, Reply::Error(e)));
+                        }
+                    }
+                    Err(request) => requests.push((id, request)),
+                },
+                None => requests.push((id, request)),
             }
         }
+        if let Some(d) = direct {
+            d.flush();
+        }
         if let Some(h) = self.hold.0.get() {
-            h.in_flight
-                .set(h.in_flight.get() + requests.len() + refused.len());
-            h.set(env.raw(), true);
+            let waiting = requests.len() + refused.len();
+            if waiting > 0 {
+                h.in_flight.set(h.in_flight.get() + waiting);
+                h.set(env.raw(), true);
+            }
             if !refused.is_empty() {
-                h.waker.call(
-                    Delivery::Replies(refused),
-                    ThreadsafeFunctionCallMode::NonBlocking,
-                );
+                if let Some(w) = h.waker.borrow().as_ref() {
+                    w.call(
+                        Wake::Core(Delivery::Replies(refused)),
+                        ThreadsafeFunctionCallMode::NonBlocking,
+                    );
+                }
             }
         }
         core.submit(requests);
@@ -349,6 +415,9 @@ impl NativeStore {
     /// Stops new calls; calls in flight still settle. The connection closes once they have.
     #[napi]
     pub fn close(&mut self) {
+        if let Some(d) = self.direct.take() {
+            d.close();
+        }
         if let Some(core) = self.core.take() {
             core.close();
         }

@@ -105,44 +105,42 @@ pub enum Request {
 }
 
 impl Request {
-    /// The single command this request needs, if it is that simple.
-    fn as_command(&self) -> Option<Command> {
-        Some(match self {
-            Request::Get { key } => Command::Get(key.clone()),
+    /// The single command this request needs, if it is that simple; otherwise the request
+    /// itself, for the bulk path.
+    pub fn into_command(self) -> Result<Command, Request> {
+        Ok(match self {
+            Request::Get { key } => Command::Get(key),
             Request::Set { key, value, ttl } => match ttl {
                 None => Command::Set {
-                    key: key.clone(),
-                    value: value.clone(),
+                    key,
+                    value,
                     expiry: Expiry::Never,
                 },
-                Some(t) if *t > 0 => Command::Set {
-                    key: key.clone(),
-                    value: value.clone(),
-                    expiry: Expiry::In(*t as u64),
+                Some(t) if t > 0 => Command::Set {
+                    key,
+                    value,
+                    expiry: Expiry::In(t as u64),
                 },
-                Some(_) => Command::Del(vec![key.clone()]),
+                Some(_) => Command::Del(vec![key]),
             },
             Request::SetUntil { key, value, at } => {
-                if *at <= unix_now() {
-                    Command::Del(vec![key.clone()])
+                if at <= unix_now() {
+                    Command::Del(vec![key])
                 } else {
                     Command::Set {
-                        key: key.clone(),
-                        value: value.clone(),
-                        expiry: Expiry::At(*at as u64),
+                        key,
+                        value,
+                        expiry: Expiry::At(at as u64),
                     }
                 }
             }
-            Request::Touch { key, ttl } => Command::Expire {
-                key: key.clone(),
-                seconds: *ttl,
-            },
-            Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys.clone()),
-            Request::Exists { key } => Command::Exists(key.clone()),
+            Request::Touch { key, ttl } => Command::Expire { key, seconds: ttl },
+            Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys),
+            Request::Exists { key } => Command::Exists(key),
             Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {
-                Command::MGet(keys.clone())
+                Command::MGet(keys)
             }
-            _ => return None,
+            other => return Err(other),
         })
     }
 }
@@ -248,12 +246,12 @@ impl SessionCore {
         let mut simple_ids = Vec::with_capacity(calls.len());
         let mut simple = Vec::with_capacity(calls.len());
         for (id, request) in calls {
-            match request.as_command() {
-                Some(c) => {
+            match request.into_command() {
+                Ok(c) => {
                     simple_ids.push(id);
                     simple.push(c);
                 }
-                None => {
+                Err(request) => {
                     let inner = inner.clone();
                     runtime::get().spawn(async move {
                         let reply = match run_bulk(&inner, request).await {
@@ -543,12 +541,12 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             }
             Ok(Reply::Int(removed))
         }
-        simple => {
-            let command = simple
-                .as_command()
-                .expect("every request that is not bulk maps to one command");
-            Ok(first_reply(inner.round_trip(&[command], true).await?))
-        }
+        simple => match simple.into_command() {
+            Ok(command) => Ok(first_reply(inner.round_trip(&[command], true).await?)),
+            Err(request) => Err(StoreError::bad_argument(format!(
+                "no way to run {request:?}"
+            ))),
+        },
     }
 }
 

@@ -1,0 +1,287 @@
+//! RESP2 encoding and incremental decoding for the JS-thread connection (`direct.rs`), which
+//! writes commands straight into its socket buffer and reads replies without intermediate
+//! values.
+
+use std::io::Write;
+
+/// Appends one command, given as its arguments, to `out`.
+pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.push(b'*');
+    write_len(out, args.len());
+    for a in args {
+        out.push(b'$');
+        write_len(out, a.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn write_len(out: &mut Vec<u8>, n: usize) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The decimal form of an integer argument.
+pub fn int_arg(n: i64) -> String {
+    itoa::Buffer::new().format(n).to_owned()
+}
+
+/// A reply, borrowing its bytes from the read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Simple(&'a [u8]),
+    Error(&'a [u8]),
+    Int(i64),
+    Bulk(Option<&'a [u8]>),
+    Array(Option<Vec<Frame<'a>>>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+/// Decodes one reply from the front of `buf`: `Ok(None)` if more bytes are needed, else the
+/// reply and the number of bytes it took.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, ProtocolError> {
+    decode_at(buf, 0, 0)
+}
+
+const MAX_DEPTH: usize = 8;
+
+fn line(buf: &[u8], from: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(from..)?;
+    let pos = rest.windows(2).position(|w| w == b"\r\n")?;
+    Some((&rest[..pos], from + pos + 2))
+}
+
+fn parse_int(bytes: &[u8]) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ProtocolError(format!("bad integer {:?}", String::from_utf8_lossy(bytes))))
+}
+
+fn decode_at(
+    buf: &[u8],
+    at: usize,
+    depth: usize,
+) -> Result<Option<(Frame<'_>, usize)>, ProtocolError> {
+    if depth > MAX_DEPTH {
+        return Err(ProtocolError("reply nested too deeply".into()));
+    }
+    let Some(&kind) = buf.get(at) else {
+        return Ok(None);
+    };
+    let Some((head, next)) = line(buf, at + 1) else {
+        return Ok(None);
+    };
+    match kind {
+        b'+' => Ok(Some((Frame::Simple(head), next))),
+        b'-' => Ok(Some((Frame::Error(head), next))),
+        b':' => Ok(Some((Frame::Int(parse_int(head)?), next))),
+        b'$' => {
+            let len = parse_int(head)?;
+            if len < 0 {
+                return Ok(Some((Frame::Bulk(None), next)));
+            }
+            let end = next + len as usize;
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError("bulk string without CRLF".into()));
+            }
+            Ok(Some((Frame::Bulk(Some(&buf[next..end])), end + 2)))
+        }
+        b'*' => {
+            let len = parse_int(head)?;
+            if len < 0 {
+                return Ok(Some((Frame::Array(None), next)));
+            }
+            let mut items = Vec::with_capacity((len as usize).min(1024));
+            let mut pos = next;
+            for _ in 0..len {
+                match decode_at(buf, pos, depth + 1)? {
+                    Some((item, after)) => {
+                        items.push(item);
+                        pos = after;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((Frame::Array(Some(items)), pos)))
+        }
+        other => Err(ProtocolError(format!(
+            "unexpected reply type byte {other:#x}"
+        ))),
+    }
+}
+
+/// Writes a command for a blocking handshake (`AUTH`, `SELECT`) and reads its one reply.
+pub fn roundtrip<S: std::io::Read + Write>(
+    stream: &mut S,
+    args: &[&[u8]],
+) -> std::io::Result<Result<(), String>> {
+    let mut out = Vec::new();
+    encode(&mut out, args);
+    stream.write_all(&out)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        match decode(&buf) {
+            Ok(Some((Frame::Error(e), _))) => {
+                return Ok(Err(String::from_utf8_lossy(e).into_owned()))
+            }
+            Ok(Some(_)) => return Ok(Ok(())),
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e.0)),
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Appends the RESP form of a session command to `out`.
+pub fn encode_command(out: &mut Vec<u8>, command: &crate::backend::Command) {
+    use crate::backend::{Command, Expiry};
+    fn keyed(out: &mut Vec<u8>, name: &[u8], keys: &[String]) {
+        out.push(b'*');
+        write_len(out, keys.len() + 1);
+        out.push(b'$');
+        write_len(out, name.len());
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\r\n");
+        for k in keys {
+            out.push(b'$');
+            write_len(out, k.len());
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match command {
+        Command::Ping => encode(out, &[b"PING"]),
+        Command::Get(key) => encode(out, &[b"GET", key.as_bytes()]),
+        Command::Exists(key) => encode(out, &[b"EXISTS", key.as_bytes()]),
+        Command::SMembers(key) => encode(out, &[b"SMEMBERS", key.as_bytes()]),
+        Command::Set { key, value, expiry } => match *expiry {
+            Expiry::Never => encode(out, &[b"SET", key.as_bytes(), value.as_bytes()]),
+            Expiry::In(secs) => encode(
+                out,
+                &[
+                    b"SET",
+                    key.as_bytes(),
+                    value.as_bytes(),
+                    b"EX",
+                    int_arg(secs as i64).as_bytes(),
+                ],
+            ),
+            Expiry::At(unix) => encode(
+                out,
+                &[
+                    b"SET",
+                    key.as_bytes(),
+                    value.as_bytes(),
+                    b"EXAT",
+                    int_arg(unix as i64).as_bytes(),
+                ],
+            ),
+        },
+        Command::Expire { key, seconds } => encode(
+            out,
+            &[b"EXPIRE", key.as_bytes(), int_arg(*seconds).as_bytes()],
+        ),
+        Command::Del(keys) => keyed(out, b"DEL", keys),
+        Command::MGet(keys) => keyed(out, b"MGET", keys),
+        Command::SAdd { key, members } | Command::SRem { key, members } => {
+            let name: &[u8] = if matches!(command, Command::SAdd { .. }) {
+                b"SADD"
+            } else {
+                b"SREM"
+            };
+            let mut args: Vec<&[u8]> = vec![name, key.as_bytes()];
+            args.extend(members.iter().map(|m| m.as_bytes()));
+            encode(out, &args);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_commands() {
+        let mut out = Vec::new();
+        encode(
+            &mut out,
+            &[b"SET", b"k", "é".as_bytes(), b"EX", int_arg(60).as_bytes()],
+        );
+        assert_eq!(
+            out,
+            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\xc3\xa9\r\n$2\r\nEX\r\n$2\r\n60\r\n"
+        );
+    }
+
+    #[test]
+    fn decodes_every_reply_type() {
+        let buf =
+            b"+OK\r\n-WRONGTYPE x\r\n:42\r\n$3\r\nabc\r\n$-1\r\n*2\r\n$1\r\na\r\n$-1\r\n*-1\r\n";
+        let mut pos = 0;
+        let mut frames = Vec::new();
+        while let Some((f, used)) = decode(&buf[pos..]).unwrap() {
+            frames.push(f);
+            pos += used;
+        }
+        assert_eq!(pos, buf.len());
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Simple(b"OK"),
+                Frame::Error(b"WRONGTYPE x"),
+                Frame::Int(42),
+                Frame::Bulk(Some(b"abc")),
+                Frame::Bulk(None),
+                Frame::Array(Some(vec![Frame::Bulk(Some(b"a")), Frame::Bulk(None)])),
+                Frame::Array(None),
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_input_waits_for_more() {
+        let full = b"*2\r\n$5\r\nhello\r\n:7\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(decode(&full[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        assert!(decode(full).unwrap().is_some());
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        assert!(decode(b"?what\r\n").is_err());
+        assert!(decode(b":12x\r\n").is_err());
+        assert!(decode(b"$3\r\nabcXY").is_err());
+    }
+
+    #[test]
+    fn encodes_session_commands() {
+        use crate::backend::{Command, Expiry};
+        let mut out = Vec::new();
+        encode_command(
+            &mut out,
+            &Command::Set {
+                key: "k".into(),
+                value: "v".into(),
+                expiry: Expiry::At(99),
+            },
+        );
+        encode_command(&mut out, &Command::Del(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            out,
+            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$4\r\nEXAT\r\n$2\r\n99\r\n*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+    }
+}
