@@ -15,18 +15,12 @@ export declare class NativeStore {
    * connection events.
    */
   constructor(options: string, onDelivery: (arg: JsDelivery) => void)
-  /** Starts a batch of calls. Replies come back through `onDelivery`, never synchronously. */
-  submit(calls: Array<Call>): void
+  /**
+   * Starts a batch of calls. Replies come back through `onDelivery`, never synchronously.
+   * Starts a batch of calls (see `batch.rs` for the format). Replies come back through
+   * `onDelivery`, never synchronously.
+   */
+  submit(nums: Float64Array, len: number, text: string): void
   /** Stops new calls; calls in flight still settle. The connection closes once they have. */
   close(): void
-}
-
-/** One call from JS. `op` picks the request; the other fields are its arguments. */
-export interface Call {
-  id: number
-  op: number
-  key: string
-  value?: string
-  num?: number
-  keys?: Array<string>
 }

@@ -122,12 +122,18 @@ function nativeError(err) {
 
 /**
  * One connection to the core. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
+ *
+ * Calls are written into a reused Float64Array of records plus one string of text arguments
+ * (the format `src/batch.rs` reads), and handed to Rust once per tick or every BATCH_CAP calls.
  */
 class Link {
   constructor(opts, onEvent) {
     this.pending = new Map()
-    this.queue = []
     this.nextId = 1
+    this.nums = new Float64Array(256)
+    this.used = 0
+    this.text = ''
+    this.count = 0
     this.flushScheduled = false
     this.onEvent = onEvent
     this.closed = false
@@ -139,7 +145,8 @@ class Link {
     this.flush = this.flush.bind(this)
   }
 
-  call(op, key, value, num, keys) {
+  /** `key` and `value` are strings (`value` may be undefined), `num` a number or undefined, `list` strings. */
+  call(op, key, value, num, list) {
     if (this.closed) {
       const err = new Error('the store is closed')
       err.code = 'ERR_CLOSED'
@@ -150,8 +157,29 @@ class Link {
     const promise = new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
     })
-    this.queue.push({ id, op, key, value, num, keys })
-    if (this.queue.length >= BATCH_CAP) this.flush()
+    const listLength = list === undefined ? 0 : list.length
+    if (this.used + 6 + listLength > this.nums.length) {
+      const grown = new Float64Array(Math.max(this.nums.length * 2, this.used + 6 + listLength))
+      grown.set(this.nums.subarray(0, this.used))
+      this.nums = grown
+    }
+    const a = this.nums
+    let n = this.used
+    a[n] = op
+    a[n + 1] = id
+    a[n + 2] = num === undefined ? NaN : Number(num)
+    a[n + 3] = key.length
+    a[n + 4] = typeof value === 'string' ? value.length : -1
+    a[n + 5] = listLength
+    n += 6
+    this.text += key
+    if (typeof value === 'string') this.text += value
+    for (let i = 0; i < listLength; i++) {
+      a[n++] = list[i].length
+      this.text += list[i]
+    }
+    this.used = n
+    if (++this.count >= BATCH_CAP) this.flush()
     else if (!this.flushScheduled) {
       this.flushScheduled = true
       queueMicrotask(this.flush)
@@ -161,17 +189,21 @@ class Link {
 
   flush() {
     this.flushScheduled = false
-    const queue = this.queue
-    if (queue.length === 0) return
-    this.queue = []
+    if (this.count === 0) return
+    const used = this.used
+    const text = this.text
+    this.used = 0
+    this.text = ''
+    this.count = 0
     try {
-      this.native.submit(queue)
+      this.native.submit(this.nums, used, text)
     } catch (err) {
+      // The batch never started: settle every call in it.
       const e = nativeError(err)
-      for (const c of queue) {
-        const p = this.pending.get(c.id)
+      for (let i = 0; i < used; i += 6 + this.nums[i + 5]) {
+        const p = this.pending.get(this.nums[i + 1])
         if (p) {
-          this.pending.delete(c.id)
+          this.pending.delete(this.nums[i + 1])
           p.reject(e)
         }
       }

@@ -41,7 +41,7 @@ function ferrisessionDriver(opts = {}) {
     async getItems(items) {
       const keys = items.map((item) => p(item.key))
       if (keys.length === 0) return []
-      const values = await link.call(OP.MGET, keys[0], undefined, undefined, keys)
+      const values = await link.call(OP.MGET, '', undefined, undefined, keys)
       return keys.map((key, i) => ({ key: d(key), value: values[i] ?? null }))
     },
     setItem,

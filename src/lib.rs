@@ -3,6 +3,7 @@
 #![deny(clippy::all)]
 
 pub mod backend;
+pub mod batch;
 pub mod config;
 pub mod direct;
 pub mod error;
@@ -22,158 +23,7 @@ use napi_derive::napi;
 
 use backend::Reply;
 use error::StoreError;
-use session::{Delivery, LinkEvent, Request, SessionCore};
-
-/// One call from JS. `op` picks the request; the other fields are its arguments.
-#[napi(object)]
-pub struct Call {
-    pub id: u32,
-    pub op: u32,
-    pub key: String,
-    pub value: Option<String>,
-    pub num: Option<f64>,
-    pub keys: Option<Vec<String>>,
-}
-
-/// Op codes shared with `lib/native.js`.
-mod op {
-    pub const GET: u32 = 1;
-    pub const SET: u32 = 2;
-    pub const SET_UNTIL: u32 = 3;
-    pub const TOUCH: u32 = 4;
-    pub const DESTROY: u32 = 5;
-    pub const COUNT: u32 = 6;
-    pub const IDS: u32 = 7;
-    pub const ENTRIES: u32 = 8;
-    pub const CLEAR: u32 = 9;
-    pub const EXISTS: u32 = 10;
-    pub const MGET: u32 = 11;
-    pub const INDEXED_SET: u32 = 12;
-    pub const INDEXED_DELETE: u32 = 13;
-    pub const INDEX_READ: u32 = 14;
-    pub const INDEX_DROP: u32 = 15;
-    pub const PRUNE_INDEXES: u32 = 16;
-}
-
-fn scan_count(num: Option<f64>) -> usize {
-    num.filter(|n| n.is_finite() && *n >= 1.0)
-        .map(|n| n.min(1_000_000.0) as usize)
-        .unwrap_or(100)
-}
-
-fn whole_seconds(num: Option<f64>) -> std::result::Result<i64, StoreError> {
-    match num {
-        Some(n) if n.is_finite() => Ok(n.ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
-        Some(n) => Err(StoreError::bad_argument(format!(
-            "ttl must be a finite number, got {n}"
-        ))),
-        None => Err(StoreError::bad_argument("ttl is required")),
-    }
-}
-
-fn extra<const N: usize>(
-    keys: Option<Vec<String>>,
-) -> std::result::Result<[String; N], StoreError> {
-    keys.unwrap_or_default()
-        .try_into()
-        .map_err(|_| StoreError::bad_argument(format!("this operation takes {N} extra strings")))
-}
-
-fn to_request(call: Call) -> std::result::Result<Request, StoreError> {
-    let Call {
-        op,
-        key,
-        value,
-        num,
-        keys,
-        ..
-    } = call;
-    let value_or_err = |value: Option<String>| {
-        value.ok_or_else(|| StoreError::bad_argument("a value to store is required"))
-    };
-    Ok(match op {
-        op::GET => Request::Get { key },
-        op::SET => Request::Set {
-            key,
-            value: value_or_err(value)?,
-            ttl: match num {
-                None => None,
-                some => Some(whole_seconds(some)?),
-            },
-        },
-        op::SET_UNTIL => Request::SetUntil {
-            key,
-            value: value_or_err(value)?,
-            at: whole_seconds(num)?,
-        },
-        op::TOUCH => Request::Touch {
-            key,
-            ttl: whole_seconds(num)?,
-        },
-        op::DESTROY => Request::Destroy {
-            keys: keys.unwrap_or_else(|| vec![key]),
-        },
-        op::COUNT => Request::Count {
-            prefix: key,
-            scan_count: scan_count(num),
-        },
-        op::IDS => Request::Ids {
-            prefix: key,
-            scan_count: scan_count(num),
-        },
-        op::ENTRIES => Request::Entries {
-            prefix: key,
-            scan_count: scan_count(num),
-        },
-        op::CLEAR => Request::Clear {
-            prefix: key,
-            scan_count: scan_count(num),
-        },
-        op::EXISTS => Request::Exists { key },
-        op::MGET => Request::MGet {
-            keys: keys.unwrap_or_default(),
-        },
-        // Index operations take their extra strings in `keys`, in the order documented on
-        // each request.
-        op::INDEXED_SET => {
-            let [index_key, member] = extra(keys)?;
-            Request::IndexedSet {
-                key,
-                value: value_or_err(value)?,
-                at: whole_seconds(num)?,
-                index_key,
-                member,
-            }
-        }
-        op::INDEXED_DELETE => {
-            let [member, index_prefix, field] = extra(keys)?;
-            Request::IndexedDelete {
-                key,
-                member,
-                index_prefix,
-                field,
-            }
-        }
-        op::INDEX_READ => Request::IndexRead {
-            index_key: key,
-            key_prefix: value_or_err(value)?,
-        },
-        op::INDEX_DROP => Request::IndexDrop {
-            index_key: key,
-            key_prefix: value_or_err(value)?,
-        },
-        op::PRUNE_INDEXES => Request::PruneIndexes {
-            index_prefix: key,
-            key_prefix: value_or_err(value)?,
-            scan_count: scan_count(num),
-        },
-        other => {
-            return Err(StoreError::bad_argument(format!(
-                "unknown operation {other}"
-            )))
-        }
-    })
-}
+use session::{Delivery, LinkEvent, SessionCore};
 
 /// A delivery on its way into JS: replies become `[id, value, id, value, …]`, events become
 /// `["connect"]` or `["disconnect", reason]`.
@@ -358,20 +208,28 @@ impl NativeStore {
     }
 
     /// Starts a batch of calls. Replies come back through `onDelivery`, never synchronously.
+    /// Starts a batch of calls (see `batch.rs` for the format). Replies come back through
+    /// `onDelivery`, never synchronously.
     #[napi]
-    pub fn submit(&self, env: Env, calls: Vec<Call>) -> Result<()> {
+    pub fn submit(&self, env: Env, nums: Float64ArraySlice, len: u32, text: String) -> Result<()> {
         let Some(core) = &self.core else {
             return Err(napi::Error::new(
                 Status::GenericFailure,
                 "ERR_CLOSED: the store is closed",
             ));
         };
+        let records = nums.get(..len as usize).ok_or_else(|| {
+            napi::Error::new(
+                Status::InvalidArg,
+                "ERR_BAD_ARGUMENT: batch length out of range",
+            )
+        })?;
+        let calls = batch::decode(records, &text).map_err(to_napi_err)?;
         let direct = self.direct.as_deref().filter(|d| d.ready());
         let mut requests = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
-        for call in calls {
-            let id = call.id;
-            let request = match to_request(call) {
+        for (id, request) in calls {
+            let request = match request {
                 Ok(r) => r,
                 Err(e) => {
                     refused.push((id, Reply::Error(e)));

@@ -1,0 +1,290 @@
+//! The wire format of a batch of calls from JS: one `Float64Array` of fixed-layout records and
+//! one string holding every text argument back to back. Two arguments per batch instead of an
+//! object per call: reading object properties through napi cost more than the Redis work.
+//!
+//! Record: `[op, id, num, keyLen, valueLen, listCount, listLen…]`. Lengths count UTF-16 code
+//! units (JS `.length`); `num` is NaN and `valueLen` is -1 when absent. The text holds the key,
+//! then the value, then the list items.
+
+use crate::error::StoreError;
+use crate::session::Request;
+
+/// Op codes shared with `lib/native.js`.
+pub mod op {
+    pub const GET: u32 = 1;
+    pub const SET: u32 = 2;
+    pub const SET_UNTIL: u32 = 3;
+    pub const TOUCH: u32 = 4;
+    pub const DESTROY: u32 = 5;
+    pub const COUNT: u32 = 6;
+    pub const IDS: u32 = 7;
+    pub const ENTRIES: u32 = 8;
+    pub const CLEAR: u32 = 9;
+    pub const EXISTS: u32 = 10;
+    pub const MGET: u32 = 11;
+    pub const INDEXED_SET: u32 = 12;
+    pub const INDEXED_DELETE: u32 = 13;
+    pub const INDEX_READ: u32 = 14;
+    pub const INDEX_DROP: u32 = 15;
+    pub const PRUNE_INDEXES: u32 = 16;
+}
+
+const HEADER: usize = 6;
+
+/// Walks the text in UTF-16 units while slicing it as UTF-8.
+struct Text<'a> {
+    text: &'a str,
+    pos: usize,
+    ascii: bool,
+}
+
+impl<'a> Text<'a> {
+    fn take(&mut self, units: usize) -> Result<&'a str, StoreError> {
+        let rest = &self.text[self.pos..];
+        let bytes = if self.ascii {
+            units
+        } else {
+            let mut counted = 0;
+            let mut bytes = 0;
+            for c in rest.chars() {
+                if counted >= units {
+                    break;
+                }
+                counted += c.len_utf16();
+                bytes += c.len_utf8();
+            }
+            if counted != units {
+                return Err(malformed());
+            }
+            bytes
+        };
+        let piece = rest.get(..bytes).ok_or_else(malformed)?;
+        self.pos += bytes;
+        Ok(piece)
+    }
+}
+
+fn malformed() -> StoreError {
+    StoreError::bad_argument("malformed call batch")
+}
+
+fn length(n: f64) -> Result<usize, StoreError> {
+    if n.is_finite() && n >= 0.0 && n.fract() == 0.0 {
+        Ok(n as usize)
+    } else {
+        Err(malformed())
+    }
+}
+
+/// One decoded call: its id and the request, or why it cannot run.
+pub type Decoded = (u32, Result<Request, StoreError>);
+
+/// Decodes every record. A record that cannot be read at all ends the batch with an error for
+/// the whole rest, since the text offsets after it are unknown.
+pub fn decode(nums: &[f64], text: &str) -> Result<Vec<Decoded>, StoreError> {
+    let mut out = Vec::with_capacity(nums.len() / HEADER);
+    let mut cursor = Text {
+        text,
+        pos: 0,
+        ascii: text.is_ascii(),
+    };
+    let mut i = 0;
+    while i < nums.len() {
+        let head = nums.get(i..i + HEADER).ok_or_else(malformed)?;
+        let op = head[0] as u32;
+        let id = head[1] as u32;
+        let num = (!head[2].is_nan()).then_some(head[2]);
+        let key = cursor.take(length(head[3])?)?.to_string();
+        let value = if head[4] < 0.0 {
+            None
+        } else {
+            Some(cursor.take(length(head[4])?)?.to_string())
+        };
+        let list_count = length(head[5])?;
+        let lens = nums
+            .get(i + HEADER..i + HEADER + list_count)
+            .ok_or_else(malformed)?;
+        let mut list = Vec::with_capacity(list_count);
+        for &n in lens {
+            list.push(cursor.take(length(n)?)?.to_string());
+        }
+        i += HEADER + list_count;
+        out.push((id, to_request(op, key, value, num, list)));
+    }
+    Ok(out)
+}
+
+fn scan_count(num: Option<f64>) -> usize {
+    num.filter(|n| n.is_finite() && *n >= 1.0)
+        .map(|n| n.min(1_000_000.0) as usize)
+        .unwrap_or(100)
+}
+
+fn whole_seconds(num: Option<f64>) -> Result<i64, StoreError> {
+    match num {
+        Some(n) if n.is_finite() => Ok(n.ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
+        Some(n) => Err(StoreError::bad_argument(format!(
+            "ttl must be a finite number, got {n}"
+        ))),
+        None => Err(StoreError::bad_argument("ttl must be a number")),
+    }
+}
+
+fn extra<const N: usize>(list: Vec<String>) -> Result<[String; N], StoreError> {
+    list.try_into()
+        .map_err(|_| StoreError::bad_argument(format!("this operation takes {N} extra strings")))
+}
+
+fn to_request(
+    op: u32,
+    key: String,
+    value: Option<String>,
+    num: Option<f64>,
+    list: Vec<String>,
+) -> Result<Request, StoreError> {
+    let value_or_err = |value: Option<String>| {
+        value.ok_or_else(|| StoreError::bad_argument("a value to store must be a string"))
+    };
+    Ok(match op {
+        op::GET => Request::Get { key },
+        op::SET => Request::Set {
+            key,
+            value: value_or_err(value)?,
+            ttl: match num {
+                None => None,
+                some => Some(whole_seconds(some)?),
+            },
+        },
+        op::SET_UNTIL => Request::SetUntil {
+            key,
+            value: value_or_err(value)?,
+            at: whole_seconds(num)?,
+        },
+        op::TOUCH => Request::Touch {
+            key,
+            ttl: whole_seconds(num)?,
+        },
+        op::DESTROY => Request::Destroy {
+            keys: if list.is_empty() { vec![key] } else { list },
+        },
+        op::COUNT => Request::Count {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::IDS => Request::Ids {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::ENTRIES => Request::Entries {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::CLEAR => Request::Clear {
+            prefix: key,
+            scan_count: scan_count(num),
+        },
+        op::EXISTS => Request::Exists { key },
+        op::MGET => Request::MGet { keys: list },
+        op::INDEXED_SET => {
+            let [index_key, member] = extra(list)?;
+            Request::IndexedSet {
+                key,
+                value: value_or_err(value)?,
+                at: whole_seconds(num)?,
+                index_key,
+                member,
+            }
+        }
+        op::INDEXED_DELETE => {
+            let [member, index_prefix, field] = extra(list)?;
+            Request::IndexedDelete {
+                key,
+                member,
+                index_prefix,
+                field,
+            }
+        }
+        op::INDEX_READ => Request::IndexRead {
+            index_key: key,
+            key_prefix: value_or_err(value)?,
+        },
+        op::INDEX_DROP => Request::IndexDrop {
+            index_key: key,
+            key_prefix: value_or_err(value)?,
+        },
+        op::PRUNE_INDEXES => Request::PruneIndexes {
+            index_prefix: key,
+            key_prefix: value_or_err(value)?,
+            scan_count: scan_count(num),
+        },
+        other => {
+            return Err(StoreError::bad_argument(format!(
+                "unknown operation {other}"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16_len(s: &str) -> f64 {
+        s.encode_utf16().count() as f64
+    }
+
+    #[test]
+    fn decodes_records_with_unicode_text() {
+        let key = "sess:ü😀";
+        let value = "{\"v\":\"é\"}";
+        let nums = [
+            op::SET as f64,
+            1.0,
+            60.0,
+            utf16_len(key),
+            utf16_len(value),
+            0.0,
+            op::DESTROY as f64,
+            2.0,
+            f64::NAN,
+            0.0,
+            -1.0,
+            2.0,
+            1.0,
+            2.0,
+        ];
+        let text = format!("{key}{value}ab😀");
+        let got = decode(&nums, &text).unwrap();
+        assert_eq!(
+            got[0],
+            (
+                1,
+                Ok(Request::Set {
+                    key: key.into(),
+                    value: value.into(),
+                    ttl: Some(60)
+                })
+            )
+        );
+        assert_eq!(
+            got[1],
+            (
+                2,
+                Ok(Request::Destroy {
+                    keys: vec!["a".into(), "b😀".into()]
+                })
+            )
+        );
+    }
+
+    #[test]
+    fn bad_records_are_errors_not_panics() {
+        assert!(decode(&[1.0, 1.0, 0.0, 5.0, -1.0, 0.0], "abc").is_err());
+        assert!(decode(&[1.0, 1.0, 0.0], "abc").is_err());
+        assert!(decode(&[1.0, 1.0, 0.0, 0.5, -1.0, 0.0], "abc").is_err());
+        let got = decode(&[99.0, 4.0, f64::NAN, 1.0, -1.0, 0.0], "k").unwrap();
+        assert!(matches!(&got[0], (4, Err(e)) if e.kind == crate::error::ErrorKind::BadArgument));
+        let nan_ttl = decode(&[op::TOUCH as f64, 5.0, f64::NAN, 1.0, -1.0, 0.0], "k").unwrap();
+        assert!(nan_ttl[0].1.is_err());
+    }
+}
