@@ -251,7 +251,7 @@ mod tests {
             -1.0,
             2.0,
             1.0,
-            2.0,
+            3.0,
         ];
         let text = format!("{key}{value}ab😀");
         let got = decode(&nums, &text).unwrap();
