@@ -14,6 +14,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS) || 3
 const OPS = Number(process.env.BENCH_OPS) || 100_000
 const CONCURRENCY = 64
 const E2E_SECONDS = Number(process.env.BENCH_E2E_SECONDS) || 5
+const E2E_ROUNDS = Number(process.env.BENCH_E2E_ROUNDS) || 3
 const STORES = ['ferrisession', 'connect-redis', 'connect-redis8-ioredis', 'floor']
 const PHASES = ['set', 'get', 'touch', 'destroy']
 const OURS = 'ferrisession'
@@ -69,12 +70,15 @@ async function endToEnd(store, url) {
     const result = {}
     for (const route of ['read', 'write']) {
       let n = 0
-      const r = await autocannon({
-        url: `http://127.0.0.1:${app.port}`,
-        connections: 50,
-        duration: E2E_SECONDS,
-        requests: [{ method: 'GET', path: `/${route}`, setupRequest: (req) => ({ ...req, headers: { cookie: cookies[n++ % cookies.length] } }) }],
-      })
+      const load = (duration) =>
+        autocannon({
+          url: `http://127.0.0.1:${app.port}`,
+          connections: 50,
+          duration,
+          requests: [{ method: 'GET', path: `/${route}`, setupRequest: (req) => ({ ...req, headers: { cookie: cookies[n++ % cookies.length] } }) }],
+        })
+      await load(1) // warm-up: JIT in the app and in the load generator
+      const r = await load(E2E_SECONDS)
       result[route] = { rps: r.requests.average, p99: r.latency.p99, errors: r.errors + r.non2xx }
     }
     return result
@@ -145,11 +149,25 @@ async function main() {
     }
     const ratio = (store, key) => PHASES.map((p) => summary[store][p][key] / summary[ANCHOR][p][key])
 
+    const E2E_STORES = ['ferrisession', 'connect-redis', 'memory-floor']
+    const e2eRuns = Object.fromEntries(E2E_STORES.map((s) => [s, []]))
+    for (let round = 0; round < E2E_ROUNDS; round++) {
+      for (const store of E2E_STORES.map((_, i) => E2E_STORES[(i + round) % E2E_STORES.length])) {
+        redis.cli('FLUSHALL')
+        const r = await endToEnd(store, redis.url)
+        e2eRuns[store].push(r)
+        console.log(`e2e round ${round + 1} ${store}: read ${fmt(r.read.rps)} req/s p99 ${r.read.p99} ms, write ${fmt(r.write.rps)} req/s p99 ${r.write.p99} ms`)
+      }
+    }
     const e2e = {}
-    for (const store of ['ferrisession', 'connect-redis', 'memory-floor']) {
-      redis.cli('FLUSHALL')
-      e2e[store] = await endToEnd(store, redis.url)
-      console.log(`e2e ${store}: read ${fmt(e2e[store].read.rps)} req/s p99 ${e2e[store].read.p99} ms, write ${fmt(e2e[store].write.rps)} req/s p99 ${e2e[store].write.p99} ms`)
+    for (const store of E2E_STORES) {
+      e2e[store] = {}
+      for (const route of ['read', 'write']) {
+        e2e[store][route] = {
+          rps: median(e2eRuns[store].map((r) => r[route].rps)),
+          p99: median(e2eRuns[store].map((r) => r[route].p99)),
+        }
+      }
     }
 
     const lines = []
@@ -178,7 +196,7 @@ async function main() {
     lines.push('## Peak RSS (MB)', '')
     lines.push('| ferrisession | connect-redis 10 + node-redis 5 | connect-redis 8 + ioredis | pure-JS floor |', '|---:|---:|---:|---:|')
     lines.push(`| ${STORES.map((s) => fmt(summary[s].peakRssMb, 1)).join(' | ')} |`, '')
-    lines.push(`## End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route)`, '')
+    lines.push(`## End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds)`, '')
     lines.push('| store | /read req/s (get + touch) | /read p99 ms | /write req/s (get + set) | /write p99 ms |', '|---|---:|---:|---:|---:|')
     for (const [store, r] of Object.entries(e2e)) {
       lines.push(`| ${store === 'memory-floor' ? 'express-session MemoryStore (floor)' : store} | ${fmt(r.read.rps)} | ${r.read.p99} | ${fmt(r.write.rps)} | ${r.write.p99} |`)

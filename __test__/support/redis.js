@@ -24,7 +24,10 @@ function sleep(ms) {
 }
 
 function cli(port, ...args) {
-  return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8' }).trim()
+  return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim()
 }
 
 async function waitForPing(port, timeoutMs = 10000) {
