@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ERR_WRONG_TYPE'
   | 'ERR_OVERLOADED'
   | 'ERR_CLOSED'
+  | 'ERR_BAD_DATA'
 
 export interface StoreError extends Error {
   code: ErrorCode

@@ -4,7 +4,7 @@
 
 const { randomBytes } = require('node:crypto')
 const { promisify } = require('node:util')
-const { Link, OP, checkId } = require('./native.js')
+const { Link, OP, checkId, parseStored } = require('./native.js')
 
 const random = promisify(randomBytes)
 
@@ -21,8 +21,9 @@ class RedisStore {
     await this.link.call(OP.SET_UNTIL, this.key(id), JSON.stringify(values), expire)
   }
   async get(id) {
-    const raw = await this.link.call(OP.GET, this.key(id))
-    return raw === null ? null : JSON.parse(raw)
+    const key = this.key(id)
+    const raw = await this.link.call(OP.GET, key)
+    return raw === null ? null : parseStored(JSON, raw, key)
   }
   async delete(id) {
     await this.link.call(OP.DESTROY, this.key(id))

@@ -11,7 +11,7 @@ try {
 } catch {
   Store = EventEmitter
 }
-const { Link, OP, checkId } = require('./native.js')
+const { Link, OP, checkId, parseStored } = require('./native.js')
 
 function settle(promise, cb) {
   if (typeof cb !== 'function') return promise
@@ -40,9 +40,10 @@ class RedisStore extends Store {
   }
 
   async #get(sid) {
-    const data = await this.link.call(OP.GET, this.prefix + checkId(sid))
+    const key = this.prefix + checkId(sid)
+    const data = await this.link.call(OP.GET, key)
     if (!data) return null
-    return await this.serializer.parse(data)
+    return await parseStored(this.serializer, data, key)
   }
 
   set(sid, sess, cb) {
@@ -102,7 +103,7 @@ class RedisStore extends Store {
     const flat = await this.link.call(OP.ENTRIES, this.prefix, undefined, this.scanCount)
     const out = []
     for (let i = 0; i < flat.length; i += 2) {
-      const sess = await this.serializer.parse(flat[i + 1])
+      const sess = await parseStored(this.serializer, flat[i + 1], this.prefix + flat[i])
       sess.id = flat[i]
       out.push(sess)
     }

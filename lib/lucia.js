@@ -4,7 +4,7 @@
 // `session:<id>` holds the session JSON and expires with it; `user_sessions:<userId>` is a SET
 // of the user's session ids.
 
-const { Link, OP, checkId, isClient } = require('./native.js')
+const { Link, OP, checkId, isClient, parseStored } = require('./native.js')
 
 const DEFAULT_PREFIXES = { session: 'session', userSessions: 'user_sessions' }
 
@@ -27,8 +27,9 @@ class SessionIndex {
     Object.assign(this, layout(prefixes))
   }
   async read(sessionId) {
-    const raw = await this.link.call(OP.GET, this.sessionPrefix + checkId(sessionId))
-    return raw ? JSON.parse(raw) : null
+    const key = this.sessionPrefix + checkId(sessionId)
+    const raw = await this.link.call(OP.GET, key)
+    return raw ? parseStored(JSON, raw, key) : null
   }
   write(sessionId, ownerId, json, expiresAtSeconds) {
     return this.link.call(OP.INDEXED_SET, this.sessionPrefix + checkId(sessionId), json, expiresAtSeconds, [
@@ -44,8 +45,9 @@ class SessionIndex {
     ])
   }
   async listByUser(userId) {
-    const values = await this.link.call(OP.INDEX_READ, this.userPrefix + checkId(String(userId), 'user id'), this.sessionPrefix)
-    return values.map((v) => JSON.parse(v))
+    const key = this.userPrefix + checkId(String(userId), 'user id')
+    const values = await this.link.call(OP.INDEX_READ, key, this.sessionPrefix)
+    return Promise.all(values.map((v) => parseStored(JSON, v, key)))
   }
   removeByUser(userId) {
     return this.link.call(OP.INDEX_DROP, this.userPrefix + checkId(String(userId), 'user id'), this.sessionPrefix)

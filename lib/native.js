@@ -111,6 +111,17 @@ function checkId(id, what = 'session id') {
   return id
 }
 
+/** Parses a stored value; a value that does not parse becomes a coded error, not a crash. */
+async function parseStored(serializer, raw, key) {
+  try {
+    return await serializer.parse(raw)
+  } catch (cause) {
+    const err = new Error(`the value stored at ${JSON.stringify(key)} could not be parsed: ${cause && cause.message}`, { cause })
+    err.code = 'ERR_BAD_DATA'
+    throw err
+  }
+}
+
 // Errors from the native constructor carry their code at the front of the message.
 function nativeError(err) {
   const m = /^(ERR_[A-Z_]+): (.*)$/s.exec(err && err.message)
@@ -233,4 +244,4 @@ class Link {
   }
 }
 
-module.exports = { Link, OP, checkId, badArgument, connectionOptions, clientSettings, isClient }
+module.exports = { Link, OP, checkId, badArgument, connectionOptions, clientSettings, isClient, parseStored }
