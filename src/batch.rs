@@ -101,14 +101,13 @@ pub fn decode(nums: &[f64], text: &str) -> Result<Vec<Decoded>, StoreError> {
             Some(cursor.take(length(head[4])?)?.to_string())
         };
         let list_count = length(head[5])?;
-        let lens = nums
-            .get(i + HEADER..i + HEADER + list_count)
-            .ok_or_else(malformed)?;
+        let end = (i + HEADER).checked_add(list_count).ok_or_else(malformed)?;
+        let lens = nums.get(i + HEADER..end).ok_or_else(malformed)?;
         let mut list = Vec::with_capacity(list_count);
         for &n in lens {
             list.push(cursor.take(length(n)?)?.to_string());
         }
-        i += HEADER + list_count;
+        i = end;
         out.push((id, to_request(op, key, value, num, list)));
     }
     Ok(out)

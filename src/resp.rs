@@ -47,6 +47,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, ProtocolError> {
 }
 
 const MAX_DEPTH: usize = 8;
+/// Redis's own ceiling for a bulk string (`proto-max-bulk-len`, 512 MB by default), doubled.
+const MAX_BULK: i64 = 1 << 30;
 
 fn line(buf: &[u8], from: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(from..)?;
@@ -83,6 +85,11 @@ fn decode_at(
             let len = parse_int(head)?;
             if len < 0 {
                 return Ok(Some((Frame::Bulk(None), next)));
+            }
+            if len > MAX_BULK {
+                return Err(ProtocolError(format!(
+                    "bulk string of {len} bytes is too large"
+                )));
             }
             let end = next + len as usize;
             if buf.len() < end + 2 {
