@@ -41,11 +41,8 @@ fn resp_corpus_gives_errors_not_panics() {
     for (name, bytes) in corpus("resp") {
         let mut pos = 0;
         // Every file is broken or incomplete: decoding stops with an error or asks for more.
-        loop {
-            match resp::decode(&bytes[pos..]) {
-                Ok(Some((_, used))) => pos += used,
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some((_, used))) = resp::decode(&bytes[pos..]) {
+            pos += used;
             assert!(pos <= bytes.len(), "{name}");
         }
         assert!(
