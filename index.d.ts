@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'ERR_OVERLOADED'
   | 'ERR_CLOSED'
   | 'ERR_BAD_DATA'
+  | 'ERR_AUTH'
 
 export interface StoreError extends Error {
   code: ErrorCode

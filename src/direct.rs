@@ -610,6 +610,8 @@ fn frame_to_js(env: sys::napi_env, frame: &Frame<'_>) -> sys::napi_value {
                 let text = String::from_utf8_lossy(e);
                 let kind = if text.starts_with("WRONGTYPE") {
                     ErrorKind::WrongType
+                } else if text.starts_with("NOPERM") || text.starts_with("NOAUTH") {
+                    ErrorKind::Auth
                 } else {
                     ErrorKind::Redis
                 };

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Overloaded,
     /// The store was closed.
     Closed,
+    /// Redis refused the credentials, or the ACL user lacks a permission.
+    Auth,
 }
 
 impl ErrorKind {
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::WrongType => "ERR_WRONG_TYPE",
             ErrorKind::Overloaded => "ERR_OVERLOADED",
             ErrorKind::Closed => "ERR_CLOSED",
+            ErrorKind::Auth => "ERR_AUTH",
         }
     }
 }
@@ -75,7 +78,16 @@ impl std::error::Error for StoreError {}
 
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
-        let kind = if err.is_timeout() {
+        let auth = matches!(
+            err.kind(),
+            redis::ErrorKind::AuthenticationFailed
+                | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+        ) || err
+            .code()
+            .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH" || c == "NOPERM");
+        let kind = if auth {
+            ErrorKind::Auth
+        } else if err.is_timeout() {
             ErrorKind::Timeout
         } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
             ErrorKind::NotConnected

@@ -8,6 +8,8 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
 pub fn get() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
+        // rustls needs one process-wide crypto provider; another library may have set it first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrisession-io")

@@ -254,7 +254,7 @@ impl SessionCore {
                 Err(request) => {
                     let inner = inner.clone();
                     runtime::get().spawn(async move {
-                        let reply = match run_bulk(&inner, request).await {
+                        let reply = match guard(run_bulk(&inner, request)).await {
                             Ok(r) => r,
                             Err(e) => Reply::Error(e),
                         };
@@ -266,7 +266,7 @@ impl SessionCore {
         if !simple.is_empty() {
             let inner = inner.clone();
             runtime::get().spawn(async move {
-                let result = inner.round_trip(&simple, true).await;
+                let result = guard(inner.round_trip(&simple, true)).await;
                 let replies = match result {
                     Ok(replies) => simple_ids.into_iter().zip(replies).collect(),
                     Err(e) => simple_ids
@@ -353,6 +353,25 @@ impl Inner {
         let result = self.backend.scan_prefix(prefix, scan_count).await;
         self.observe(&result);
         result
+    }
+}
+
+/// Turns a panic inside a call into an error for that call, so every call still settles.
+async fn guard<T>(work: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown");
+            Err(StoreError::new(
+                ErrorKind::Redis,
+                format!("internal error: {what}"),
+            ))
+        }
     }
 }
 

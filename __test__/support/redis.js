@@ -24,11 +24,15 @@ function sleep(ms) {
 }
 
 function cli(port, ...args) {
-  return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], {
+  const tls = cli.tls[port] || []
+  return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...tls, ...args], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   }).trim()
 }
+
+// redis-cli's TLS flags per port, for servers started with `tls`.
+cli.tls = {}
 
 async function waitForPing(port, timeoutMs = 10000) {
   const deadline = Date.now() + timeoutMs
@@ -42,21 +46,27 @@ async function waitForPing(port, timeoutMs = 10000) {
 }
 
 /**
- * A redis-server of our own. `extraArgs` go on its command line. `stop()` kills it;
- * `restart()` starts it again on the same port.
+ * A redis-server of our own. `extraArgs` go on its command line. With `tls` ({cert, key, ca}
+ * file paths, `authClients`), it listens with TLS only. `stop()` kills it; `restart()` starts
+ * it again on the same port.
  */
-async function startRedis(extraArgs = []) {
+async function startRedis(extraArgs = [], { tls } = {}) {
   const port = await freePort()
+  let listen = ['--port', String(port)]
+  if (tls) {
+    listen = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', tls.authClients ? 'yes' : 'no']
+    cli.tls[port] = ['--tls', '--cacert', tls.ca, ...(tls.clientCert ? ['--cert', tls.clientCert, '--key', tls.clientKey] : [])]
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-redis-'))
   const server = {
     port,
     dir,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     proc: null,
     async start() {
       this.proc = spawn(
         'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+        [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
         { stdio: 'ignore' },
       )
       this.proc.on('error', () => {})
@@ -86,7 +96,29 @@ async function startRedis(extraArgs = []) {
   return server
 }
 
-module.exports = { startRedis, freePort, sleep, cli }
+/** A throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate. */
+function makeCertificates() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-tls-'))
+  const f = (name) => path.join(dir, name)
+  const ssl = (...args) => execFileSync('openssl', args, { stdio: 'ignore' })
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=ferrisession test CA', '-keyout', f('ca.key'), '-out', f('ca.crt'))
+  fs.writeFileSync(f('san.cnf'), 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  for (const who of ['server', 'client']) {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${who}`, '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`))
+    ssl('x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.cnf'), '-out', f(`${who}.crt`))
+  }
+  return {
+    dir,
+    ca: f('ca.crt'),
+    cert: f('server.crt'),
+    key: f('server.key'),
+    clientCert: f('client.crt'),
+    clientKey: f('client.key'),
+    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+  }
+}
+
+module.exports = { startRedis, freePort, sleep, cli, makeCertificates }
 
 /** Resolves with `promise`, or rejects if it has not settled within `ms`. */
 function within(promise, ms, what) {
