@@ -30,10 +30,10 @@ const BATCH_CAP = 16
 
 // Option names copied from a client's own options. Anything else (modules, scripts, sockets,
 // functions) is left behind.
-const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'password', 'database', 'db', 'tls']
+const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'password', 'database', 'db', 'tls', 'sentinels', 'name', 'sentinelUsername', 'sentinelPassword']
 const SOCKET_KEYS = ['host', 'port', 'path', 'tls', 'ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
-const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending']
+const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'cluster', 'sentinel']
 
 function pemText(v) {
   if (v == null) return undefined
@@ -61,10 +61,30 @@ function plainTls(tls) {
   return out
 }
 
-/** The settings of a node-redis or ioredis client, as plain JSON for the core. */
+function plainSocket(socket) {
+  const out = pick(socket, SOCKET_KEYS)
+  for (const k of ['ca', 'cert', 'key']) if (k in out) out[k] = pemText(out[k])
+  return out
+}
+
+/** The settings of a node-redis or ioredis client (standalone, cluster or sentinel), as plain JSON for the core. */
 function clientSettings(client) {
   if (!client || typeof client !== 'object') {
     throw badArgument('client must be a node-redis or ioredis client')
+  }
+  // node-redis createCluster keeps its options in `_options`; ioredis marks a Cluster.
+  const clusterOptions = client._options && client._options.rootNodes ? client._options : null
+  if (clusterOptions) {
+    const defaults = pick(clusterOptions.defaults, CLIENT_KEYS)
+    if (defaults.socket) defaults.socket = plainSocket(defaults.socket)
+    const rootNodes = clusterOptions.rootNodes.map((n) => ({ url: n.url, socket: n.socket && plainSocket(n.socket) }))
+    return { flavor: 'node-redis-cluster', options: { rootNodes, defaults } }
+  }
+  if (client.isCluster === true) {
+    const redisOptions = pick(client.options && client.options.redisOptions, CLIENT_KEYS)
+    if ('tls' in redisOptions) redisOptions.tls = plainTls(redisOptions.tls)
+    const startupNodes = (client.startupNodes || []).map((n) => (typeof n === 'object' ? pick(n, ['host', 'port']) : n))
+    return { flavor: 'ioredis-cluster', options: { startupNodes, redisOptions } }
   }
   const options = client.options
   if (!options || typeof options !== 'object') {
@@ -73,11 +93,9 @@ function clientSettings(client) {
   // ioredis keeps host/port at the top level and reports a `status`; node-redis has `socket`.
   const flavor = typeof client.status === 'string' && !('socket' in options) ? 'ioredis' : 'node-redis'
   const picked = pick(options, CLIENT_KEYS)
-  if (picked.socket) {
-    picked.socket = pick(picked.socket, SOCKET_KEYS)
-    for (const k of ['ca', 'cert', 'key']) if (k in picked.socket) picked.socket[k] = pemText(picked.socket[k])
-  }
+  if (picked.socket) picked.socket = plainSocket(picked.socket)
   if ('tls' in picked) picked.tls = plainTls(picked.tls)
+  if (picked.sentinels) picked.sentinels = picked.sentinels.map((n) => pick(n, ['host', 'port']))
   return { flavor, options: picked }
 }
 
@@ -95,7 +113,7 @@ function connectionOptions(opts = {}) {
 
 /** True for a node-redis or ioredis client, as opposed to a plain options object. */
 function isClient(x) {
-  return !!x && typeof x === 'object' && !!x.options && (typeof x.connect === 'function' || typeof x.sendCommand === 'function')
+  return !!x && typeof x === 'object' && !!(x.options || x._options) && (typeof x.connect === 'function' || typeof x.sendCommand === 'function')
 }
 
 function badArgument(message) {

@@ -27,6 +27,51 @@ pub struct ConnectionSpec {
 pub enum Topology {
     Memory,
     Standalone(Box<Endpoint>),
+    Cluster(ClusterSpec),
+    Sentinel(SentinelSpec),
+}
+
+/// A Redis Cluster: seed nodes to discover the topology from, and how to log in to every node.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub nodes: Vec<ConnectionInfo>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: Option<TlsSettings>,
+}
+
+/// A primary found through Sentinel: the sentinels (with their own credentials in their
+/// connection info), the service name, and how to log in to the primary.
+#[derive(Clone, Debug)]
+pub struct SentinelSpec {
+    pub sentinels: Vec<ConnectionInfo>,
+    pub name: String,
+    pub node: redis::RedisConnectionInfo,
+    pub tls: Option<TlsSettings>,
+}
+
+impl TlsSettings {
+    pub fn certificates(&self) -> StoreResult<Option<redis::TlsCertificates>> {
+        if self.ca.is_none() && self.cert.is_none() {
+            return Ok(None);
+        }
+        let client_tls = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: cert.as_bytes().to_vec(),
+                client_key: key.as_bytes().to_vec(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(StoreError::bad_argument(
+                    "tls.cert and tls.key must be given together",
+                ))
+            }
+        };
+        Ok(Some(redis::TlsCertificates {
+            client_tls,
+            root_cert: self.ca.as_ref().map(|ca| ca.as_bytes().to_vec()),
+        }))
+    }
 }
 
 /// One Redis server: where it is, how to log in, and the TLS material if any.
@@ -46,29 +91,13 @@ pub struct TlsSettings {
 
 impl Endpoint {
     pub fn client(&self) -> StoreResult<redis::Client> {
-        let built = match &self.tls {
-            Some(tls) if tls.ca.is_some() || tls.cert.is_some() => {
-                let client_tls = match (&tls.cert, &tls.key) {
-                    (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                        client_cert: cert.as_bytes().to_vec(),
-                        client_key: key.as_bytes().to_vec(),
-                    }),
-                    (None, None) => None,
-                    _ => {
-                        return Err(StoreError::bad_argument(
-                            "tls.cert and tls.key must be given together",
-                        ))
-                    }
-                };
-                redis::Client::build_with_tls(
-                    self.info.clone(),
-                    redis::TlsCertificates {
-                        client_tls,
-                        root_cert: tls.ca.as_ref().map(|ca| ca.as_bytes().to_vec()),
-                    },
-                )
-            }
-            _ => redis::Client::open(self.info.clone()),
+        let certificates = match &self.tls {
+            Some(tls) => tls.certificates()?,
+            None => None,
+        };
+        let built = match certificates {
+            Some(certs) => redis::Client::build_with_tls(self.info.clone(), certs),
+            None => redis::Client::open(self.info.clone()),
         };
         built.map_err(|e| StoreError::bad_argument(format!("invalid connection settings: {e}")))
     }
@@ -90,6 +119,21 @@ struct RawOptions {
     max_pending: Option<f64>,
     /// Settings copied from a node-redis or ioredis client: `{flavor, options}`.
     client: Option<RawClient>,
+    cluster: Option<RawCluster>,
+    sentinel: Option<RawSentinel>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+struct RawCluster {
+    nodes: Vec<Value>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+struct RawSentinel {
+    nodes: Vec<Value>,
+    name: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -170,6 +214,15 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
             })
         }
         "ioredis" => Ok(RawOptions {
+            sentinel: o
+                .get("sentinels")
+                .and_then(Value::as_array)
+                .map(|nodes| RawSentinel {
+                    nodes: nodes.clone(),
+                    name: str_field(o, "name"),
+                    username: str_field(o, "sentinelUsername"),
+                    password: str_field(o, "sentinelPassword"),
+                }),
             host: str_field(o, "host"),
             port: int_field(o, "port").map(|p| p as u16),
             path: str_field(o, "path"),
@@ -179,6 +232,45 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
             tls: tls_field(o.get("tls")),
             ..RawOptions::default()
         }),
+        "node-redis-cluster" => {
+            let defaults = o.get("defaults").cloned().unwrap_or(Value::Null);
+            let socket = defaults.get("socket").cloned().unwrap_or(Value::Null);
+            let nodes = o
+                .get("rootNodes")
+                .and_then(Value::as_array)
+                .map(|roots| {
+                    roots
+                        .iter()
+                        .map(|n| match str_field(n, "url") {
+                            Some(url) => Value::String(url),
+                            None => n.get("socket").cloned().unwrap_or(Value::Null),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(RawOptions {
+                username: str_field(&defaults, "username"),
+                password: str_field(&defaults, "password"),
+                tls: tls_field(socket.get("tls")),
+                cluster: Some(RawCluster { nodes }),
+                ..RawOptions::default()
+            })
+        }
+        "ioredis-cluster" => {
+            let redis_options = o.get("redisOptions").cloned().unwrap_or(Value::Null);
+            let nodes = o
+                .get("startupNodes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Ok(RawOptions {
+                username: str_field(&redis_options, "username"),
+                password: str_field(&redis_options, "password"),
+                tls: tls_field(redis_options.get("tls")),
+                cluster: Some(RawCluster { nodes }),
+                ..RawOptions::default()
+            })
+        }
         other => Err(StoreError::bad_argument(format!(
             "unsupported client flavor {other:?}: pass a node-redis or ioredis client, or a url"
         ))),
@@ -240,11 +332,17 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         password: raw.password.or(base.password),
         db: raw.db.or(base.db),
         tls: raw.tls.or(base.tls),
+        cluster: raw.cluster.or(base.cluster),
+        sentinel: raw.sentinel.or(base.sentinel),
         ..RawOptions::default()
     };
 
     let topology = if merged.url.as_deref().is_some_and(is_memory_url) {
         Topology::Memory
+    } else if let Some(cluster) = merged.cluster.clone() {
+        Topology::Cluster(cluster_spec(cluster, merged)?)
+    } else if let Some(sentinel) = merged.sentinel.clone() {
+        Topology::Sentinel(sentinel_spec(sentinel, merged)?)
     } else {
         Topology::Standalone(Box::new(endpoint(merged)?))
     };
@@ -253,6 +351,124 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         connect_timeout,
         command_timeout,
         max_pending,
+    })
+}
+
+/// A node given as `"redis://host:port"`, `"host:port"` or `{host, port}`.
+fn node_info(node: &Value, what: &str) -> StoreResult<ConnectionInfo> {
+    let bad = || {
+        StoreError::bad_argument(format!(
+            "{what} must be \"redis://host:port\", \"host:port\" or {{host, port}}, got {node}"
+        ))
+    };
+    match node {
+        Value::String(s) if s.contains("://") => s
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| StoreError::bad_argument(format!("invalid {what} {:?}: {e}", redact(s)))),
+        Value::String(s) => {
+            let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            (host.to_string(), port)
+                .into_connection_info()
+                .map_err(|_| bad())
+        }
+        Value::Object(_) => {
+            let host = str_field(node, "host").unwrap_or_else(|| "127.0.0.1".into());
+            let port = int_field(node, "port")
+                .filter(|p| (1..=65535).contains(p))
+                .ok_or_else(bad)?;
+            (host, port as u16)
+                .into_connection_info()
+                .map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn tls_settings(tls: Option<RawTls>, implied: bool) -> Option<TlsSettings> {
+    match tls {
+        Some(RawTls::Flag(false)) => None,
+        Some(RawTls::Flag(true)) => Some(TlsSettings {
+            reject_unauthorized: true,
+            ..TlsSettings::default()
+        }),
+        Some(RawTls::Settings(s)) => Some(TlsSettings {
+            ca: s.ca,
+            cert: s.cert,
+            key: s.key,
+            reject_unauthorized: s.reject_unauthorized.unwrap_or(true),
+        }),
+        None if implied => Some(TlsSettings {
+            reject_unauthorized: true,
+            ..TlsSettings::default()
+        }),
+        None => None,
+    }
+}
+
+fn cluster_spec(cluster: RawCluster, o: RawOptions) -> StoreResult<ClusterSpec> {
+    if cluster.nodes.is_empty() {
+        return Err(StoreError::bad_argument(
+            "cluster.nodes must list at least one node",
+        ));
+    }
+    let nodes = cluster
+        .nodes
+        .iter()
+        .map(|n| node_info(n, "a cluster node"))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let implied = cluster
+        .nodes
+        .iter()
+        .any(|n| n.as_str().is_some_and(|s| s.starts_with("rediss://")));
+    Ok(ClusterSpec {
+        nodes,
+        username: o.username,
+        password: o.password,
+        tls: tls_settings(o.tls, implied),
+    })
+}
+
+fn sentinel_spec(sentinel: RawSentinel, o: RawOptions) -> StoreResult<SentinelSpec> {
+    if sentinel.nodes.is_empty() {
+        return Err(StoreError::bad_argument(
+            "sentinel.nodes must list at least one sentinel",
+        ));
+    }
+    let name = sentinel.name.filter(|n| !n.is_empty()).ok_or_else(|| {
+        StoreError::bad_argument("sentinel.name (the monitored primary's name) is required")
+    })?;
+    let sentinels = sentinel
+        .nodes
+        .iter()
+        .map(|n| {
+            let info = node_info(n, "a sentinel")?;
+            let mut r = info.redis_settings().clone();
+            if let Some(u) = &sentinel.username {
+                r = r.set_username(u);
+            }
+            if let Some(p) = &sentinel.password {
+                r = r.set_password(p);
+            }
+            Ok(info.set_redis_settings(r))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let mut node = redis::RedisConnectionInfo::default();
+    if let Some(u) = o.username {
+        node = node.set_username(u);
+    }
+    if let Some(p) = o.password {
+        node = node.set_password(p);
+    }
+    if let Some(db) = o.db {
+        node = node.set_db(db);
+    }
+    Ok(SentinelSpec {
+        sentinels,
+        name,
+        node,
+        tls: tls_settings(o.tls, false),
     })
 }
 
@@ -281,24 +497,7 @@ fn endpoint(o: RawOptions) -> StoreResult<Endpoint> {
     };
     let url_tls = o.url.as_deref().is_some_and(|u| u.starts_with("rediss://"));
 
-    let tls = match o.tls {
-        Some(RawTls::Flag(false)) => None,
-        Some(RawTls::Flag(true)) => Some(TlsSettings {
-            reject_unauthorized: true,
-            ..TlsSettings::default()
-        }),
-        Some(RawTls::Settings(s)) => Some(TlsSettings {
-            ca: s.ca,
-            cert: s.cert,
-            key: s.key,
-            reject_unauthorized: s.reject_unauthorized.unwrap_or(true),
-        }),
-        None if url_tls => Some(TlsSettings {
-            reject_unauthorized: true,
-            ..TlsSettings::default()
-        }),
-        None => None,
-    };
+    let tls = tls_settings(o.tls, url_tls);
 
     let (url_host, url_port, url_settings) = match &from_url {
         Some(info) => {
@@ -474,6 +673,53 @@ mod tests {
             let err = parse(json).expect_err(json);
             assert_eq!(err.kind, crate::error::ErrorKind::BadArgument, "{json}");
         }
+    }
+
+    #[test]
+    fn cluster_and_sentinel_options() {
+        let spec = parse(r#"{"cluster":{"nodes":["redis://a:7000","b:7001",{"host":"c","port":7002}]},"password":"pw"}"#).unwrap();
+        let Topology::Cluster(c) = spec.topology else {
+            panic!("expected a cluster")
+        };
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[1].addr().to_string(), "b:7001");
+        assert_eq!(c.password.as_deref(), Some("pw"));
+
+        let spec = parse(r#"{"sentinel":{"nodes":["127.0.0.1:26379"],"name":"mymaster","password":"sp"},"password":"np","db":2}"#).unwrap();
+        let Topology::Sentinel(s) = spec.topology else {
+            panic!("expected sentinel")
+        };
+        assert_eq!(s.name, "mymaster");
+        assert_eq!(s.sentinels[0].redis_settings().password(), Some("sp"));
+        assert_eq!(s.node.password(), Some("np"));
+        assert_eq!(s.node.db(), 2);
+
+        for bad in [
+            r#"{"cluster":{"nodes":[]}}"#,
+            r#"{"cluster":{"nodes":["nohost"]}}"#,
+            r#"{"cluster":{"nodes":[{"host":"a","port":0}]}}"#,
+            r#"{"sentinel":{"nodes":["a:1"]}}"#,
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err().kind,
+                crate::error::ErrorKind::BadArgument,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_and_sentinel_from_clients() {
+        let spec = parse(r#"{"client":{"flavor":"node-redis-cluster","options":{"rootNodes":[{"url":"redis://h:7000"},{"socket":{"host":"h","port":7001}}],"defaults":{"password":"pw"}}}}"#).unwrap();
+        let Topology::Cluster(c) = spec.topology else {
+            panic!("expected a cluster")
+        };
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.password.as_deref(), Some("pw"));
+        let spec = parse(r#"{"client":{"flavor":"ioredis-cluster","options":{"startupNodes":[{"host":"h","port":7000}],"redisOptions":{"username":"u"}}}}"#).unwrap();
+        assert!(matches!(spec.topology, Topology::Cluster(_)));
+        let spec = parse(r#"{"client":{"flavor":"ioredis","options":{"sentinels":[{"host":"h","port":26379}],"name":"m","sentinelPassword":"sp"}}}"#).unwrap();
+        assert!(matches!(spec.topology, Topology::Sentinel(_)));
     }
 
     #[test]

@@ -96,6 +96,126 @@ async function startRedis(extraArgs = [], { tls } = {}) {
   return server
 }
 
+async function until(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      if (await check()) return
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
+/**
+ * A 6-node Redis Cluster (3 primaries, 3 replicas) on loopback, with a 1 s node timeout so
+ * failovers happen within seconds. `close()` stops every node.
+ */
+async function startCluster() {
+  const nodes = []
+  for (let i = 0; i < 6; i++) {
+    nodes.push(
+      await startRedis([
+        '--cluster-enabled', 'yes',
+        '--cluster-config-file', 'nodes.conf',
+        '--cluster-node-timeout', '1000',
+        '--cluster-replica-validity-factor', '0',
+      ]),
+    )
+  }
+  execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], {
+    stdio: 'ignore',
+  })
+  for (const n of nodes) {
+    await until(() => /cluster_state:ok/.test(n.cli('CLUSTER', 'INFO')) && /cluster_slots_ok:16384/.test(n.cli('CLUSTER', 'INFO')), 20000, `cluster state ok on ${n.port}`)
+  }
+  return {
+    nodes,
+    seeds: nodes.slice(0, 3).map((n) => n.url),
+    /** The node currently serving `key` as primary. */
+    primaryFor(key) {
+      const slot = Number(nodes[0].cli('CLUSTER', 'KEYSLOT', key))
+      const shards = nodes.find((n) => n.proc).cli('CLUSTER', 'SLOTS')
+      void shards
+      for (const n of nodes) {
+        if (!n.proc) continue
+        const role = n.cli('ROLE').split('\n')[0]
+        if (role !== 'master') continue
+        const lines = n.cli('CLUSTER', 'NODES').split('\n').find((l) => l.includes('myself'))
+        const ranges = lines.split(' ').slice(8)
+        for (const r of ranges) {
+          const [a, b] = r.split('-').map(Number)
+          if (slot >= a && slot <= (Number.isNaN(b) ? a : b)) return n
+        }
+      }
+      return null
+    },
+    async close() {
+      for (const n of nodes) await n.close()
+    },
+  }
+}
+
+/**
+ * A primary, one replica and three sentinels monitoring them as `mymaster`, with a 1 s
+ * down-after so failover takes seconds.
+ */
+async function startSentinels() {
+  const primary = await startRedis()
+  const replica = await startRedis(['--replicaof', '127.0.0.1', String(primary.port)])
+  await until(() => /master_link_status:up/.test(replica.cli('INFO', 'replication')), 10000, 'replica sync')
+  const sentinels = []
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort()
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-sentinel-'))
+    const conf = path.join(dir, 'sentinel.conf')
+    fs.writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor mymaster 127.0.0.1 ${primary.port} 2`,
+        'sentinel down-after-milliseconds mymaster 1000',
+        'sentinel failover-timeout mymaster 5000',
+        'sentinel parallel-syncs mymaster 1',
+        '',
+      ].join('\n'),
+    )
+    const proc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
+    proc.on('error', () => {})
+    await waitForPing(port)
+    sentinels.push({
+      port,
+      proc,
+      url: `redis://127.0.0.1:${port}`,
+      cli: (...args) => cli(port, ...args),
+      async close() {
+        if (proc.exitCode === null) {
+          const exited = new Promise((r) => proc.once('exit', r))
+          proc.kill('SIGKILL')
+          await exited
+        }
+        fs.rmSync(dir, { recursive: true, force: true })
+      },
+    })
+  }
+  for (const s of sentinels) {
+    await until(() => Number(s.cli('SENTINEL', 'MASTER', 'mymaster').split('\n')[s.cli('SENTINEL', 'MASTER', 'mymaster').split('\n').indexOf('num-other-sentinels') + 1]) === 2, 15000, 'sentinels to see each other')
+  }
+  return {
+    primary,
+    replica,
+    sentinels,
+    masterPort: () => Number(sentinels[0].cli('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster').split('\n')[1]),
+    async close() {
+      for (const s of sentinels) await s.close()
+      await primary.close()
+      await replica.close()
+    },
+  }
+}
+
 /** A throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate. */
 function makeCertificates() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-tls-'))
@@ -118,7 +238,7 @@ function makeCertificates() {
   }
 }
 
-module.exports = { startRedis, freePort, sleep, cli, makeCertificates }
+module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until }
 
 /** Resolves with `promise`, or rejects if it has not settled within `ms`. */
 function within(promise, ms, what) {

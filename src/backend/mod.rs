@@ -1,13 +1,17 @@
 //! Where commands go. Each room speaks the same small command set; the session layer above
 //! never knows which one it talks to.
 
+mod cluster;
 mod memory;
+mod sentinel;
 mod standalone;
 
 use crate::config::{ConnectionSpec, Topology};
 use crate::error::{StoreError, StoreResult};
 
+pub use cluster::Cluster;
 pub use memory::Memory;
+pub use sentinel::Sentinel;
 pub use standalone::Standalone;
 
 /// How long a written value lives.
@@ -59,9 +63,26 @@ pub enum Reply {
     Error(StoreError),
 }
 
+impl Command {
+    /// The keys this command touches, for routing on a cluster.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Command::Ping => vec![],
+            Command::Get(k) | Command::SMembers(k) | Command::Exists(k) => vec![k],
+            Command::Set { key, .. }
+            | Command::Expire { key, .. }
+            | Command::SAdd { key, .. }
+            | Command::SRem { key, .. } => vec![key],
+            Command::Del(keys) | Command::MGet(keys) => keys.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 pub enum Backend {
     Standalone(Standalone),
     Memory(Memory),
+    Cluster(Cluster),
+    Sentinel(Sentinel),
 }
 
 impl Backend {
@@ -70,6 +91,8 @@ impl Backend {
         Ok(match &spec.topology {
             Topology::Memory => Backend::Memory(Memory::new()),
             Topology::Standalone(endpoint) => Backend::Standalone(Standalone::new(endpoint, spec)?),
+            Topology::Cluster(cluster) => Backend::Cluster(Cluster::new(cluster, spec)?),
+            Topology::Sentinel(sentinel) => Backend::Sentinel(Sentinel::new(sentinel, spec)?),
         })
     }
 
@@ -79,14 +102,20 @@ impl Backend {
         match self {
             Backend::Standalone(b) => b.execute(commands).await,
             Backend::Memory(b) => Ok(b.execute(commands)),
+            Backend::Cluster(b) => b.execute(commands).await,
+            Backend::Sentinel(b) => b.execute(commands, false).await,
         }
     }
 
-    /// Runs the commands as one transaction (`MULTI`/`EXEC`), so all apply or none do.
+    /// Runs the commands as one transaction (`MULTI`/`EXEC`), so all apply or none do. On a
+    /// cluster this holds only when every key hashes to one slot; otherwise the commands run
+    /// one by one.
     pub async fn execute_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
         match self {
             Backend::Standalone(b) => b.execute_atomic(commands).await,
             Backend::Memory(b) => Ok(b.execute(commands)),
+            Backend::Cluster(b) => b.execute_atomic(commands).await,
+            Backend::Sentinel(b) => b.execute(commands, true).await,
         }
     }
 
@@ -95,6 +124,8 @@ impl Backend {
         match self {
             Backend::Standalone(b) => b.scan_prefix(prefix, count).await,
             Backend::Memory(b) => Ok(b.scan_prefix(prefix)),
+            Backend::Cluster(b) => b.scan_prefix(prefix, count).await,
+            Backend::Sentinel(b) => b.scan_prefix(prefix, count).await,
         }
     }
 

@@ -88,15 +88,21 @@ pub(super) async fn scan_node<C: redis::aio::ConnectionLike + Send>(
 }
 
 pub(super) fn add_command(pipe: &mut Pipeline, command: &Command) {
+    pipe.add_command(to_cmd(command));
+}
+
+/// The redis-rs form of one session command.
+pub(super) fn to_cmd(command: &Command) -> redis::Cmd {
+    let mut c;
     match command {
-        Command::Ping => {
-            pipe.cmd("PING");
-        }
+        Command::Ping => c = redis::cmd("PING"),
         Command::Get(key) => {
-            pipe.cmd("GET").arg(key);
+            c = redis::cmd("GET");
+            c.arg(key);
         }
         Command::Set { key, value, expiry } => {
-            let c = pipe.cmd("SET").arg(key).arg(value);
+            c = redis::cmd("SET");
+            c.arg(key).arg(value);
             match *expiry {
                 Expiry::Never => {}
                 Expiry::In(secs) => {
@@ -108,25 +114,33 @@ pub(super) fn add_command(pipe: &mut Pipeline, command: &Command) {
             }
         }
         Command::Expire { key, seconds } => {
-            pipe.cmd("EXPIRE").arg(key).arg(*seconds);
+            c = redis::cmd("EXPIRE");
+            c.arg(key).arg(*seconds);
         }
         Command::Del(keys) => {
-            pipe.cmd("DEL").arg(keys);
+            c = redis::cmd("DEL");
+            c.arg(keys);
         }
         Command::MGet(keys) => {
-            pipe.cmd("MGET").arg(keys);
+            c = redis::cmd("MGET");
+            c.arg(keys);
         }
         Command::SAdd { key, members } => {
-            pipe.cmd("SADD").arg(key).arg(members);
+            c = redis::cmd("SADD");
+            c.arg(key).arg(members);
         }
         Command::SRem { key, members } => {
-            pipe.cmd("SREM").arg(key).arg(members);
+            c = redis::cmd("SREM");
+            c.arg(key).arg(members);
         }
         Command::SMembers(key) => {
-            pipe.cmd("SMEMBERS").arg(key);
+            c = redis::cmd("SMEMBERS");
+            c.arg(key);
         }
         Command::Exists(key) => {
-            pipe.cmd("EXISTS").arg(key);
+            c = redis::cmd("EXISTS");
+            c.arg(key);
         }
     }
+    c
 }

@@ -1,0 +1,115 @@
+'use strict'
+// Redis Cluster: 6 real nodes, every entry point's bulk operation across all primaries,
+// cross-slot work without CROSSSLOT, clients as settings sources, and a primary failover.
+const { describe, it, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { createCluster } = require('redis')
+const Redis = require('ioredis')
+const { RedisStore } = require('..')
+const { luciaAdapter } = require('../lib/lucia.js')
+const unstorageDriver = require('../lib/unstorage.js')
+const { startCluster, sleep } = require('./support/redis.js')
+
+describe('Redis Cluster', () => {
+  let cluster
+  const stores = []
+  const open = (opts) => {
+    const s = new RedisStore({ cluster: { nodes: cluster.seeds }, commandTimeout: 2000, ...opts })
+    stores.push(s)
+    return s
+  }
+
+  before(async () => {
+    cluster = await startCluster()
+  })
+  after(async () => {
+    for (const s of stores) s.close()
+    await cluster.close()
+  })
+
+  it('runs the store lifecycle with keys spread over every primary', async () => {
+    const s = open({ prefix: 'c:' })
+    await Promise.all(Array.from({ length: 300 }, (_, i) => s.set(`id${i}`, { cookie: {}, i })))
+    assert.deepEqual(await s.get('id7'), { cookie: {}, i: 7 })
+    const perNode = cluster.nodes.filter((n) => n.cli('ROLE').startsWith('master')).map((n) => Number(n.cli('DBSIZE')))
+    assert.equal(perNode.length, 3)
+    assert.ok(perNode.every((n) => n > 0), `keys on every primary: ${perNode}`)
+    assert.equal(await s.length(), 300)
+    assert.equal(new Set(await s.ids()).size, 300)
+    assert.equal((await s.all()).length, 300)
+    await s.destroy('id7')
+    assert.equal(await s.get('id7'), null)
+    await s.clear()
+    assert.equal(await s.length(), 0)
+  })
+
+  it('deletes and reads keys of many slots in one call without CROSSSLOT', async () => {
+    const driver = unstorageDriver({ cluster: { nodes: cluster.seeds }, base: 'u' })
+    try {
+      const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
+      await Promise.all(keys.map((k) => driver.setItem(k, `v-${k}`)))
+      const items = await driver.getItems(keys.map((key) => ({ key })))
+      assert.deepEqual(items.map((x) => x.value), keys.map((k) => `v-${k}`))
+      assert.deepEqual((await driver.getKeys('')).sort(), [...keys].sort())
+      await driver.clear('')
+      assert.deepEqual(await driver.getKeys(''), [])
+    } finally {
+      driver.dispose()
+    }
+  })
+
+  it('keeps the Lucia user index working across slots, and prunes on every primary', async () => {
+    const users = new Map([['u1', { id: 'u1', attributes: {} }]])
+    const adapter = luciaAdapter({ cluster: { nodes: cluster.seeds }, getUser: (id) => users.get(id) ?? null })
+    try {
+      const expiresAt = new Date(Date.now() + 60_000)
+      for (const id of ['a', 'b', 'c', 'd']) await adapter.setSession({ id, userId: 'u1', expiresAt, attributes: {} })
+      assert.equal((await adapter.getUserSessions('u1')).length, 4)
+      const [session, user] = await adapter.getSessionAndUser('c')
+      assert.equal(session.id, 'c')
+      assert.equal(user.id, 'u1')
+      await adapter.deleteSession('a')
+      assert.deepEqual((await adapter.getUserSessions('u1')).map((s) => s.id).sort(), ['b', 'c', 'd'])
+      await adapter.deleteUserSessions('u1')
+      assert.deepEqual(await adapter.getUserSessions('u1'), [])
+      await adapter.deleteExpiredSessions()
+    } finally {
+      adapter.close()
+    }
+  })
+
+  it('reads the nodes from node-redis and ioredis cluster clients', async () => {
+    const nr = open({ client: createCluster({ rootNodes: cluster.seeds.map((url) => ({ url })) }), prefix: 'nr:' })
+    const io = open({ client: new Redis.Cluster(cluster.nodes.slice(0, 2).map((n) => ({ host: '127.0.0.1', port: n.port })), { lazyConnect: true }), prefix: 'io:' })
+    await nr.set('x', { cookie: {} })
+    await io.set('y', { cookie: {} })
+    assert.deepEqual(await nr.get('x'), { cookie: {} })
+    assert.deepEqual(await io.get('y'), { cookie: {} })
+  })
+
+  it('follows a failover when a primary is killed', async (t) => {
+    const s = open({ prefix: 'fo:', commandTimeout: 1000 })
+    await s.set('key', { cookie: {}, v: 1 })
+    await sleep(500) // let the replica receive the write
+    const victim = cluster.primaryFor('fo:key')
+    assert.ok(victim, 'a primary serves the key')
+    const t0 = Date.now()
+    await victim.stop()
+    let recovered = null
+    let errors = 0
+    while (Date.now() - t0 < 30_000) {
+      try {
+        await s.set('key', { cookie: {}, v: 2 })
+        assert.deepEqual(await s.get('key'), { cookie: {}, v: 2 })
+        recovered = Date.now() - t0
+        break
+      } catch (e) {
+        assert.ok(typeof e.code === 'string' && e.code.startsWith('ERR_'), `coded error: ${e.code}`)
+        errors++
+        await sleep(100)
+      }
+    }
+    assert.ok(recovered !== null, 'reads and writes succeed again')
+    t.diagnostic(`cluster failover: writes succeeded again ${recovered} ms after the primary was killed (${errors} calls rejected meanwhile)`)
+  })
+})
