@@ -71,7 +71,7 @@ impl Cluster {
         let mut groups: HashMap<Option<Slot>, Vec<usize>> = HashMap::new();
         let mut alone = Vec::new();
         for (i, c) in commands.iter().enumerate() {
-            let slots: HashSet<Slot> = c.keys().iter().map(|k| Slot::for_key(k)).collect();
+            let slots: HashSet<Slot> = c.keys().into_iter().map(Slot::for_key).collect();
             match slots.len() {
                 0 => alone.push(i),
                 1 => groups.entry(slots.into_iter().next()).or_default().push(i),
