@@ -46,6 +46,12 @@ export interface DatabaseUser {
 
 export interface LuciaAdapterOptions extends ConnectionOptions {
   prefixes?: LuciaPrefixes
+  /**
+   * Opt-in cluster layout: every key carries the hash tag `{tag}` (`true` uses the session
+   * prefix), so a session and its user index share a slot and are written atomically. All of
+   * the adapter's keys then live on one shard. Not compatible with the default layout.
+   */
+  hashTag?: boolean | string
   getUser(userId: string): DatabaseUser | null | Promise<DatabaseUser | null>
 }
 

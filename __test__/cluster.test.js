@@ -78,6 +78,23 @@ describe('Redis Cluster', () => {
     }
   })
 
+  it('offers a hash-tagged Lucia layout that keeps a session and its index in one slot', async () => {
+    const adapter = luciaAdapter({ cluster: { nodes: cluster.seeds }, hashTag: true, getUser: () => null })
+    try {
+      await adapter.setSession({ id: 's1', userId: 'u9', expiresAt: new Date(Date.now() + 60_000), attributes: {} })
+      const slot = (k) => cluster.nodes[0].cli('CLUSTER', 'KEYSLOT', k)
+      assert.equal(slot('{session}:session:s1'), slot('{session}:user_sessions:u9'))
+      const owner = cluster.primaryFor('{session}:session:s1')
+      assert.equal(owner.cli('EXISTS', '{session}:session:s1'), '1')
+      assert.equal(owner.cli('SISMEMBER', '{session}:user_sessions:u9', 's1'), '1')
+      assert.equal((await adapter.getUserSessions('u9')).length, 1)
+      await adapter.deleteSession('s1')
+      assert.equal(owner.cli('EXISTS', '{session}:user_sessions:u9'), '0')
+    } finally {
+      adapter.close()
+    }
+  })
+
   it('reads the nodes from node-redis and ioredis cluster clients', async () => {
     const nr = open({ client: createCluster({ rootNodes: cluster.seeds.map((url) => ({ url })) }), prefix: 'nr:' })
     const io = open({ client: new Redis.Cluster(cluster.nodes.slice(0, 2).map((n) => ({ host: '127.0.0.1', port: n.port })), { lazyConnect: true }), prefix: 'io:' })

@@ -8,10 +8,15 @@ const { Link, OP, checkId, isClient, parseStored } = require('./native.js')
 
 const DEFAULT_PREFIXES = { session: 'session', userSessions: 'user_sessions' }
 
-function layout(prefixes) {
+// With `hashTag`, every key carries the same `{tag}`, so on a cluster a session and its user
+// index live in one slot and are written atomically; the price is that all of this adapter's
+// keys live on one shard.
+function layout(prefixes, hashTag) {
   const session = (prefixes && prefixes.session) || DEFAULT_PREFIXES.session
   const userSessions = (prefixes && prefixes.userSessions) || DEFAULT_PREFIXES.userSessions
-  return { sessionPrefix: `${session}:`, userPrefix: `${userSessions}:` }
+  if (!hashTag) return { sessionPrefix: `${session}:`, userPrefix: `${userSessions}:` }
+  const tag = typeof hashTag === 'string' ? hashTag : session
+  return { sessionPrefix: `{${tag}}:${session}:`, userPrefix: `{${tag}}:${userSessions}:` }
 }
 
 function linkFor(clientOrOptions) {
@@ -21,10 +26,10 @@ function linkFor(clientOrOptions) {
 
 /** Session key/index operations shared by both Lucia versions. */
 class SessionIndex {
-  constructor(link, prefixes, ownerField) {
+  constructor(link, prefixes, ownerField, hashTag) {
     this.link = link
     this.ownerField = ownerField
-    Object.assign(this, layout(prefixes))
+    Object.assign(this, layout(prefixes, hashTag))
   }
   async read(sessionId) {
     const key = this.sessionPrefix + checkId(sessionId)
@@ -65,7 +70,8 @@ class SessionIndex {
 function redis(clientOrOptions, prefixes) {
   let index
   return () => {
-    if (!index) index = new SessionIndex(linkFor(clientOrOptions), prefixes, 'user_id')
+    const hashTag = !isClient(clientOrOptions) && clientOrOptions && clientOrOptions.hashTag
+    if (!index) index = new SessionIndex(linkFor(clientOrOptions), prefixes, 'user_id', hashTag)
     const v2Expiry = (s) => Math.floor(Number(s.idle_expires) / 1000)
     return {
       getSession: (sessionId) => index.read(sessionId),
@@ -95,10 +101,10 @@ function redis(clientOrOptions, prefixes) {
  */
 class LuciaAdapter {
   constructor(opts = {}) {
-    const { prefixes, getUser, ...connection } = opts
+    const { prefixes, getUser, hashTag, ...connection } = opts
     if (typeof getUser !== 'function') throw new TypeError('luciaAdapter needs getUser(userId)')
     this.getUser = getUser
-    this.index = new SessionIndex(linkFor(connection), prefixes, 'userId')
+    this.index = new SessionIndex(linkFor(connection), prefixes, 'userId', hashTag)
   }
   static decode(stored) {
     return { id: stored.id, userId: stored.userId, expiresAt: new Date(stored.expiresAt), attributes: stored.attributes || {} }
