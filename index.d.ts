@@ -44,6 +44,15 @@ export interface ConnectionOptions {
   commandTimeout?: number
   /** Calls allowed in flight before new ones fail fast with ERR_OVERLOADED. Default 10000. */
   maxPending?: number
+  /** Redis Cluster seed nodes: `"redis://host:port"`, `"host:port"` or `{host, port}`. */
+  cluster?: { nodes: Array<string | { host: string; port: number }> }
+  /** Find the primary through Redis Sentinel; `username`/`password` here are the sentinels' own. */
+  sentinel?: {
+    nodes: Array<string | { host: string; port: number }>
+    name: string
+    username?: string
+    password?: string
+  }
 }
 
 export interface Serializer {
