@@ -26,6 +26,7 @@ async function main() {
     res.send(String(req.session.hits))
   })
   const server = app.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`))
+  process.on('SIGINT', () => process.emit('SIGTERM'))
   process.on('SIGTERM', async () => {
     server.close()
     await close()
