@@ -13,6 +13,8 @@ try {
 }
 const { Link, OP, checkId, parseStored } = require('./native.js')
 
+const toNull = () => null
+
 function settle(promise, cb) {
   if (typeof cb !== 'function') return promise
   return promise.then(
@@ -35,52 +37,54 @@ class RedisStore extends Store {
     this.link = new Link(opts, (name, detail) => this.emit(name, detail))
   }
 
+  // The hot methods chain one .then onto the core's promise instead of using async functions:
+  // one promise and one microtask fewer per call.
   get(sid, cb) {
-    return settle(this.#get(sid), cb)
-  }
-
-  async #get(sid) {
-    const key = this.prefix + checkId(sid)
-    const data = await this.link.call(OP.GET, key)
-    if (!data) return null
-    return await parseStored(this.serializer, data, key)
+    return settle(
+      this.#start(sid, (key) =>
+        this.link.call(OP.GET, key).then((data) => (data ? parseStored(this.serializer, data, key) : null)),
+      ),
+      cb,
+    )
   }
 
   set(sid, sess, cb) {
-    return settle(this.#set(sid, sess), cb)
-  }
-
-  async #set(sid, sess) {
-    const key = this.prefix + checkId(sid)
-    const ttl = this.getTTL(sess)
-    if (!(ttl > 0)) {
-      await this.link.call(OP.DESTROY, key)
-      return null
-    }
-    const value = this.serializer.stringify(sess)
-    if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
-    await this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl)
-    return null
+    return settle(
+      this.#start(sid, (key) => {
+        const ttl = this.getTTL(sess)
+        if (!(ttl > 0)) return this.link.call(OP.DESTROY, key).then(toNull)
+        const value = this.serializer.stringify(sess)
+        if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
+        return this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl).then(toNull)
+      }),
+      cb,
+    )
   }
 
   touch(sid, sess, cb) {
-    return settle(this.#touch(sid, sess), cb)
-  }
-
-  async #touch(sid, sess) {
-    const key = this.prefix + checkId(sid)
-    if (this.disableTouch || this.disableTTL) return null
-    await this.link.call(OP.TOUCH, key, undefined, this.getTTL(sess))
-    return null
+    return settle(
+      this.#start(sid, (key) => {
+        if (this.disableTouch || this.disableTTL) return Promise.resolve(null)
+        return this.link.call(OP.TOUCH, key, undefined, this.getTTL(sess)).then(toNull)
+      }),
+      cb,
+    )
   }
 
   destroy(sid, cb) {
-    return settle(this.#destroy(sid), cb)
+    return settle(
+      this.#start(sid, (key) => this.link.call(OP.DESTROY, key).then(toNull)),
+      cb,
+    )
   }
 
-  async #destroy(sid) {
-    await this.link.call(OP.DESTROY, this.prefix + checkId(sid))
-    return null
+  /** Runs `work(key)`; a bad id or a throwing serializer becomes a rejected promise. */
+  #start(sid, work) {
+    try {
+      return work(this.prefix + checkId(sid))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   clear(cb) {

@@ -131,15 +131,29 @@ function checkId(id, what = 'session id') {
   return id
 }
 
-/** Parses a stored value; a value that does not parse becomes a coded error, not a crash. */
-async function parseStored(serializer, raw, key) {
+function badData(key, cause) {
+  const err = new Error(`the value stored at ${JSON.stringify(key)} could not be parsed: ${cause && cause.message}`, { cause })
+  err.code = 'ERR_BAD_DATA'
+  return err
+}
+
+/**
+ * Parses a stored value; one that does not parse becomes a coded error, not a crash. Returns
+ * the value, or a promise when the parser is async.
+ */
+function parseStored(serializer, raw, key) {
+  let parsed
   try {
-    return await serializer.parse(raw)
+    parsed = serializer.parse(raw)
   } catch (cause) {
-    const err = new Error(`the value stored at ${JSON.stringify(key)} could not be parsed: ${cause && cause.message}`, { cause })
-    err.code = 'ERR_BAD_DATA'
-    throw err
+    throw badData(key, cause)
   }
+  if (parsed && typeof parsed.then === 'function') {
+    return Promise.resolve(parsed).catch((cause) => {
+      throw badData(key, cause)
+    })
+  }
+  return parsed
 }
 
 // Errors from the native constructor carry their code at the front of the message.

@@ -126,6 +126,8 @@ struct Conn {
     out: Vec<u8>,
     out_pos: usize,
     inbuf: Vec<u8>,
+    /// Where reads land before they join `inbuf`; allocated once, so no read clears 64 KiB.
+    scratch: Box<[u8]>,
     /// Call ids in the order their replies will arrive, with their deadlines.
     pending: VecDeque<(u32, Instant)>,
     want_write: bool,
@@ -384,6 +386,7 @@ fn install(state: &Rc<Shared>, opened: Opened) {
             out: Vec::with_capacity(16 * 1024),
             out_pos: 0,
             inbuf: Vec::with_capacity(READ_CHUNK),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             pending: VecDeque::new(),
             want_write: false,
         });
@@ -502,16 +505,15 @@ fn read_and_deliver(state: &Rc<Shared>) {
         let mut s = state.borrow_mut();
         env = s.env;
         let Some(conn) = s.conn.as_mut() else { return };
-        let mut chunk = [0u8; READ_CHUNK];
         loop {
-            match conn.stream.read(&mut chunk) {
+            match conn.stream.read(&mut conn.scratch) {
                 Ok(0) => {
                     lost = Some("the server closed the connection".into());
                     break;
                 }
                 Ok(n) => {
-                    conn.inbuf.extend_from_slice(&chunk[..n]);
-                    if n < chunk.len() {
+                    conn.inbuf.extend_from_slice(&conn.scratch[..n]);
+                    if n < READ_CHUNK {
                         break;
                     }
                 }
