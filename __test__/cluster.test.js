@@ -8,7 +8,7 @@ const Redis = require('ioredis')
 const { RedisStore } = require('..')
 const { luciaAdapter } = require('../lib/lucia.js')
 const unstorageDriver = require('../lib/unstorage.js')
-const { startCluster, sleep } = require('./support/redis.js')
+const { startCluster, sleep, measureRecovery } = require('./support/redis.js')
 
 describe('Redis Cluster', () => {
   let cluster
@@ -112,20 +112,7 @@ describe('Redis Cluster', () => {
     assert.ok(victim, 'a primary serves the key')
     const t0 = Date.now()
     await victim.stop()
-    let recovered = null
-    let errors = 0
-    while (Date.now() - t0 < 30_000) {
-      try {
-        await s.set('key', { cookie: {}, v: 2 })
-        assert.deepEqual(await s.get('key'), { cookie: {}, v: 2 })
-        recovered = Date.now() - t0
-        break
-      } catch (e) {
-        assert.ok(typeof e.code === 'string' && e.code.startsWith('ERR_'), `coded error: ${e.code}`)
-        errors++
-        await sleep(100)
-      }
-    }
+    const { recovered, errors } = await measureRecovery(s, 'key', t0, 30_000)
     assert.ok(recovered !== null, 'reads and writes succeed again')
     t.diagnostic(`cluster failover: writes succeeded again ${recovered} ms after the primary was killed (${errors} calls rejected meanwhile)`)
   })

@@ -5,7 +5,7 @@ const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const Redis = require('ioredis')
 const { RedisStore } = require('..')
-const { startSentinels, sleep } = require('./support/redis.js')
+const { startSentinels, sleep, measureRecovery } = require('./support/redis.js')
 
 describe('Redis Sentinel', () => {
   let group
@@ -42,20 +42,7 @@ describe('Redis Sentinel', () => {
     const oldPort = group.primary.port
     const t0 = Date.now()
     await group.primary.stop()
-    let recovered = null
-    let errors = 0
-    while (Date.now() - t0 < 60_000) {
-      try {
-        await s.set('key', { cookie: {}, v: 2 })
-        assert.deepEqual(await s.get('key'), { cookie: {}, v: 2 })
-        recovered = Date.now() - t0
-        break
-      } catch (e) {
-        assert.ok(typeof e.code === 'string' && e.code.startsWith('ERR_'), `coded error: ${e.code}`)
-        errors++
-        await sleep(100)
-      }
-    }
+    const { recovered, errors } = await measureRecovery(s, 'key', t0, 60_000)
     assert.ok(recovered !== null, 'writes succeed on the new primary')
     assert.notEqual(group.masterPort(), oldPort)
     assert.equal(group.replica.cli('EXISTS', 'fo:key'), '1')

@@ -381,21 +381,7 @@ fn first_reply(replies: Vec<Reply>) -> Reply {
 
 async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
     match request {
-        Request::Destroy { keys } => {
-            let mut deleted = 0;
-            for chunk in keys.chunks(BULK_CHUNK) {
-                match first_reply(
-                    inner
-                        .round_trip(&[Command::Del(chunk.to_vec())], true)
-                        .await?,
-                ) {
-                    Reply::Int(n) => deleted += n,
-                    Reply::Error(e) => return Err(e),
-                    _ => {}
-                }
-            }
-            Ok(Reply::Int(deleted))
-        }
+        Request::Destroy { keys } => Ok(Reply::Int(delete_keys(inner, &keys).await?)),
         Request::Count { prefix, scan_count } => Ok(Reply::Int(
             inner.scan(&prefix, scan_count).await?.len() as i64,
         )),
@@ -437,17 +423,7 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
         }
         Request::Clear { prefix, scan_count } => {
             let keys = inner.scan(&prefix, scan_count).await?;
-            let mut deleted = 0;
-            for chunk in keys.chunks(BULK_CHUNK) {
-                if let Reply::Int(n) = first_reply(
-                    inner
-                        .round_trip(&[Command::Del(chunk.to_vec())], true)
-                        .await?,
-                ) {
-                    deleted += n;
-                }
-            }
-            Ok(Reply::Int(deleted))
+            Ok(Reply::Int(delete_keys(inner, &keys).await?))
         }
         Request::MGet { keys } => {
             let mut out = Vec::with_capacity(keys.len());
@@ -532,20 +508,10 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             key_prefix,
         } => {
             let members = smembers(inner, &index_key).await?;
-            let mut deleted = 0;
             let mut keys: Vec<String> =
                 members.iter().map(|m| format!("{key_prefix}{m}")).collect();
             keys.push(index_key);
-            for chunk in keys.chunks(BULK_CHUNK) {
-                if let Reply::Int(n) = first_reply(
-                    inner
-                        .round_trip(&[Command::Del(chunk.to_vec())], true)
-                        .await?,
-                ) {
-                    deleted += n;
-                }
-            }
-            Ok(Reply::Int(deleted))
+            Ok(Reply::Int(delete_keys(inner, &keys).await?))
         }
         Request::PruneIndexes {
             index_prefix,
@@ -567,6 +533,23 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             ))),
         },
     }
+}
+
+/// Deletes `keys` in bounded batches; returns how many existed.
+async fn delete_keys(inner: &Inner, keys: &[String]) -> StoreResult<i64> {
+    let mut deleted = 0;
+    for chunk in keys.chunks(BULK_CHUNK) {
+        match first_reply(
+            inner
+                .round_trip(&[Command::Del(chunk.to_vec())], true)
+                .await?,
+        ) {
+            Reply::Int(n) => deleted += n,
+            Reply::Error(e) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(deleted)
 }
 
 async fn mget(inner: &Inner, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {

@@ -216,6 +216,27 @@ async function startSentinels() {
   }
 }
 
+/**
+ * Writes and reads `key` through `store` until both succeed, after a primary was killed at
+ * `t0`. Every failure on the way must be a coded error. Returns the recovery time in ms and
+ * the number of rejected calls, or `recovered: null` after `limitMs`.
+ */
+async function measureRecovery(store, key, t0, limitMs) {
+  let errors = 0
+  while (Date.now() - t0 < limitMs) {
+    try {
+      await store.set(key, { cookie: {}, v: 2 })
+      const back = await store.get(key)
+      if (back && back.v === 2) return { recovered: Date.now() - t0, errors }
+    } catch (e) {
+      if (!(typeof e.code === 'string' && e.code.startsWith('ERR_'))) throw e
+      errors++
+      await sleep(100)
+    }
+  }
+  return { recovered: null, errors }
+}
+
 /** A throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate. */
 function makeCertificates() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-tls-'))
@@ -238,7 +259,7 @@ function makeCertificates() {
   }
 }
 
-module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until }
+module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until, measureRecovery }
 
 /** Resolves with `promise`, or rejects if it has not settled within `ms`. */
 function within(promise, ms, what) {
