@@ -358,7 +358,7 @@ fn install(state: &Rc<Shared>, opened: Opened) {
         Ok(_) => return,
         Err(_) => {
             s.retry_at = Instant::now() + s.backoff;
-            s.backoff = (s.backoff * 2).min(RETRY_MAX);
+            s.backoff = (s.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
             return;
         }
     };
@@ -379,7 +379,8 @@ fn install(state: &Rc<Shared>, opened: Opened) {
         uv::set_data(poll, Rc::into_raw(state.clone()) as *mut c_void);
         (uv.poll_start)(poll, uv::READABLE, on_poll);
         (uv.unref)(poll);
-        s.backoff = RETRY_MIN;
+        // The first reconnect after a healthy connection drops is immediate.
+        s.backoff = Duration::ZERO;
         s.conn = Some(Conn {
             stream,
             poll,
@@ -740,7 +741,7 @@ fn retire(s: &mut State, conn: Conn) -> (sys::napi_env, Vec<u32>) {
     }
     s.graveyard.push_back(conn.stream);
     s.retry_at = Instant::now() + s.backoff;
-    s.backoff = (s.backoff * 2).min(RETRY_MAX);
+    s.backoff = (s.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
     (s.env, conn.pending.into_iter().map(|(id, _)| id).collect())
 }
 

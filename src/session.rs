@@ -169,7 +169,17 @@ pub type Sink = Arc<dyn Fn(Delivery) + Send + Sync>;
 
 const STATE_UNKNOWN: u8 = 0;
 const STATE_UP: u8 = 1;
+/// A reconnect attempt failed: calls fail fast until one succeeds.
 const STATE_DOWN: u8 = 2;
+/// A call saw the connection drop; a reconnect is under way and calls still go through.
+const STATE_RECONNECTING: u8 = 3;
+
+/// Who saw a result: a call, or the health check's own ping.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    ByCall,
+    ByHealthCheck,
+}
 
 struct Inner {
     backend: Backend,
@@ -181,6 +191,8 @@ struct Inner {
     /// Milliseconds since `born` of the last reply that proved the connection alive.
     last_ok: AtomicU64,
     born: Instant,
+    /// Wakes the health check at once when a call sees the connection drop.
+    recheck: tokio::sync::Notify,
 }
 
 /// A store's core: one backend, one connection, and the calls in flight on it.
@@ -202,6 +214,7 @@ impl SessionCore {
             closed: AtomicBool::new(false),
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
+            recheck: tokio::sync::Notify::new(),
         });
         if remote {
             runtime::get().spawn(watch_health(Arc::downgrade(&inner)));
@@ -329,6 +342,12 @@ impl Inner {
     }
 
     fn observe<T>(&self, result: &StoreResult<T>) {
+        self.observe_as(result, Seen::ByCall)
+    }
+
+    /// Tracks the connection's state. A drop seen by a call starts a reconnect at once and
+    /// lets calls keep trying; only a failed reconnect makes calls fail fast.
+    fn observe_as<T>(&self, result: &StoreResult<T>, seen: Seen) {
         if !self.backend.is_remote() {
             return;
         }
@@ -336,13 +355,29 @@ impl Inner {
             Ok(_) => {
                 self.last_ok
                     .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-                if self.state.swap(STATE_UP, Ordering::AcqRel) != STATE_UP {
+                let before = self.state.swap(STATE_UP, Ordering::AcqRel);
+                if before != STATE_UP && before != STATE_RECONNECTING {
+                    (self.sink)(Delivery::Event(LinkEvent::Connect));
+                }
+                if before == STATE_RECONNECTING {
+                    // The drop was announced; announce the recovery too.
                     (self.sink)(Delivery::Event(LinkEvent::Connect));
                 }
             }
             Err(e) if e.is_connection_loss() => {
-                if self.state.swap(STATE_DOWN, Ordering::AcqRel) != STATE_DOWN {
+                let next = match seen {
+                    Seen::ByHealthCheck => STATE_DOWN,
+                    Seen::ByCall => match self.state.load(Ordering::Acquire) {
+                        STATE_DOWN => STATE_DOWN,
+                        _ => STATE_RECONNECTING,
+                    },
+                };
+                let before = self.state.swap(next, Ordering::AcqRel);
+                if before == STATE_UP || (before == STATE_UNKNOWN && next == STATE_DOWN) {
                     (self.sink)(Delivery::Event(LinkEvent::Disconnect(e.message.clone())));
+                }
+                if next == STATE_RECONNECTING {
+                    self.recheck.notify_one();
                 }
             }
             Err(_) => {}
@@ -631,16 +666,22 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
             if inner.closed.load(Ordering::Acquire) {
                 return;
             }
-            if first {
-                Duration::ZERO
-            } else if inner.state.load(Ordering::Acquire) == STATE_DOWN {
-                retry
-            } else {
-                IDLE_CHECK
+            match inner.state.load(Ordering::Acquire) {
+                _ if first => Duration::ZERO,
+                STATE_RECONNECTING => Duration::ZERO,
+                STATE_DOWN => retry,
+                _ => IDLE_CHECK,
             }
         };
         first = false;
-        tokio::time::sleep(wait).await;
+        {
+            // Holding the core for at most one wait; it is released right after.
+            let Some(inner) = weak.upgrade() else { return };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = inner.recheck.notified() => {}
+            }
+        }
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire) {
             return;
@@ -660,7 +701,7 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
                 Ok(r) => r,
                 Err(_) => Err(StoreError::timeout(limit)),
             };
-        inner.observe(&result);
+        inner.observe_as(&result, Seen::ByHealthCheck);
         retry = if result.is_ok() {
             RETRY_MIN
         } else {
