@@ -211,6 +211,39 @@ describe('RedisStore against redis-server', () => {
     await assert.rejects(s.get('a'), (e) => e.code === 'ERR_CLOSED')
   })
 
+  it('close() releases every connection so the process can exit', async () => {
+    const { execFile } = require('node:child_process')
+    const own = await startRedis()
+    try {
+      const script = `
+        const { RedisStore } = require(${JSON.stringify(require.resolve('..'))})
+        ;(async () => {
+          const open = []
+          for (let i = 0; i < 50; i++) {
+            const s = new RedisStore({ url: ${JSON.stringify(own.url)}, prefix: 'exit:' })
+            await s.set('k' + i, { cookie: {} })
+            await new Promise((r) => setTimeout(r, 5))
+            await s.get('k' + i)
+            s.close()
+          }
+          // Closed stores must leave nothing behind on the server while this process lives.
+          await new Promise((r) => setTimeout(r, 1500))
+          const { execFileSync } = require('node:child_process')
+          const list = execFileSync('redis-cli', ['-p', '${own.port}', 'CLIENT', 'LIST'], { encoding: 'utf8' })
+          process.stdout.write(String(list.trim().split('\\n').length))
+        })()`
+      const t0 = Date.now()
+      const out = await new Promise((resolve, reject) =>
+        execFile(process.execPath, ['-e', script], { timeout: 15_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      )
+      assert.ok(Date.now() - t0 < 10_000, 'the child exited by itself')
+      assert.equal(out, '1', 'only the CLIENT LIST connection itself is left')
+      assert.equal(own.cli('EVAL', "return #redis.call('KEYS', 'exit:*')", '0'), '50')
+    } finally {
+      await own.close()
+    }
+  })
+
   it('emits connect once the connection is up', async () => {
     const s = new RedisStore({ url: redis.url })
     stores.push(s)
