@@ -21,6 +21,7 @@ export interface TlsOptions {
   ca?: string | Buffer | Array<string | Buffer>
   cert?: string | Buffer
   key?: string | Buffer
+  /** Accepted for compatibility with node-redis/ioredis settings, but not supported: the host connected to is the name verified. */
   servername?: string
   rejectUnauthorized?: boolean
 }
