@@ -11,7 +11,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::Value;
 use tokio::sync::Mutex;
 
-use super::standalone::to_cmd;
+use super::standalone::{run_pipeline, to_cmd};
 use super::{prefix_pattern, value_to_reply, Command, Reply};
 use crate::config::{ClusterSpec, ConnectionSpec};
 use crate::error::{StoreError, StoreResult};
@@ -140,13 +140,7 @@ impl Cluster {
             return Ok(out);
         }
         let mut conn = self.connection().await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for c in commands {
-            pipe.add_command(to_cmd(c));
-        }
-        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
-        Ok(values.into_iter().map(value_to_reply).collect())
+        run_pipeline(&mut conn, commands, true).await
     }
 
     /// Scans every primary: keys live on exactly one, so the union is the keyspace.

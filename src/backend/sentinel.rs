@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Value};
+use redis::AsyncConnectionConfig;
 use tokio::sync::Mutex;
 
-use super::standalone::{add_command, scan_node};
-use super::{value_to_reply, Command, Reply};
+use super::standalone::{run_pipeline, scan_node};
+use super::{Command, Reply};
 use crate::config::{ConnectionSpec, SentinelSpec};
 use crate::error::{StoreError, StoreResult};
 
@@ -77,17 +77,7 @@ impl Sentinel {
 
     async fn run(&self, commands: &[Command], atomic: bool) -> StoreResult<Vec<Reply>> {
         let mut conn = self.connection().await?;
-        let mut pipe = redis::pipe();
-        if atomic {
-            pipe.atomic();
-        } else {
-            pipe.ignore_errors();
-        }
-        for c in commands {
-            add_command(&mut pipe, c);
-        }
-        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
-        Ok(values.into_iter().map(value_to_reply).collect())
+        run_pipeline(&mut conn, commands, atomic).await
     }
 
     /// Runs the commands; after a failover sign it asks the sentinels again and retries once.

@@ -31,23 +31,11 @@ impl Standalone {
     }
 
     pub async fn execute(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for c in commands {
-            add_command(&mut pipe, c);
-        }
-        let values: Vec<Value> = pipe.query_async(&mut self.manager.clone()).await?;
-        Ok(values.into_iter().map(value_to_reply).collect())
+        run_pipeline(&mut self.manager.clone(), commands, false).await
     }
 
     pub async fn execute_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for c in commands {
-            add_command(&mut pipe, c);
-        }
-        let values: Vec<Value> = pipe.query_async(&mut self.manager.clone()).await?;
-        Ok(values.into_iter().map(value_to_reply).collect())
+        run_pipeline(&mut self.manager.clone(), commands, true).await
     }
 
     pub async fn scan_prefix(&self, prefix: &str, count: usize) -> StoreResult<Vec<String>> {
@@ -87,8 +75,24 @@ pub(super) async fn scan_node<C: redis::aio::ConnectionLike + Send>(
     }
 }
 
-pub(super) fn add_command(pipe: &mut Pipeline, command: &Command) {
-    pipe.add_command(to_cmd(command));
+/// Sends `commands` in one round trip: as a transaction when `atomic`, otherwise with each
+/// command's error kept in its own reply.
+pub(super) async fn run_pipeline<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    commands: &[Command],
+    atomic: bool,
+) -> StoreResult<Vec<Reply>> {
+    let mut pipe = Pipeline::with_capacity(commands.len());
+    if atomic {
+        pipe.atomic();
+    } else {
+        pipe.ignore_errors();
+    }
+    for c in commands {
+        pipe.add_command(to_cmd(c));
+    }
+    let values: Vec<Value> = pipe.query_async(conn).await?;
+    Ok(values.into_iter().map(value_to_reply).collect())
 }
 
 /// The redis-rs form of one session command.
