@@ -59,12 +59,14 @@ describe('a dead or lost server', () => {
       await store.set('a', { cookie: {} })
       const { spawn } = require('node:child_process')
       const sleeper = spawn('redis-cli', ['-p', String(redis.port), 'DEBUG', 'SLEEP', '1.5'], { stdio: 'ignore' })
+      // Listen for the exit now: the sleep may end before the call below has settled.
+      const slept = new Promise((r) => sleeper.on('exit', r))
       await sleep(100)
       const t0 = Date.now()
       await assert.rejects(store.get('a'), (e) => e.code === 'ERR_TIMEOUT')
       const elapsed = Date.now() - t0
       assert.ok(elapsed < 900, `settled in ${elapsed} ms`)
-      await new Promise((r) => sleeper.on('exit', r))
+      await slept
       await sleep(200)
       assert.deepEqual(await store.get('a'), { cookie: {} })
     } finally {

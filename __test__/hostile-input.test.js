@@ -71,6 +71,8 @@ describe('hostile and broken input', () => {
     await sleep(300)
     const { spawn } = require('node:child_process')
     const sleeper = spawn('redis-cli', ['-p', String(redis.port), 'DEBUG', 'SLEEP', '1'], { stdio: 'ignore' })
+    // Listen for the exit now: the sleep may end before the calls below have settled.
+    const slept = new Promise((r) => sleeper.on('exit', r))
     await sleep(100)
     const t0 = Date.now()
     const calls = Array.from({ length: 200 }, (_, i) => s.get(`k${i}`).then(() => 'ok', (e) => e.code))
@@ -80,7 +82,7 @@ describe('hostile and broken input', () => {
     const counts = results.reduce((m, r) => ((m[r] = (m[r] || 0) + 1), m), {})
     assert.ok(counts.ERR_OVERLOADED >= 150, JSON.stringify(counts))
     assert.ok(Math.max(...overloaded) < 500, 'overloaded calls fail fast')
-    await new Promise((r) => sleeper.on('exit', r))
+    await slept
     assert.deepEqual(await s.get('warm'), { cookie: {} })
   })
 })

@@ -120,6 +120,9 @@ pub struct Opened {
 /// Hands a finished connection attempt to the JS thread.
 pub type Report = std::sync::Arc<dyn Fn(Opened) + Send + Sync>;
 
+/// Hears, on the JS thread, that the connection was established (`None`) or dropped.
+pub type LinkHook = Box<dyn Fn(Option<&str>)>;
+
 struct Conn {
     stream: TcpStream,
     poll: *mut uv::Handle,
@@ -152,6 +155,8 @@ struct State {
     /// False once JS may no longer be called (after close, or inside a finalizer).
     callback_live: bool,
     report: Option<Report>,
+    /// Told when the connection comes up or drops, so the store's events follow at once.
+    on_link: Option<LinkHook>,
     /// Sockets of torn-down connections, closed once libuv has let go of their poll handle.
     graveyard: VecDeque<TcpStream>,
 }
@@ -219,6 +224,7 @@ impl Direct {
                 closed: false,
                 callback_live: true,
                 report: None,
+                on_link: None,
                 graveyard: VecDeque::new(),
             }));
             uv::set_data(timer, Rc::into_raw(state.clone()) as *mut c_void);
@@ -226,9 +232,14 @@ impl Direct {
         }
     }
 
-    /// Starts the first connection attempt; `report` carries its outcome back.
-    pub fn start(&self, report: Report) {
-        self.state.borrow_mut().report = Some(report);
+    /// Starts the first connection attempt; `report` carries its outcome back, and `on_link`
+    /// hears when the connection comes up or drops.
+    pub fn start(&self, report: Report, on_link: LinkHook) {
+        {
+            let mut s = self.state.borrow_mut();
+            s.report = Some(report);
+            s.on_link = Some(on_link);
+        }
         connect(&self.state);
     }
 
@@ -347,19 +358,39 @@ fn connect(state: &Rc<Shared>) {
     });
 }
 
+/// Calls the link hook without holding the state borrowed, since it may reach JS.
+fn tell_link(state: &Rc<Shared>, lost: Option<&str>) {
+    let hook = state.borrow_mut().on_link.take();
+    if let Some(tell) = hook {
+        tell(lost);
+        let mut s = state.borrow_mut();
+        if s.on_link.is_none() && !s.closed {
+            s.on_link = Some(tell);
+        }
+    }
+}
+
 fn install(state: &Rc<Shared>, opened: Opened) {
+    let installed = install_stream(state, opened);
+    if installed {
+        tell_link(state, None);
+    }
+}
+
+/// Puts a new connection in place; false when the attempt failed or is stale.
+fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
     let mut s = state.borrow_mut();
     if opened.generation != s.generation {
-        return;
+        return false;
     }
     s.connecting = false;
     let stream = match opened.result {
         Ok(stream) if !s.closed && !s.closing => stream,
-        Ok(_) => return,
+        Ok(_) => return false,
         Err(_) => {
             s.retry_at = Instant::now() + s.backoff;
             s.backoff = (s.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
-            return;
+            return false;
         }
     };
     let uv = uvs();
@@ -374,7 +405,7 @@ fn install(state: &Rc<Shared>, opened: Opened) {
         if (uv.poll_init_socket)(loop_ as *mut c_void, poll, socket) != 0 {
             uv::free_handle(poll, uv.poll_size);
             s.retry_at = Instant::now() + s.backoff;
-            return;
+            return false;
         }
         uv::set_data(poll, Rc::into_raw(state.clone()) as *mut c_void);
         (uv.poll_start)(poll, uv::READABLE, on_poll);
@@ -392,6 +423,7 @@ fn install(state: &Rc<Shared>, opened: Opened) {
             want_write: false,
         });
     }
+    true
 }
 
 fn write_out(conn: &mut Conn) -> Result<(), String> {
@@ -722,6 +754,9 @@ fn fail_connection(state: &Rc<Shared>, kind: ErrorKind, reason: &str) {
         }
     }
     let closing = state.borrow().closing;
+    if kind == ErrorKind::NotConnected {
+        tell_link(state, Some(reason));
+    }
     if closing {
         shut_down(state);
     }

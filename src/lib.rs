@@ -193,12 +193,15 @@ impl NativeStore {
         let core = SessionCore::open(spec, sink).map_err(to_napi_err)?;
         if let Some(d) = &direct {
             let report_waker = waker.clone();
-            d.start(Arc::new(move |opened| {
-                report_waker.call(
-                    Wake::Opened(opened),
-                    ThreadsafeFunctionCallMode::NonBlocking,
-                );
-            }));
+            d.start(
+                Arc::new(move |opened| {
+                    report_waker.call(
+                        Wake::Opened(opened),
+                        ThreadsafeFunctionCallMode::NonBlocking,
+                    );
+                }),
+                Box::new(core.link_reporter()),
+            );
         }
         Ok(NativeStore {
             core: Some(core),

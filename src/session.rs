@@ -174,6 +174,10 @@ const STATE_DOWN: u8 = 2;
 /// A call saw the connection drop; a reconnect is under way and calls still go through.
 const STATE_RECONNECTING: u8 = 3;
 
+const EVENT_NONE: u8 = 0;
+const EVENT_CONNECT: u8 = 1;
+const EVENT_DISCONNECT: u8 = 2;
+
 /// Who saw a result: a call, or the health check's own ping.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Seen {
@@ -193,6 +197,8 @@ struct Inner {
     born: Instant,
     /// Wakes the health check at once when a call sees the connection drop.
     recheck: tokio::sync::Notify,
+    /// The last event sent to JS.
+    last_event: AtomicU8,
 }
 
 /// A store's core: one backend, one connection, and the calls in flight on it.
@@ -215,6 +221,7 @@ impl SessionCore {
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
             recheck: tokio::sync::Notify::new(),
+            last_event: AtomicU8::new(EVENT_NONE),
         });
         if remote {
             runtime::get().spawn(watch_health(Arc::downgrade(&inner)));
@@ -292,6 +299,24 @@ impl SessionCore {
         }
     }
 
+    /// For a connection outside the core (the JS-thread one) to the same server: `None` when it
+    /// is established, `Some(reason)` when it drops. Both count as if a call had seen them, so
+    /// events and reconnects follow at once.
+    pub fn link_reporter(&self) -> impl Fn(Option<&str>) + 'static {
+        let weak = Arc::downgrade(&self.inner);
+        move |lost: Option<&str>| {
+            if let Some(inner) = weak.upgrade() {
+                match lost {
+                    None => inner.observe(&Ok(())),
+                    Some(reason) => inner.observe(&Err::<(), _>(StoreError::new(
+                        ErrorKind::NotConnected,
+                        reason,
+                    ))),
+                }
+            }
+        }
+    }
+
     /// Stops accepting calls and drops the connection once calls in flight have settled.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
@@ -346,7 +371,8 @@ impl Inner {
     }
 
     /// Tracks the connection's state. A drop seen by a call starts a reconnect at once and
-    /// lets calls keep trying; only a failed reconnect makes calls fail fast.
+    /// lets calls keep trying; only a failed reconnect makes calls fail fast. Events follow the
+    /// last one sent, so 'connect' and 'disconnect' alternate.
     fn observe_as<T>(&self, result: &StoreResult<T>, seen: Seen) {
         if !self.backend.is_remote() {
             return;
@@ -355,12 +381,8 @@ impl Inner {
             Ok(_) => {
                 self.last_ok
                     .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-                let before = self.state.swap(STATE_UP, Ordering::AcqRel);
-                if before != STATE_UP && before != STATE_RECONNECTING {
-                    (self.sink)(Delivery::Event(LinkEvent::Connect));
-                }
-                if before == STATE_RECONNECTING {
-                    // The drop was announced; announce the recovery too.
+                self.state.store(STATE_UP, Ordering::Release);
+                if self.last_event.swap(EVENT_CONNECT, Ordering::AcqRel) != EVENT_CONNECT {
                     (self.sink)(Delivery::Event(LinkEvent::Connect));
                 }
             }
@@ -372,8 +394,16 @@ impl Inner {
                         _ => STATE_RECONNECTING,
                     },
                 };
-                let before = self.state.swap(next, Ordering::AcqRel);
-                if before == STATE_UP || (before == STATE_UNKNOWN && next == STATE_DOWN) {
+                self.state.store(next, Ordering::Release);
+                let announce = match self.last_event.load(Ordering::Acquire) {
+                    EVENT_CONNECT => true,
+                    // Never connected: say so once the server is known to be unreachable.
+                    EVENT_NONE => next == STATE_DOWN,
+                    _ => false,
+                };
+                if announce
+                    && self.last_event.swap(EVENT_DISCONNECT, Ordering::AcqRel) != EVENT_DISCONNECT
+                {
                     (self.sink)(Delivery::Event(LinkEvent::Disconnect(e.message.clone())));
                 }
                 if next == STATE_RECONNECTING {
@@ -696,11 +726,18 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
             .spec
             .connect_timeout
             .min(inner.spec.command_timeout.max(RETRY_MAX));
-        let result =
+        let ping = || async {
             match tokio::time::timeout(limit, inner.backend.execute(&[Command::Ping])).await {
                 Ok(r) => r,
                 Err(_) => Err(StoreError::timeout(limit)),
-            };
+            }
+        };
+        let mut result = ping().await;
+        // Right after a drop the first ping can fail on the dead socket while the reconnect
+        // it triggers is still under way; only a second failure means the server is down.
+        if state == STATE_RECONNECTING && result.as_ref().is_err_and(|e| e.is_connection_loss()) {
+            result = ping().await;
+        }
         inner.observe_as(&result, Seen::ByHealthCheck);
         retry = if result.is_ok() {
             RETRY_MIN
