@@ -186,6 +186,17 @@ fn tls_field(v: Option<&Value>) -> Option<RawTls> {
     }
 }
 
+/// A cluster client's settings: its nodes, and the credentials and TLS every node shares.
+fn cluster_client(shared: &Value, tls: Option<&Value>, nodes: Vec<Value>) -> RawOptions {
+    RawOptions {
+        username: str_field(shared, "username"),
+        password: str_field(shared, "password"),
+        tls: tls_field(tls),
+        cluster: Some(RawCluster { nodes }),
+        ..RawOptions::default()
+    }
+}
+
 /// Maps a client's own option object onto ours. node-redis keeps the socket under `socket` and
 /// the database as `database`; ioredis keeps everything flat with `db`.
 fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
@@ -248,13 +259,7 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Ok(RawOptions {
-                username: str_field(&defaults, "username"),
-                password: str_field(&defaults, "password"),
-                tls: tls_field(socket.get("tls")),
-                cluster: Some(RawCluster { nodes }),
-                ..RawOptions::default()
-            })
+            Ok(cluster_client(&defaults, socket.get("tls"), nodes))
         }
         "ioredis-cluster" => {
             let redis_options = o.get("redisOptions").cloned().unwrap_or(Value::Null);
@@ -263,13 +268,11 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            Ok(RawOptions {
-                username: str_field(&redis_options, "username"),
-                password: str_field(&redis_options, "password"),
-                tls: tls_field(redis_options.get("tls")),
-                cluster: Some(RawCluster { nodes }),
-                ..RawOptions::default()
-            })
+            Ok(cluster_client(
+                &redis_options,
+                redis_options.get("tls"),
+                nodes,
+            ))
         }
         other => Err(StoreError::bad_argument(format!(
             "unsupported client flavor {other:?}: pass a node-redis or ioredis client, or a url"

@@ -625,15 +625,23 @@ fn error_to_js(env: sys::napi_env, kind: ErrorKind, message: &str) -> sys::napi_
     }
 }
 
+/// A JS string for valid UTF-8, else `None`.
+fn str_to_js(env: sys::napi_env, bytes: &[u8]) -> Option<sys::napi_value> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let mut v = std::ptr::null_mut();
+    unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) };
+    Some(v)
+}
+
+fn null_js(env: sys::napi_env) -> sys::napi_value {
+    let mut v = std::ptr::null_mut();
+    unsafe { sys::napi_get_null(env, &mut v) };
+    v
+}
+
 fn text_to_js(env: sys::napi_env, bytes: &[u8]) -> sys::napi_value {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => unsafe {
-            let mut v = std::ptr::null_mut();
-            sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v);
-            v
-        },
-        Err(_) => error_to_js(env, ErrorKind::Redis, "stored value is not valid UTF-8"),
-    }
+    str_to_js(env, bytes)
+        .unwrap_or_else(|| error_to_js(env, ErrorKind::Redis, "stored value is not valid UTF-8"))
 }
 
 fn frame_to_js(env: sys::napi_env, frame: &Frame<'_>) -> sys::napi_value {
@@ -656,27 +664,16 @@ fn frame_to_js(env: sys::napi_env, frame: &Frame<'_>) -> sys::napi_value {
                 sys::napi_create_double(env, *n as f64, &mut v);
             }
             Frame::Bulk(Some(b)) => return text_to_js(env, b),
-            Frame::Bulk(None) | Frame::Array(None) => {
-                sys::napi_get_null(env, &mut v);
-            }
+            Frame::Bulk(None) | Frame::Array(None) => return null_js(env),
             Frame::Array(Some(items)) => {
                 sys::napi_create_array_with_length(env, items.len(), &mut v);
                 for (i, item) in items.iter().enumerate() {
+                    // Like redis-rs's path: a missing or non-text element is null.
                     let js = match item {
-                        Frame::Bulk(Some(b)) | Frame::Simple(b) => match std::str::from_utf8(b) {
-                            Ok(_) => text_to_js(env, b),
-                            Err(_) => {
-                                let mut null = std::ptr::null_mut();
-                                sys::napi_get_null(env, &mut null);
-                                null
-                            }
-                        },
-                        _ => {
-                            let mut null = std::ptr::null_mut();
-                            sys::napi_get_null(env, &mut null);
-                            null
-                        }
-                    };
+                        Frame::Bulk(Some(b)) | Frame::Simple(b) => str_to_js(env, b),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| null_js(env));
                     sys::napi_set_element(env, v, i as u32, js);
                 }
             }

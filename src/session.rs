@@ -286,7 +286,7 @@ impl SessionCore {
         if !simple.is_empty() {
             let inner = inner.clone();
             runtime::get().spawn(async move {
-                let result = guard(inner.round_trip(&simple, true)).await;
+                let result = guard(inner.round_trip(&simple)).await;
                 let replies = match result {
                     Ok(replies) => simple_ids.into_iter().zip(replies).collect(),
                     Err(e) => simple_ids
@@ -341,27 +341,19 @@ impl Inner {
 
     /// One trip to the backend, bounded by `commandTimeout`, that also tracks whether the
     /// connection is up.
-    async fn round_trip(&self, commands: &[Command], bounded: bool) -> StoreResult<Vec<Reply>> {
-        let limit = self.spec.command_timeout;
-        let result = if bounded {
-            match tokio::time::timeout(limit, self.backend.execute(commands)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::timeout(limit)),
-            }
-        } else {
-            self.backend.execute(commands).await
-        };
+    async fn round_trip(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
+        let result = within(self.spec.command_timeout, self.backend.execute(commands)).await;
         self.observe(&result);
         result
     }
 
+    /// `round_trip` as one transaction (see `Backend::execute_atomic`).
     async fn round_trip_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        let limit = self.spec.command_timeout;
-        let result = match tokio::time::timeout(limit, self.backend.execute_atomic(commands)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::timeout(limit)),
-        };
+        let result = within(
+            self.spec.command_timeout,
+            self.backend.execute_atomic(commands),
+        )
+        .await;
         self.observe(&result);
         result
     }
@@ -421,6 +413,16 @@ impl Inner {
     }
 }
 
+/// `work`'s result, or `ERR_TIMEOUT` once `limit` has passed.
+async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::timeout(limit)))
+}
+
 /// Turns a panic inside a call into an error for that call, so every call still settles.
 async fn guard<T>(work: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
     use futures_util::FutureExt;
@@ -462,20 +464,17 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             let keys = inner.scan(&prefix, scan_count).await?;
             let mut out = Vec::with_capacity(keys.len() * 2);
             for chunk in keys.chunks(BULK_CHUNK) {
-                let values = match first_reply(
-                    inner
-                        .round_trip(&[Command::MGet(chunk.to_vec())], true)
-                        .await?,
-                ) {
-                    Reply::List(v) => v,
-                    Reply::Error(e) => return Err(e),
-                    other => {
-                        return Err(StoreError::new(
-                            ErrorKind::Redis,
-                            format!("unexpected MGET reply {other:?}"),
-                        ))
-                    }
-                };
+                let values =
+                    match first_reply(inner.round_trip(&[Command::MGet(chunk.to_vec())]).await?) {
+                        Reply::List(v) => v,
+                        Reply::Error(e) => return Err(e),
+                        other => {
+                            return Err(StoreError::new(
+                                ErrorKind::Redis,
+                                format!("unexpected MGET reply {other:?}"),
+                            ))
+                        }
+                    };
                 for (key, value) in chunk.iter().zip(values) {
                     // A key that expired between SCAN and MGET is skipped.
                     if let Some(v) = value {
@@ -537,12 +536,11 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             index_prefix,
             field,
         } => {
-            let stored =
-                match first_reply(inner.round_trip(&[Command::Get(key.clone())], true).await?) {
-                    Reply::Text(s) => s,
-                    Reply::Error(e) => return Err(e),
-                    _ => return Ok(Reply::Int(0)),
-                };
+            let stored = match first_reply(inner.round_trip(&[Command::Get(key.clone())]).await?) {
+                Reply::Text(s) => s,
+                Reply::Error(e) => return Err(e),
+                _ => return Ok(Reply::Int(0)),
+            };
             let owner = json_field(&stored, &field);
             let mut commands = vec![Command::Del(vec![key])];
             if let Some(owner) = owner {
@@ -592,7 +590,7 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             Ok(Reply::Int(removed))
         }
         simple => match simple.into_command() {
-            Ok(command) => Ok(first_reply(inner.round_trip(&[command], true).await?)),
+            Ok(command) => Ok(first_reply(inner.round_trip(&[command]).await?)),
             Err(request) => Err(StoreError::bad_argument(format!(
                 "no way to run {request:?}"
             ))),
@@ -604,11 +602,7 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
 async fn delete_keys(inner: &Inner, keys: &[String]) -> StoreResult<i64> {
     let mut deleted = 0;
     for chunk in keys.chunks(BULK_CHUNK) {
-        match first_reply(
-            inner
-                .round_trip(&[Command::Del(chunk.to_vec())], true)
-                .await?,
-        ) {
+        match first_reply(inner.round_trip(&[Command::Del(chunk.to_vec())]).await?) {
             Reply::Int(n) => deleted += n,
             Reply::Error(e) => return Err(e),
             _ => {}
@@ -618,7 +612,7 @@ async fn delete_keys(inner: &Inner, keys: &[String]) -> StoreResult<i64> {
 }
 
 async fn mget(inner: &Inner, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {
-    match first_reply(inner.round_trip(&[Command::MGet(keys)], true).await?) {
+    match first_reply(inner.round_trip(&[Command::MGet(keys)]).await?) {
         Reply::List(v) => Ok(v),
         Reply::Error(e) => Err(e),
         other => Err(StoreError::new(
@@ -631,7 +625,7 @@ async fn mget(inner: &Inner, keys: Vec<String>) -> StoreResult<Vec<Option<String
 async fn smembers(inner: &Inner, index_key: &str) -> StoreResult<Vec<String>> {
     match first_reply(
         inner
-            .round_trip(&[Command::SMembers(index_key.to_string())], true)
+            .round_trip(&[Command::SMembers(index_key.to_string())])
             .await?,
     ) {
         Reply::List(v) => Ok(v.into_iter().flatten().collect()),
@@ -657,13 +651,10 @@ async fn read_index(inner: &Inner, index_key: &str, key_prefix: &str) -> StoreRe
     if !dead.is_empty() {
         let reply = first_reply(
             inner
-                .round_trip(
-                    &[Command::SRem {
-                        key: index_key.to_string(),
-                        members: dead,
-                    }],
-                    true,
-                )
+                .round_trip(&[Command::SRem {
+                    key: index_key.to_string(),
+                    members: dead,
+                }])
                 .await?,
         );
         if let Reply::Error(e) = reply {
@@ -726,12 +717,7 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
             .spec
             .connect_timeout
             .min(inner.spec.command_timeout.max(RETRY_MAX));
-        let ping = || async {
-            match tokio::time::timeout(limit, inner.backend.execute(&[Command::Ping])).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::timeout(limit)),
-            }
-        };
+        let ping = || within(limit, inner.backend.execute(&[Command::Ping]));
         let mut result = ping().await;
         // Right after a drop the first ping can fail on the dead socket while the reconnect
         // it triggers is still under way; only a second failure means the server is down.

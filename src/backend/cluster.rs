@@ -68,13 +68,13 @@ impl Cluster {
         let conn = self.connection().await?;
         // One pipeline per slot; a multi-key command spanning slots goes alone, and redis-rs
         // splits it per slot and merges the replies.
-        let mut groups: HashMap<Option<Slot>, Vec<usize>> = HashMap::new();
+        let mut groups: HashMap<Slot, Vec<usize>> = HashMap::new();
         let mut alone = Vec::new();
         for (i, c) in commands.iter().enumerate() {
             let slots: HashSet<Slot> = c.keys().into_iter().map(Slot::for_key).collect();
-            match slots.len() {
-                0 => alone.push(i),
-                1 => groups.entry(slots.into_iter().next()).or_default().push(i),
+            let mut slots = slots.into_iter();
+            match (slots.next(), slots.next()) {
+                (Some(slot), None) => groups.entry(slot).or_default().push(i),
                 _ => alone.push(i),
             }
         }
