@@ -55,19 +55,20 @@ function pick(source, keys) {
   return out
 }
 
-function plainTls(tls) {
-  if (tls === true || tls === false) return tls
-  if (!tls || typeof tls !== 'object') return undefined
-  const out = pick(tls, TLS_KEYS)
+/** `keys` of `source`, with PEM material (Buffers, arrays) turned into strings. */
+function pickWithPem(source, keys) {
+  const out = pick(source, keys)
   for (const k of ['ca', 'cert', 'key']) if (k in out) out[k] = pemText(out[k])
   return out
 }
 
-function plainSocket(socket) {
-  const out = pick(socket, SOCKET_KEYS)
-  for (const k of ['ca', 'cert', 'key']) if (k in out) out[k] = pemText(out[k])
-  return out
+function plainTls(tls) {
+  if (tls === true || tls === false) return tls
+  if (!tls || typeof tls !== 'object') return undefined
+  return pickWithPem(tls, TLS_KEYS)
 }
+
+const plainSocket = (socket) => pickWithPem(socket, SOCKET_KEYS)
 
 /** The settings of a node-redis or ioredis client (standalone, cluster or sentinel), as plain JSON for the core. */
 function clientSettings(client) {
