@@ -3,7 +3,11 @@ import type { ConnectionOptions } from './index.js'
 export interface CurveballStoreOptions extends ConnectionOptions {
   /** Default `"session"`: sessions live at `${prefix}-${id}`. */
   prefix?: string
-  /** node-redis `createClient` options; url, socket and credentials are read from them. */
+  /**
+   * Redis client options in node_redis v3 (`host`, `port`, `path`, `url`, `password`/`auth_pass`,
+   * `db`, `tls`, `prefix`) or node-redis v4/v5 form (`url`, `socket.*`, `username`, `password`,
+   * `database`). One that names a server in another form is refused with `ERR_BAD_ARGUMENT`.
+   */
   clientOptions?: Record<string, unknown>
 }
 

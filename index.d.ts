@@ -30,7 +30,10 @@ export interface TlsOptions {
 export interface ConnectionOptions {
   /** `redis://`, `rediss://` (TLS) or `memory://` (embedded, in-process). */
   url?: string
-  /** A node-redis (v4/v5) or ioredis client whose settings are copied; it is never used for commands. */
+  /**
+   * A node-redis (v3 to v5) or ioredis client whose settings are copied; it is never used for
+   * commands. Its key prefix (ioredis `keyPrefix`, node_redis v3 `prefix`) comes before every key.
+   */
   client?: unknown
   host?: string
   port?: number

@@ -25,6 +25,37 @@ export interface SessionAdapterV2 {
   deleteSessionsByUserId(userId: string): Promise<void>
 }
 
+/** lucia-auth's (0.x/1.x) `SessionSchema`; `expires` is the 0.x name of `active_expires`. */
+export interface SessionSchemaLuciaAuth {
+  id: string
+  user_id: string
+  active_expires?: number | bigint
+  expires?: number | bigint
+  idle_expires: number | bigint
+}
+
+/** The lucia-auth era adapter returned by `redis({session, userSessions}, handleError?)`. */
+export interface SessionAdapterLuciaAuth {
+  getSession(sessionId: string): Promise<SessionSchemaLuciaAuth | null>
+  getSessionsByUserId(userId: string): Promise<SessionSchemaLuciaAuth[]>
+  setSession(session: SessionSchemaLuciaAuth): Promise<void>
+  /** One or many ids, as arguments or arrays. */
+  deleteSession(...sessionIds: Array<string | string[]>): Promise<void>
+  deleteSessionsByUserId(userId: string): Promise<void>
+  /** Releases both connections. */
+  close(): void
+}
+
+/** Two clients (or our connection options), which may be two databases or two servers. */
+export interface LuciaAuthClients {
+  /** Holds `<sessionId>` → SessionSchema JSON. */
+  session: unknown
+  /** Holds `<userId>` → LIST of session ids. */
+  userSessions: unknown
+}
+
+/** lucia-auth (0.x/1.x) split session adapter, the original layout: `adapter: {user, session: redis({session, userSessions})}`. */
+export declare function redis(clients: LuciaAuthClients, handleError?: (error: unknown) => void | Promise<void>): (errorConstructor?: unknown) => SessionAdapterLuciaAuth
 /** Lucia v2 `InitializeAdapter<SessionAdapter>`; takes a node-redis/ioredis client or our connection options. */
 export declare function redis(clientOrOptions: unknown, prefixes?: LuciaPrefixes): (errorConstructor?: unknown) => SessionAdapterV2
 export declare const ioredis: typeof redis

@@ -16,7 +16,6 @@ export declare class NativeStore {
    */
   constructor(options: string, onDelivery: (arg: JsDelivery) => void)
   /**
-   * Starts a batch of calls. Replies come back through `onDelivery`, never synchronously.
    * Starts a batch of calls (see `batch.rs` for the format). Replies come back through
    * `onDelivery`, never synchronously.
    */

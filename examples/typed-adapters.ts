@@ -15,6 +15,12 @@ export const lucia = new Lucia(adapter)
 
 export const v2SessionAdapter = redis({ url: 'memory://' }, { session: 'sess', userSessions: 'user_sess' })
 
+// lucia-auth 0.x/1.x: two connections, the original layout.
+export const luciaAuthSessionAdapter = redis(
+  { session: { url: 'memory://' }, userSessions: { url: 'memory://' } },
+  (err) => console.error('session adapter', err),
+)
+
 const store: SessionStore = new CurveballStore({ clientOptions: { url: 'redis://127.0.0.1:6379' }, prefix: 'cb' })
 void store
 

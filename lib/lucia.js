@@ -1,10 +1,11 @@
 'use strict'
 // Lucia adapters over the shared core: a v2 session adapter (a drop-in for
-// @lucia-auth/adapter-session-redis) and a full v3 adapter. Both use the same key layout:
+// @lucia-auth/adapter-session-redis) and a full v3 adapter, which share one key layout:
 // `session:<id>` holds the session JSON and expires with it; `user_sessions:<userId>` is a SET
-// of the user's session ids.
+// of the user's session ids. `redis({session, userSessions})` is the lucia-auth era adapter,
+// with that adapter's own layout (see `originalAdapter`).
 
-const { Link, OP, checkId, isClient, parseStored } = require('./native.js')
+const { Link, OP, badArgument, checkId, isClient, parseStored } = require('./native.js')
 
 const DEFAULT_PREFIXES = { session: 'session', userSessions: 'user_sessions' }
 
@@ -62,12 +63,103 @@ class SessionIndex {
   }
 }
 
+/** `{session, userSessions}`: the lucia-auth era form, two clients or option objects. */
+function isClientPair(x) {
+  return !!x && typeof x === 'object' && !isClient(x) && 'session' in x && 'userSessions' in x
+}
+
+/** lucia-auth's SessionSchema with `bigint` expiries made numbers, the rest as given. */
+function plainSchema(session) {
+  if (!session || typeof session !== 'object') throw badArgument('session must be a SessionSchema object')
+  checkId(session.id)
+  checkId(String(session.user_id), 'user id')
+  const out = {}
+  for (const [k, v] of Object.entries(session)) out[k] = typeof v === 'bigint' ? Number(v) : v
+  const idle = Number(out.idle_expires ?? out.expires)
+  if (!Number.isFinite(idle)) throw badArgument('session.idle_expires must be a number of milliseconds')
+  return { schema: out, expiresAt: idle / 1000 }
+}
+
+/**
+ * The lucia-auth (0.x/1.x) adapter: `redis({session, userSessions}, handleError?)`. The key
+ * `<sessionId>` in the `session` connection holds the SessionSchema JSON; the key `<userId>` in
+ * the `userSessions` connection is a LIST of the user's session ids. A session expires at its
+ * `idle_expires`; ids whose session is gone are pruned from the LIST as it is read.
+ */
+function originalAdapter(clients, handleError) {
+  let adapter
+  return () => {
+    if (adapter) return adapter
+    const sessions = linkFor(clients.session)
+    const users = clients.userSessions === clients.session ? sessions : linkFor(clients.userSessions)
+    const read = async (ids) => {
+      const values = ids.length === 0 ? [] : await sessions.call(OP.MGET, '', undefined, undefined, ids)
+      return values.map((v, i) => (v === null ? null : parseStored(JSON, v, ids[i])))
+    }
+    const api = {
+      getSession: async (sessionId) => (await read([checkId(sessionId)]))[0],
+      getSessionsByUserId: async (userId) => {
+        const key = checkId(String(userId), 'user id')
+        const ids = await users.call(OP.LIST_READ, key)
+        const found = await read(ids)
+        const gone = ids.filter((_, i) => found[i] === null)
+        await Promise.all(gone.map((id) => users.call(OP.LIST_REMOVE, key, id)))
+        return found.filter((s) => s !== null)
+      },
+      // The session is written before its id joins the LIST, so an id whose session is missing
+      // is always a dead one, safe to prune.
+      setSession: async (session) => {
+        const { schema, expiresAt } = plainSchema(session)
+        await sessions.call(OP.SET_UNTIL, schema.id, JSON.stringify(schema), expiresAt)
+        await users.call(OP.LIST_PUSH, String(schema.user_id), schema.id)
+      },
+      deleteSession: async (...args) => {
+        const ids = args.flat().map((id) => checkId(id))
+        if (ids.length === 0) return
+        const found = await read(ids)
+        await Promise.all([
+          ...found.filter((s) => s !== null).map((s) => users.call(OP.LIST_REMOVE, String(s.user_id), s.id)),
+          sessions.call(OP.DESTROY, '', undefined, undefined, ids),
+        ])
+      },
+      deleteSessionsByUserId: async (userId) => {
+        const key = checkId(String(userId), 'user id')
+        const ids = await users.call(OP.LIST_READ, key)
+        if (ids.length > 0) await sessions.call(OP.DESTROY, '', undefined, undefined, ids)
+        await users.call(OP.DESTROY, key)
+      },
+      /** Releases both connections. */
+      close: () => {
+        sessions.close()
+        users.close()
+      },
+    }
+    adapter = {}
+    for (const [name, fn] of Object.entries(api)) {
+      adapter[name] =
+        typeof handleError !== 'function' || name === 'close'
+          ? fn
+          : async (...args) => {
+              try {
+                return await fn(...args)
+              } catch (err) {
+                await handleError(err)
+                throw err
+              }
+            }
+    }
+    return adapter
+  }
+}
+
 /**
  * Lucia v2 session adapter: `lucia({adapter: {user, session: redis(client)}})`.
  * `clientOrOptions` is a node-redis/ioredis client (its settings are copied) or our
- * connection options (`url`, …).
+ * connection options (`url`, …). Given `{session, userSessions}` instead, it is the lucia-auth
+ * era adapter (`originalAdapter`), and the second argument is its `handleError`.
  */
 function redis(clientOrOptions, prefixes) {
+  if (isClientPair(clientOrOptions)) return originalAdapter(clientOrOptions, prefixes)
   let index
   return () => {
     const hashTag = !isClient(clientOrOptions) && clientOrOptions && clientOrOptions.hashTag

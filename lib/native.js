@@ -22,6 +22,9 @@ const OP = {
   INDEX_READ: 14,
   INDEX_DROP: 15,
   PRUNE_INDEXES: 16,
+  LIST_PUSH: 17,
+  LIST_READ: 18,
+  LIST_REMOVE: 19,
 }
 
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
@@ -30,9 +33,13 @@ const OP = {
 // cost redis-server 4x the CPU.
 const BATCH_CAP = 16
 
-// Option names copied from a client's own options. Anything else (modules, scripts, sockets,
-// functions) is left behind.
+// Option names copied from a cluster client's shared options. Anything else (modules, scripts,
+// sockets, functions) is left behind.
 const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'password', 'database', 'db', 'tls', 'sentinels', 'name', 'sentinelUsername', 'sentinelPassword']
+// Fields of a client's options copied whatever their value, so that the core can refuse one it
+// cannot read instead of falling back to the default address. Other fields are copied only when
+// they are plain strings, numbers or booleans.
+const SERVER_KEYS = ['url', 'host', 'port', 'path', 'socket', 'sentinels', 'db', 'database']
 const SOCKET_KEYS = ['host', 'port', 'path', 'tls', 'ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
 const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'cluster', 'sentinel']
@@ -70,6 +77,19 @@ function plainTls(tls) {
 
 const plainSocket = (socket) => pickWithPem(socket, SOCKET_KEYS)
 
+/** A client's options as JSON for the core: see SERVER_KEYS. */
+function plainOptions(options) {
+  const out = {}
+  for (const [k, v] of Object.entries(options)) {
+    if (v == null || typeof v === 'function') continue
+    if (SERVER_KEYS.includes(k) || typeof v !== 'object') out[k] = v
+  }
+  if (out.socket && typeof out.socket === 'object') out.socket = plainSocket(out.socket)
+  if ('tls' in options) out.tls = plainTls(options.tls)
+  if (Array.isArray(out.sentinels)) out.sentinels = out.sentinels.map((n) => pick(n, ['host', 'port']))
+  return out
+}
+
 /** The settings of a node-redis or ioredis client (standalone, cluster or sentinel), as plain JSON for the core. */
 function clientSettings(client) {
   if (!client || typeof client !== 'object') {
@@ -91,15 +111,20 @@ function clientSettings(client) {
   }
   const options = client.options
   if (!options || typeof options !== 'object') {
-    throw badArgument('client has no readable options: pass a node-redis or ioredis client, or a url')
+    throw badArgument('client has no readable options: pass a node-redis (v3 to v5) or ioredis client, or a url')
+  }
+  // node_redis v3 resolved its server into `connection_options`, its db into `selected_db`.
+  if (client.connection_options && typeof client.connection_options === 'object') {
+    const resolved = { ...plainOptions(options), ...pick(client.connection_options, ['host', 'port', 'path']) }
+    delete resolved.url
+    if (client.selected_db != null) resolved.db = client.selected_db
+    if (resolved.password == null && typeof client.auth_pass === 'string') resolved.password = client.auth_pass
+    if (resolved.user == null && typeof client.auth_user === 'string') resolved.user = client.auth_user
+    return { flavor: 'node-redis-v3', options: resolved }
   }
   // ioredis keeps host/port at the top level and reports a `status`; node-redis has `socket`.
   const flavor = typeof client.status === 'string' && !('socket' in options) ? 'ioredis' : 'node-redis'
-  const picked = pick(options, CLIENT_KEYS)
-  if (picked.socket) picked.socket = plainSocket(picked.socket)
-  if ('tls' in picked) picked.tls = plainTls(picked.tls)
-  if (picked.sentinels) picked.sentinels = picked.sentinels.map((n) => pick(n, ['host', 'port']))
-  return { flavor, options: picked }
+  return { flavor, options: plainOptions(options) }
 }
 
 /**
@@ -108,9 +133,14 @@ function clientSettings(client) {
  */
 function connectionOptions(opts = {}) {
   const out = pick(opts, CONNECTION_KEYS)
+  const otherKeys = Object.keys(opts).filter((k) => !CONNECTION_KEYS.includes(k) && k !== 'client' && k !== 'clientOptions')
+  if (otherKeys.length > 0) out.otherKeys = otherKeys
   if ('tls' in out) out.tls = plainTls(out.tls)
   if (opts.client) out.client = clientSettings(opts.client)
-  else if (opts.clientOptions) out.client = clientSettings({ options: opts.clientOptions })
+  else if (opts.clientOptions != null) {
+    if (typeof opts.clientOptions !== 'object') throw badArgument('clientOptions must be an object')
+    out.client = { flavor: 'options', options: plainOptions(opts.clientOptions) }
+  }
   return out
 }
 

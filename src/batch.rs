@@ -27,6 +27,9 @@ pub mod op {
     pub const INDEX_READ: u32 = 14;
     pub const INDEX_DROP: u32 = 15;
     pub const PRUNE_INDEXES: u32 = 16;
+    pub const LIST_PUSH: u32 = 17;
+    pub const LIST_READ: u32 = 18;
+    pub const LIST_REMOVE: u32 = 19;
 }
 
 const HEADER: usize = 6;
@@ -183,6 +186,15 @@ fn to_request(
             scan_count: scan_count(num),
         },
         op::EXISTS => Request::Exists { key },
+        op::LIST_PUSH => Request::ListPush {
+            key,
+            member: value_or_err(value)?,
+        },
+        op::LIST_READ => Request::ListRead { key },
+        op::LIST_REMOVE => Request::ListRemove {
+            key,
+            member: value_or_err(value)?,
+        },
         op::MGET => Request::MGet { keys: list },
         op::INDEXED_SET => {
             let [index_key, member] = extra(list)?;

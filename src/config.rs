@@ -21,6 +21,9 @@ pub struct ConnectionSpec {
     pub command_timeout: Duration,
     /// Calls allowed in flight at once; past that, calls fail fast with `ERR_OVERLOADED`.
     pub max_pending: usize,
+    /// The key prefix of the client whose settings were copied (ioredis `keyPrefix`, node_redis
+    /// v3 `prefix`): every key the store names lives under it, as the client would have put it.
+    pub namespace: String,
 }
 
 #[derive(Clone, Debug)]
@@ -121,6 +124,11 @@ struct RawOptions {
     client: Option<RawClient>,
     cluster: Option<RawCluster>,
     sentinel: Option<RawSentinel>,
+    /// Only ever read from a client's settings, never from our own options.
+    #[serde(skip)]
+    key_prefix: Option<String>,
+    /// The names of the caller's other options, to catch a server named in a form we do not read.
+    other_keys: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
@@ -198,10 +206,20 @@ fn cluster_client(shared: &Value, tls: Option<&Value>, nodes: Vec<Value>) -> Raw
 }
 
 /// Maps a client's own option object onto ours. node-redis keeps the socket under `socket` and
-/// the database as `database`; ioredis keeps everything flat with `db`.
+/// the database as `database`; ioredis keeps everything flat with `db`; node_redis v3 is flat too,
+/// with `db`, `auth_pass` and a key `prefix`. `options` is a bare options object of any of them
+/// (Curveball's `clientOptions`), read in the union of their forms.
 fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
     let o = &client.options;
+    let what = match client.flavor.as_str() {
+        "options" => "clientOptions",
+        _ => "the client's options",
+    };
+    if !client.flavor.ends_with("-cluster") {
+        check_server_fields(o, what)?;
+    }
     match client.flavor.as_str() {
+        "node-redis-v3" | "options" => Ok(any_client_options(o)),
         "node-redis" => {
             let socket = o.get("socket").cloned().unwrap_or(Value::Null);
             let mut tls = tls_field(socket.get("tls"));
@@ -241,6 +259,7 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
             password: str_field(o, "password"),
             db: int_field(o, "db"),
             tls: tls_field(o.get("tls")),
+            key_prefix: str_field(o, "keyPrefix"),
             ..RawOptions::default()
         }),
         "node-redis-cluster" => {
@@ -278,6 +297,118 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
             "unsupported client flavor {other:?}: pass a node-redis or ioredis client, or a url"
         ))),
     }
+}
+
+/// node-redis v4/v5 (`url`, `socket.*`, `database`), node_redis v3 and ioredis (flat `host`,
+/// `port`, `path`, `db`, `auth_pass`, `prefix`/`keyPrefix`), whichever fields are there.
+fn any_client_options(o: &Value) -> RawOptions {
+    let socket = o.get("socket").cloned().unwrap_or(Value::Null);
+    let tls = match tls_field(socket.get("tls")) {
+        Some(RawTls::Flag(true)) => tls_field(Some(&socket)),
+        None => tls_field(o.get("tls")),
+        other => other,
+    };
+    RawOptions {
+        url: str_field(o, "url"),
+        host: str_field(&socket, "host").or_else(|| str_field(o, "host")),
+        port: int_field(&socket, "port")
+            .or_else(|| int_field(o, "port"))
+            .map(|p| p as u16),
+        path: str_field(&socket, "path").or_else(|| str_field(o, "path")),
+        username: str_field(o, "username").or_else(|| str_field(o, "user")),
+        password: str_field(o, "password").or_else(|| str_field(o, "auth_pass")),
+        db: int_field(o, "database").or_else(|| int_field(o, "db")),
+        tls,
+        key_prefix: str_field(o, "keyPrefix").or_else(|| str_field(o, "prefix")),
+        ..RawOptions::default()
+    }
+}
+
+/// Fields that name a server; at least one of them makes an options object readable.
+const SERVER_FIELDS: [&str; 6] = ["url", "host", "port", "path", "socket", "sentinels"];
+
+/// Refuses a client's options that name a server in a form we cannot read, so that such a
+/// client is never silently replaced by the default address: a field of the wrong type, or
+/// server-looking fields (`hostname`, `address`, `uri`, …) without any field we read.
+fn check_server_fields(o: &Value, what: &str) -> StoreResult<()> {
+    let Value::Object(map) = o else {
+        return match o {
+            Value::Null => Ok(()),
+            other => Err(StoreError::bad_argument(format!(
+                "{what} must be an object, got {other}"
+            ))),
+        };
+    };
+    let wrong = |field: &str, want: &str, got: &Value| {
+        Err(StoreError::bad_argument(format!(
+            "{what}.{field} must be {want}, got {got}"
+        )))
+    };
+    let port_ok = |v: &Value| match v {
+        Value::Number(n) => n.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
+        Value::String(s) => s.parse::<u16>().is_ok_and(|p| p > 0),
+        _ => false,
+    };
+    let db_ok = |v: &Value| match v {
+        Value::Number(n) => n.as_u64().is_some(),
+        Value::String(s) => s.parse::<u64>().is_ok(),
+        _ => false,
+    };
+    let mut named = false;
+    for (field, v) in map {
+        if v.is_null() {
+            continue;
+        }
+        named |= SERVER_FIELDS.contains(&field.as_str());
+        match field.as_str() {
+            "url" | "host" | "path" | "prefix" | "keyPrefix" | "username" | "password"
+            | "auth_pass"
+                if !v.is_string() =>
+            {
+                return wrong(field, "a string", v);
+            }
+            "port" if !port_ok(v) => return wrong(field, "a port number (1-65535)", v),
+            "db" | "database" if !db_ok(v) => return wrong(field, "a database number", v),
+            "socket" => {
+                if !v.is_object() {
+                    return wrong(field, "an object", v);
+                }
+                for inner in ["host", "path"] {
+                    if let Some(x) = v.get(inner).filter(|x| !x.is_null() && !x.is_string()) {
+                        return wrong(&format!("socket.{inner}"), "a string", x);
+                    }
+                }
+                if let Some(x) = v.get("port").filter(|x| !x.is_null() && !port_ok(x)) {
+                    return wrong("socket.port", "a port number (1-65535)", x);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !named {
+        let unknown = server_like(map.keys());
+        if !unknown.is_empty() {
+            return Err(StoreError::bad_argument(format!(
+                "{what} names a server in a form we cannot read ({}): give url, host and port, path or socket",
+                unknown.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The option names that look like they name a server (`hostname`, `address`, `uri`, …).
+fn server_like<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
+    keys.map(String::as_str)
+        .filter(|k| {
+            let k = k.to_ascii_lowercase();
+            [
+                "host", "port", "addr", "server", "uri", "url", "endpoint", "node", "socket",
+            ]
+            .iter()
+            .any(|w| k.contains(w))
+        })
+        .collect()
 }
 
 fn millis(value: Option<f64>, default: u64, name: &str) -> StoreResult<Duration> {
@@ -320,12 +451,35 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         }
     };
 
+    let names_server = raw.url.is_some()
+        || raw.host.is_some()
+        || raw.port.is_some()
+        || raw.path.is_some()
+        || raw.cluster.is_some()
+        || raw.sentinel.is_some()
+        || raw.client.is_some();
+    if !names_server {
+        let unknown = server_like(raw.other_keys.iter().flatten());
+        if !unknown.is_empty() {
+            return Err(StoreError::bad_argument(format!(
+                "the options name a server in a form we cannot read ({}): give url, host and port, path, cluster, sentinel or client",
+                unknown.join(", ")
+            )));
+        }
+    }
     let base = match &raw.client {
         // A url of our own names the whole server, so nothing of the client's is kept.
         Some(_) if raw.url.is_some() => RawOptions::default(),
         Some(client) => client_options(client)?,
         None => RawOptions::default(),
     };
+    // The client's key prefix applies even beside a url of our own: it is where the client's
+    // application keeps its keys, not where the server is.
+    let namespace = match &raw.client {
+        Some(client) if raw.url.is_some() => client_options(client)?.key_prefix,
+        _ => base.key_prefix.clone(),
+    }
+    .unwrap_or_default();
     let merged = RawOptions {
         url: raw.url.or(base.url),
         host: raw.host.or(base.host),
@@ -354,6 +508,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         connect_timeout,
         command_timeout,
         max_pending,
+        namespace,
     })
 }
 
@@ -723,6 +878,48 @@ mod tests {
         assert!(matches!(spec.topology, Topology::Cluster(_)));
         let spec = parse(r#"{"client":{"flavor":"ioredis","options":{"sentinels":[{"host":"h","port":26379}],"name":"m","sentinelPassword":"sp"}}}"#).unwrap();
         assert!(matches!(spec.topology, Topology::Sentinel(_)));
+    }
+
+    #[test]
+    fn client_key_prefixes_become_the_namespace() {
+        let spec = parse(r#"{"client":{"flavor":"ioredis","options":{"host":"h","port":7000,"keyPrefix":"app:"}}}"#).unwrap();
+        assert_eq!(spec.namespace, "app:");
+        let spec = parse(r#"{"url":"redis://other:1","client":{"flavor":"node-redis-v3","options":{"host":"h","prefix":"v3:"}}}"#).unwrap();
+        assert_eq!(spec.namespace, "v3:");
+        assert_eq!(parse("{}").unwrap().namespace, "");
+    }
+
+    #[test]
+    fn node_redis_v3_and_bare_client_options() {
+        let e = standalone(
+            r#"{"client":{"flavor":"options","options":{"host":"cache","port":"7001","auth_pass":"pw","db":4}}}"#,
+        );
+        assert_eq!(e.info.addr().to_string(), "cache:7001");
+        assert_eq!(e.info.redis_settings().password(), Some("pw"));
+        assert_eq!(e.info.redis_settings().db(), 4);
+        let e = standalone(
+            r#"{"client":{"flavor":"options","options":{"socket":{"host":"s","port":7002},"database":1}}}"#,
+        );
+        assert_eq!(e.info.addr().to_string(), "s:7002");
+        assert_eq!(e.info.redis_settings().db(), 1);
+    }
+
+    #[test]
+    fn unreadable_servers_are_refused() {
+        for json in [
+            r#"{"client":{"flavor":"options","options":{"hostname":"x"}}}"#,
+            r#"{"client":{"flavor":"options","options":{"host":1}}}"#,
+            r#"{"client":{"flavor":"ioredis","options":{"port":70000}}}"#,
+            r#"{"client":{"flavor":"node-redis","options":{"socket":{"port":"x"}}}}"#,
+            r#"{"client":{"flavor":"options","options":"redis://x"}}"#,
+            r#"{"otherKeys":["address"]}"#,
+        ] {
+            let err = parse(json).expect_err(json);
+            assert_eq!(err.kind, crate::error::ErrorKind::BadArgument, "{json}");
+        }
+        // Other option names beside a named server, or with none, are fine.
+        assert!(parse(r#"{"otherKeys":["prefix","ttl","serializer"]}"#).is_ok());
+        assert!(parse(r#"{"url":"redis://h:1","otherKeys":["address"]}"#).is_ok());
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub struct NativeStore {
     core: Option<SessionCore>,
     direct: Option<Rc<direct::Direct>>,
     hold: Arc<HoldCell>,
+    /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
+    namespace: String,
 }
 
 impl Drop for NativeStore {
@@ -152,6 +154,7 @@ impl NativeStore {
     #[napi(constructor)]
     pub fn new(env: Env, options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
+        let namespace = spec.namespace.clone();
         let direct =
             unsafe { direct::Direct::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
@@ -207,10 +210,10 @@ impl NativeStore {
             core: Some(core),
             direct,
             hold,
+            namespace,
         })
     }
 
-    /// Starts a batch of calls. Replies come back through `onDelivery`, never synchronously.
     /// Starts a batch of calls (see `batch.rs` for the format). Replies come back through
     /// `onDelivery`, never synchronously.
     #[napi]
@@ -233,7 +236,7 @@ impl NativeStore {
         let mut refused = Vec::new();
         for (id, request) in calls {
             let request = match request {
-                Ok(r) => r,
+                Ok(r) => r.in_namespace(&self.namespace),
                 Err(e) => {
                     refused.push((id, Reply::Error(e)));
                     continue;

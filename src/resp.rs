@@ -173,6 +173,13 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::backend::Command) {
         Command::Get(key) => encode(out, &[b"GET", key.as_bytes()]),
         Command::Exists(key) => encode(out, &[b"EXISTS", key.as_bytes()]),
         Command::SMembers(key) => encode(out, &[b"SMEMBERS", key.as_bytes()]),
+        Command::LPush { key, member } => {
+            encode(out, &[b"LPUSH", key.as_bytes(), member.as_bytes()])
+        }
+        Command::LRem { key, member } => {
+            encode(out, &[b"LREM", key.as_bytes(), b"0", member.as_bytes()])
+        }
+        Command::LRange(key) => encode(out, &[b"LRANGE", key.as_bytes(), b"0", b"-1"]),
         Command::Set { key, value, expiry } => match *expiry {
             Expiry::Never => encode(out, &[b"SET", key.as_bytes(), value.as_bytes()]),
             Expiry::In(secs) => encode(

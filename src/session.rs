@@ -102,9 +102,126 @@ pub enum Request {
         key_prefix: String,
         scan_count: usize,
     },
+    /// Puts `member` at the head of the list at `key`, once: an earlier copy is removed in the
+    /// same transaction.
+    ListPush {
+        key: String,
+        member: String,
+    },
+    /// The whole list at `key`, head first.
+    ListRead {
+        key: String,
+    },
+    /// Removes every occurrence of `member` from the list at `key`.
+    ListRemove {
+        key: String,
+        member: String,
+    },
 }
 
 impl Request {
+    /// The same request with `namespace` before every key name it holds (not before set or list
+    /// members, which are ids), as a client with that key prefix would have sent it.
+    pub fn in_namespace(self, namespace: &str) -> Request {
+        if namespace.is_empty() {
+            return self;
+        }
+        let ns = |k: String| format!("{namespace}{k}");
+        match self {
+            Request::Get { key } => Request::Get { key: ns(key) },
+            Request::Set { key, value, ttl } => Request::Set {
+                key: ns(key),
+                value,
+                ttl,
+            },
+            Request::SetUntil { key, value, at } => Request::SetUntil {
+                key: ns(key),
+                value,
+                at,
+            },
+            Request::Touch { key, ttl } => Request::Touch { key: ns(key), ttl },
+            Request::Destroy { keys } => Request::Destroy {
+                keys: keys.into_iter().map(ns).collect(),
+            },
+            Request::Count { prefix, scan_count } => Request::Count {
+                prefix: ns(prefix),
+                scan_count,
+            },
+            Request::Ids { prefix, scan_count } => Request::Ids {
+                prefix: ns(prefix),
+                scan_count,
+            },
+            Request::Entries { prefix, scan_count } => Request::Entries {
+                prefix: ns(prefix),
+                scan_count,
+            },
+            Request::Clear { prefix, scan_count } => Request::Clear {
+                prefix: ns(prefix),
+                scan_count,
+            },
+            Request::Exists { key } => Request::Exists { key: ns(key) },
+            Request::MGet { keys } => Request::MGet {
+                keys: keys.into_iter().map(ns).collect(),
+            },
+            Request::IndexedSet {
+                key,
+                value,
+                at,
+                index_key,
+                member,
+            } => Request::IndexedSet {
+                key: ns(key),
+                value,
+                at,
+                index_key: ns(index_key),
+                member,
+            },
+            Request::IndexedDelete {
+                key,
+                member,
+                index_prefix,
+                field,
+            } => Request::IndexedDelete {
+                key: ns(key),
+                member,
+                index_prefix: ns(index_prefix),
+                field,
+            },
+            Request::IndexRead {
+                index_key,
+                key_prefix,
+            } => Request::IndexRead {
+                index_key: ns(index_key),
+                key_prefix: ns(key_prefix),
+            },
+            Request::IndexDrop {
+                index_key,
+                key_prefix,
+            } => Request::IndexDrop {
+                index_key: ns(index_key),
+                key_prefix: ns(key_prefix),
+            },
+            Request::PruneIndexes {
+                index_prefix,
+                key_prefix,
+                scan_count,
+            } => Request::PruneIndexes {
+                index_prefix: ns(index_prefix),
+                key_prefix: ns(key_prefix),
+                scan_count,
+            },
+            Request::ListPush { key, member } => Request::ListPush {
+                key: ns(key),
+                member,
+            },
+            Request::ListRead { key } => Request::ListRead { key: ns(key) },
+            Request::ListRemove { key, member } => Request::ListRemove {
+                key: ns(key),
+                member,
+            },
+        }
+    }
+
     /// The single command this request needs, if it is that simple; otherwise the request
     /// itself, for the bulk path.
     pub fn into_command(self) -> Result<Command, Request> {
@@ -137,6 +254,8 @@ impl Request {
             Request::Touch { key, ttl } => Command::Expire { key, seconds: ttl },
             Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys),
             Request::Exists { key } => Command::Exists(key),
+            Request::ListRead { key } => Command::LRange(key),
+            Request::ListRemove { key, member } => Command::LRem { key, member },
             Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {
                 Command::MGet(keys)
             }
@@ -588,6 +707,20 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                 removed += before.saturating_sub(live) as i64;
             }
             Ok(Reply::Int(removed))
+        }
+        Request::ListPush { key, member } => {
+            let commands = [
+                Command::LRem {
+                    key: key.clone(),
+                    member: member.clone(),
+                },
+                Command::LPush { key, member },
+            ];
+            let replies = inner.round_trip_atomic(&commands).await?;
+            match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
+                Some(Reply::Error(e)) => Err(e),
+                _ => Ok(Reply::Nil),
+            }
         }
         simple => match simple.into_command() {
             Ok(command) => Ok(first_reply(inner.round_trip(&[command]).await?)),

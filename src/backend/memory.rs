@@ -2,7 +2,7 @@
 //! Expired keys vanish on access and in a periodic sweep, so memory does not grow with dead
 //! sessions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +14,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 enum Stored {
     Text(String),
     Set(BTreeSet<String>),
+    /// Head first, as `LPUSH` builds it.
+    List(VecDeque<String>),
 }
 
 struct Entry {
@@ -170,7 +172,7 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
                     let added = members.iter().filter(|m| set.insert((*m).clone())).count();
                     Reply::Int(added as i64)
                 }
-                Stored::Text(_) => wrong_type(),
+                _ => wrong_type(),
             }
         }
         Command::SRem { key, members } => match live(t, key, now) {
@@ -185,6 +187,46 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
                 }
                 Reply::Int(removed as i64)
             }
+            Some(_) => wrong_type(),
+        },
+        Command::LPush { key, member } => {
+            let entry = match live(t, key, now) {
+                Some(e) => e,
+                None => t.entry(key.clone()).or_insert(Entry {
+                    value: Stored::List(VecDeque::new()),
+                    expires_at: None,
+                }),
+            };
+            match &mut entry.value {
+                Stored::List(list) => {
+                    list.push_front(member.clone());
+                    Reply::Int(list.len() as i64)
+                }
+                _ => wrong_type(),
+            }
+        }
+        Command::LRem { key, member } => match live(t, key, now) {
+            None => Reply::Int(0),
+            Some(Entry {
+                value: Stored::List(list),
+                ..
+            }) => {
+                let before = list.len();
+                list.retain(|m| m != member);
+                let removed = before - list.len();
+                if list.is_empty() {
+                    t.remove(key);
+                }
+                Reply::Int(removed as i64)
+            }
+            Some(_) => wrong_type(),
+        },
+        Command::LRange(key) => match live(t, key, now) {
+            None => Reply::List(vec![]),
+            Some(Entry {
+                value: Stored::List(list),
+                ..
+            }) => Reply::List(list.iter().cloned().map(Some).collect()),
             Some(_) => wrong_type(),
         },
         Command::Exists(key) => Reply::Int(live(t, key, now).is_some() as i64),
@@ -276,6 +318,34 @@ mod tests {
         assert_eq!(r[1], Reply::List(vec![Some("x".into()), Some("y".into())]));
         assert!(matches!(&r[2], Reply::Error(e) if e.kind == ErrorKind::WrongType));
         assert_eq!(r[4], Reply::List(vec![]));
+    }
+
+    #[test]
+    fn lists_push_to_the_head_and_remove_every_copy() {
+        let m = Memory::new();
+        let push = |member: &str| Command::LPush {
+            key: "l".into(),
+            member: member.into(),
+        };
+        let replies = m.execute(&[
+            push("a"),
+            push("b"),
+            push("a"),
+            Command::LRange("l".into()),
+            Command::LRem {
+                key: "l".into(),
+                member: "a".into(),
+            },
+            Command::LRange("l".into()),
+            Command::Get("l".into()),
+        ]);
+        assert_eq!(
+            replies[3],
+            Reply::List(vec![Some("a".into()), Some("b".into()), Some("a".into())])
+        );
+        assert_eq!(replies[4], Reply::Int(2));
+        assert_eq!(replies[5], Reply::List(vec![Some("b".into())]));
+        assert!(matches!(replies[6], Reply::Error(_)));
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub enum Command {
         members: Vec<String>,
     },
     SMembers(String),
+    /// `LPUSH key member`.
+    LPush {
+        key: String,
+        member: String,
+    },
+    /// `LREM key 0 member`: every occurrence.
+    LRem {
+        key: String,
+        member: String,
+    },
+    /// `LRANGE key 0 -1`: the whole list.
+    LRange(String),
     Exists(String),
     Ping,
 }
@@ -68,11 +80,15 @@ impl Command {
     pub fn keys(&self) -> Vec<&str> {
         match self {
             Command::Ping => vec![],
-            Command::Get(k) | Command::SMembers(k) | Command::Exists(k) => vec![k],
+            Command::Get(k) | Command::SMembers(k) | Command::Exists(k) | Command::LRange(k) => {
+                vec![k]
+            }
             Command::Set { key, .. }
             | Command::Expire { key, .. }
             | Command::SAdd { key, .. }
-            | Command::SRem { key, .. } => vec![key],
+            | Command::SRem { key, .. }
+            | Command::LPush { key, .. }
+            | Command::LRem { key, .. } => vec![key],
             Command::Del(keys) | Command::MGet(keys) => keys.iter().map(String::as_str).collect(),
         }
     }

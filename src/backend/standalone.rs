@@ -145,6 +145,18 @@ pub(super) fn to_cmd(command: &Command) -> redis::Cmd {
             c = redis::cmd("EXISTS");
             c.arg(key);
         }
+        Command::LPush { key, member } => {
+            c = redis::cmd("LPUSH");
+            c.arg(key).arg(member);
+        }
+        Command::LRem { key, member } => {
+            c = redis::cmd("LREM");
+            c.arg(key).arg(0).arg(member);
+        }
+        Command::LRange(key) => {
+            c = redis::cmd("LRANGE");
+            c.arg(key).arg(0).arg(-1);
+        }
     }
     c
 }
