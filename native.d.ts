@@ -18,8 +18,11 @@ export declare class NativeStore {
   /**
    * Starts a batch of calls (see `batch.rs` for the format). Replies come back through
    * `onDelivery`, never synchronously.
+   *
+   * An embedded (`memory://`) store answers at once: its replies are the return value, in
+   * the delivery format.
    */
-  submit(nums: Float64Array, len: number, text: string): void
+  submit(nums: Float64Array, len: number, text: string): JsDelivery | null
   /** Stops new calls; calls in flight still settle. The connection closes once they have. */
   close(): void
 }

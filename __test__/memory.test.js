@@ -39,6 +39,30 @@ describe('memory://', () => {
     }
   })
 
+  it('answers calls in call order: an un-awaited write is seen by the bulk call after it', async () => {
+    const s = new RedisStore({ url: 'memory://' })
+    try {
+      const writes = [s.set('w1', { cookie: {}, n: 1 }), s.set('w2', { cookie: {}, n: 2 })]
+      const ids = s.ids()
+      const count = s.length()
+      const removal = s.destroy('w1')
+      const after = s.all()
+      await Promise.all([...writes, removal])
+      assert.deepEqual((await ids).sort(), ['w1', 'w2'])
+      assert.equal(await count, 2)
+      assert.deepEqual((await after).map((x) => x.id), ['w2'])
+    } finally {
+      s.close()
+    }
+  })
+
+  it('rejects calls after close with ERR_CLOSED', async () => {
+    const s = new RedisStore({ url: 'memory://' })
+    await s.set('a', { cookie: {} })
+    s.close()
+    await assert.rejects(s.get('a'), (err) => err.code === 'ERR_CLOSED')
+  })
+
   it('keeps two stores apart', async () => {
     const a = new RedisStore({ url: 'memory://' })
     const b = new RedisStore({ url: 'memory://' })

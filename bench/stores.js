@@ -45,6 +45,20 @@ const STORES = {
     await new Promise((resolve, reject) => client.once('ready', resolve).once('error', reject))
     return { store: new RedisStore({ client }), close: () => client.quit() }
   },
+  async memorystore() {
+    // express-session's own in-memory store; callback-only, so each call is wrapped in one
+    // promise, as ours returns one.
+    const { MemoryStore } = require('express-session')
+    const inner = new MemoryStore()
+    const call = (method, ...args) => new Promise((resolve, reject) => inner[method](...args, (err, v) => (err ? reject(err) : resolve(v))))
+    const store = {
+      get: (sid) => call('get', sid),
+      set: (sid, sess) => call('set', sid, sess),
+      touch: (sid, sess) => call('touch', sid, sess),
+      destroy: (sid) => call('destroy', sid),
+    }
+    return { store, close: async () => {} }
+  },
   async floor() {
     const store = new FloorStore()
     return { store, close: async () => {} }

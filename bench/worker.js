@@ -13,7 +13,8 @@ function session(i) {
   return {
     cookie: {
       originalMaxAge: 86_400_000,
-      expires: new Date(Date.now() + 86_400_000).toISOString(),
+      // express-session hands stores a Date here.
+      expires: new Date(Date.now() + 86_400_000),
       secure: false,
       httpOnly: true,
       path: '/',

@@ -271,8 +271,9 @@ class Link {
     this.used = 0
     this.text = ''
     this.count = 0
+    let answered
     try {
-      this.native.submit(this.nums, used, text)
+      answered = this.native.submit(this.nums, used, text)
     } catch (err) {
       // The batch never started: settle every call in it.
       const e = nativeError(err)
@@ -283,7 +284,10 @@ class Link {
           p.reject(e)
         }
       }
+      return
     }
+    // memory:// answers inside submit; promise reactions still run later, as microtasks.
+    if (answered) this.receive(answered)
   }
 
   receive(payload) {

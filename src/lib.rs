@@ -216,8 +216,17 @@ impl NativeStore {
 
     /// Starts a batch of calls (see `batch.rs` for the format). Replies come back through
     /// `onDelivery`, never synchronously.
+    ///
+    /// An embedded (`memory://`) store answers at once: its replies are the return value, in
+    /// the delivery format.
     #[napi]
-    pub fn submit(&self, env: Env, nums: Float64ArraySlice, len: u32, text: String) -> Result<()> {
+    pub fn submit(
+        &self,
+        env: Env,
+        nums: Float64ArraySlice,
+        len: u32,
+        text: String,
+    ) -> Result<Option<JsDelivery>> {
         let Some(core) = &self.core else {
             return Err(napi::Error::new(
                 Status::GenericFailure,
@@ -231,6 +240,18 @@ impl NativeStore {
             )
         })?;
         let calls = batch::decode(records, &text).map_err(to_napi_err)?;
+        if core.answers_inline() {
+            let mut replies = Vec::with_capacity(calls.len());
+            let mut requests = Vec::with_capacity(calls.len());
+            for (id, request) in calls {
+                match request {
+                    Ok(r) => requests.push((id, r.in_namespace(&self.namespace))),
+                    Err(e) => replies.push((id, Reply::Error(e))),
+                }
+            }
+            replies.extend(core.run_inline(requests));
+            return Ok(Some(JsDelivery(Delivery::Replies(replies))));
+        }
         let direct = self.direct.as_deref().filter(|d| d.ready());
         let mut requests = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
@@ -273,7 +294,7 @@ impl NativeStore {
             }
         }
         core.submit(requests);
-        Ok(())
+        Ok(None)
     }
 
     /// Stops new calls; calls in flight still settle. The connection closes once they have.

@@ -348,6 +348,64 @@ impl SessionCore {
         Ok(SessionCore { inner })
     }
 
+    /// Whether calls are answered inside `submit` (the embedded `memory://` backend, which
+    /// needs no I/O): no thread hop, no wake-up.
+    pub fn answers_inline(&self) -> bool {
+        !self.inner.backend.is_remote()
+    }
+
+    /// Runs the calls on the embedded backend and returns their replies, in call order.
+    /// Only for `answers_inline` stores.
+    pub fn run_inline(&self, calls: Vec<(u32, Request)>) -> Vec<(u32, Reply)> {
+        use futures_util::FutureExt;
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            let err = StoreError::new(ErrorKind::Closed, "the store is closed");
+            return calls
+                .into_iter()
+                .map(|(id, _)| (id, Reply::Error(err.clone())))
+                .collect();
+        }
+        let _guard = runtime::get().enter();
+        let mut out = Vec::with_capacity(calls.len());
+        // Consecutive simple calls share one pass over the table; a bulk call runs in place,
+        // so no call overtakes an earlier one.
+        let mut ids = Vec::new();
+        let mut commands = Vec::new();
+        let flush = |ids: &mut Vec<u32>, commands: &mut Vec<Command>, out: &mut Vec<_>| {
+            if commands.is_empty() {
+                return;
+            }
+            let replies = match inner.backend.embedded() {
+                Some(memory) => memory.execute_owned(std::mem::take(commands)),
+                None => unreachable!("only embedded stores answer inline"),
+            };
+            out.extend(ids.drain(..).zip(replies));
+        };
+        for (id, request) in calls {
+            match request.into_command() {
+                Ok(c) => {
+                    ids.push(id);
+                    commands.push(c);
+                }
+                Err(request) => {
+                    flush(&mut ids, &mut commands, &mut out);
+                    let reply = match guard(run_bulk(inner, request)).now_or_never() {
+                        Some(Ok(r)) => r,
+                        Some(Err(e)) => Reply::Error(e),
+                        None => Reply::Error(StoreError::new(
+                            ErrorKind::Redis,
+                            "internal error: an embedded call waited",
+                        )),
+                    };
+                    out.push((id, reply));
+                }
+            }
+        }
+        flush(&mut ids, &mut commands, &mut out);
+        out
+    }
+
     /// Starts the calls and returns at once; replies arrive through the sink.
     pub fn submit(&self, calls: Vec<(u32, Request)>) {
         if calls.is_empty() {

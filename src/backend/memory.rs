@@ -68,6 +68,23 @@ impl Memory {
         commands.iter().map(|c| apply(&mut t, c, now)).collect()
     }
 
+    /// `execute` for commands the caller gives up: a written value moves into the table
+    /// instead of being copied.
+    pub fn execute_owned(&self, commands: Vec<Command>) -> Vec<Reply> {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        commands
+            .into_iter()
+            .map(|c| match c {
+                Command::Set { key, value, expiry } => {
+                    store_text(&mut t, key, value, expiry, now);
+                    Reply::Text("OK".into())
+                }
+                other => apply(&mut t, &other, now),
+            })
+            .collect()
+    }
+
     pub fn scan_prefix(&self, prefix: &str) -> Vec<String> {
         let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
@@ -94,6 +111,25 @@ fn live<'a>(t: &'a mut Table, key: &str, now: u128) -> Option<&'a mut Entry> {
     t.get_mut(key)
 }
 
+fn store_text(t: &mut Table, key: String, value: String, expiry: Expiry, now: u128) {
+    let expires_at = match expiry {
+        Expiry::Never => None,
+        Expiry::In(secs) => Some(now + secs as u128 * 1000),
+        Expiry::At(unix) => Some(unix as u128 * 1000),
+    };
+    if expires_at.is_some_and(|at| at <= now) {
+        t.remove(&key);
+    } else {
+        t.insert(
+            key,
+            Entry {
+                value: Stored::Text(value),
+                expires_at,
+            },
+        );
+    }
+}
+
 fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
     match command {
         Command::Ping => Reply::Text("PONG".into()),
@@ -117,22 +153,7 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
                 .collect(),
         ),
         Command::Set { key, value, expiry } => {
-            let expires_at = match *expiry {
-                Expiry::Never => None,
-                Expiry::In(secs) => Some(now + secs as u128 * 1000),
-                Expiry::At(unix) => Some(unix as u128 * 1000),
-            };
-            if expires_at.is_some_and(|at| at <= now) {
-                t.remove(key);
-            } else {
-                t.insert(
-                    key.clone(),
-                    Entry {
-                        value: Stored::Text(value.clone()),
-                        expires_at,
-                    },
-                );
-            }
+            store_text(t, key.clone(), value.clone(), *expiry, now);
             Reply::Text("OK".into())
         }
         Command::Expire { key, seconds } => {

@@ -145,6 +145,14 @@ impl Backend {
         }
     }
 
+    /// The embedded table, when this is `memory://`.
+    pub fn embedded(&self) -> Option<&Memory> {
+        match self {
+            Backend::Memory(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// Whether this backend can lose its connection at all.
     pub fn is_remote(&self) -> bool {
         !matches!(self, Backend::Memory(_))
