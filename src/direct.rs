@@ -1,7 +1,12 @@
 //! The hot path for a plain-TCP standalone server: one connection owned by the JS thread,
 //! polled by Node's own libuv loop. Simple calls (get, set, touch, destroy, exists, small mget)
-//! are encoded straight into its write buffer and written in the same native call; replies are
+//! are encoded straight into a journal and written in the same native call; replies are
 //! decoded from its read buffer into JS values and handed to JS in one call per read.
+//!
+//! Riding through: the journal keeps every unanswered command until its reply arrives, so when
+//! the connection drops (restart, `CLIENT KILL`) a new one starts at once and sends them again;
+//! calls made meanwhile wait in the journal. Every command sent here is idempotent. A call
+//! fails only when its own `commandTimeout` runs out.
 //!
 //! Why: with the I/O-thread path every call crossed threads twice (JS to tokio, tokio to JS).
 //! Measured on a 2-core machine, those hand-offs cost more CPU per operation than the Redis
@@ -28,8 +33,8 @@ use crate::resp::{self, Frame};
 use crate::uv;
 
 const READ_CHUNK: usize = 64 * 1024;
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Where and how to connect; only plain TCP qualifies for the direct path.
 #[derive(Clone, Debug)]
@@ -126,14 +131,25 @@ pub type LinkHook = Box<dyn Fn(Option<&str>)>;
 struct Conn {
     stream: TcpStream,
     poll: *mut uv::Handle,
-    out: Vec<u8>,
-    out_pos: usize,
+    /// How much of the journal this connection has been sent.
+    written: usize,
     inbuf: Vec<u8>,
     /// Where reads land before they join `inbuf`; allocated once, so no read clears 64 KiB.
     scratch: Box<[u8]>,
-    /// Call ids in the order their replies will arrive, with their deadlines.
-    pending: VecDeque<(u32, Instant)>,
     want_write: bool,
+    /// When this connection last delivered bytes (or was opened): a connection silent for a
+    /// whole `commandTimeout` while calls wait is replaced.
+    last_read: Instant,
+}
+
+/// A call waiting for its reply.
+struct Pending {
+    id: u32,
+    deadline: Instant,
+    /// Where its command ends in the journal; it starts where the previous one ends.
+    end: usize,
+    /// Its caller was already answered (it timed out); the reply is read and dropped.
+    abandoned: bool,
 }
 
 struct State {
@@ -144,18 +160,25 @@ struct State {
     command_timeout: Duration,
     max_pending: usize,
     conn: Option<Conn>,
+    /// The RESP bytes of every call still waiting, from `journal_head` on, in call order. They
+    /// outlive a connection: after a reconnect, whatever was not answered is sent again.
+    journal: Vec<u8>,
+    journal_head: usize,
+    pending: VecDeque<Pending>,
     timer: *mut uv::Handle,
-    timer_armed: bool,
+    timer_held: bool,
     connecting: bool,
     generation: u64,
     retry_at: Instant,
     backoff: Duration,
+    /// A call has failed for want of a connection, and the store was told so.
+    gave_up: bool,
     closing: bool,
     closed: bool,
     /// False once JS may no longer be called (after close, or inside a finalizer).
     callback_live: bool,
     report: Option<Report>,
-    /// Told when the connection comes up or drops, so the store's events follow at once.
+    /// Told when the connection comes up, and when calls start failing for want of one.
     on_link: Option<LinkHook>,
     /// Sockets of torn-down connections, closed once libuv has let go of their poll handle.
     graveyard: VecDeque<TcpStream>,
@@ -214,12 +237,16 @@ impl Direct {
                 command_timeout: spec.command_timeout,
                 max_pending: spec.max_pending,
                 conn: None,
+                journal: Vec::with_capacity(16 * 1024),
+                journal_head: 0,
+                pending: VecDeque::new(),
                 timer,
-                timer_armed: false,
+                timer_held: false,
                 connecting: false,
                 generation: 0,
                 retry_at: Instant::now(),
                 backoff: RETRY_MIN,
+                gave_up: false,
                 closing: false,
                 closed: false,
                 callback_live: true,
@@ -233,7 +260,7 @@ impl Direct {
     }
 
     /// Starts the first connection attempt; `report` carries its outcome back, and `on_link`
-    /// hears when the connection comes up or drops.
+    /// hears when the connection comes up or calls start failing without one.
     pub fn start(&self, report: Report, on_link: LinkHook) {
         {
             let mut s = self.state.borrow_mut();
@@ -243,64 +270,55 @@ impl Direct {
         connect(&self.state);
     }
 
-    /// Whether calls can go through this connection right now. When it cannot, a new
-    /// connection attempt starts if the backoff allows.
+    /// Whether calls can go through this connection: until it is closed they always can. While
+    /// it reconnects they wait (within their own `commandTimeout`) and are sent once it is up.
     pub fn ready(&self) -> bool {
         let s = self.state.borrow();
-        if s.closed || s.closing {
-            return false;
-        }
-        if s.conn.is_some() {
-            return true;
-        }
-        let retry = !s.connecting && Instant::now() >= s.retry_at;
-        drop(s);
-        if retry {
-            connect(&self.state);
-        }
-        false
+        !(s.closed || s.closing)
     }
 
-    /// Queues one command; `Err` gives it back when the connection cannot take it.
+    /// Queues one command; `Err` gives it back when the store cannot take it.
     pub fn push(&self, id: u32, command: &Command) -> Result<(), crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
-        let max = s.max_pending;
-        let deadline = Instant::now() + s.command_timeout;
-        let Some(conn) = s.conn.as_mut() else {
-            return Err(crate::error::StoreError::new(
-                ErrorKind::NotConnected,
-                "not connected",
-            ));
-        };
-        if conn.pending.len() >= max {
+        if s.pending.len() >= s.max_pending {
+            let max = s.max_pending;
             return Err(crate::error::StoreError::new(
                 ErrorKind::Overloaded,
                 format!("more than {max} calls are waiting on Redis"),
             ));
         }
-        resp::encode_command(&mut conn.out, command);
-        conn.pending.push_back((id, deadline));
+        let deadline = Instant::now() + s.command_timeout;
+        resp::encode_command(&mut s.journal, command);
+        let end = s.journal.len();
+        s.pending.push_back(Pending {
+            id,
+            deadline,
+            end,
+            abandoned: false,
+        });
         Ok(())
     }
 
-    /// Writes what `push` queued. Replies arrive through the JS callback.
+    /// Writes what `push` queued, or starts a connection for it. Replies arrive through the JS
+    /// callback.
     pub fn flush(&self) {
         let failure = {
             let mut s = self.state.borrow_mut();
-            let Some(conn) = s.conn.as_mut() else { return };
-            let result = write_out(conn);
-            if result.is_ok() {
-                let has_pending = !conn.pending.is_empty();
-                let poll = conn.poll;
-                if has_pending {
-                    unsafe { (uvs().ref_)(poll) };
-                    arm_timer(&mut s);
-                }
+            if s.pending.is_empty() {
+                return;
             }
+            let s = &mut *s;
+            let result = match s.conn.as_mut() {
+                Some(conn) => write_out(conn, &s.journal),
+                None => Ok(()),
+            };
+            arm_timer(s);
             result.err()
         };
         if let Some(reason) = failure {
-            fail_connection(&self.state, ErrorKind::NotConnected, &reason);
+            lose_connection(&self.state, &reason);
+        } else if self.state.borrow().conn.is_none() {
+            connect(&self.state);
         }
     }
 
@@ -309,7 +327,7 @@ impl Direct {
         let idle = {
             let mut s = self.state.borrow_mut();
             s.closing = true;
-            s.conn.as_ref().is_none_or(|c| c.pending.is_empty())
+            s.pending.is_empty()
         };
         if idle {
             shut_down(&self.state);
@@ -326,14 +344,10 @@ impl Drop for Direct {
     fn drop(&mut self) {
         // This can run in a GC finalizer, where JS must not be called: close without
         // notifying. Calls still in flight then have no one waiting on them.
-        let conn = {
-            let mut s = self.state.borrow_mut();
-            s.callback_live = false;
-            s.conn.take()
-        };
+        self.state.borrow_mut().callback_live = false;
+        let conn = self.state.borrow_mut().conn.take();
         if let Some(conn) = conn {
-            let mut s = self.state.borrow_mut();
-            retire(&mut s, conn);
+            retire(&mut self.state.borrow_mut(), conn);
         }
         shut_down(&self.state);
     }
@@ -342,7 +356,7 @@ impl Drop for Direct {
 fn connect(state: &Rc<Shared>) {
     let (target, generation, report) = {
         let mut s = state.borrow_mut();
-        if s.connecting || s.conn.is_some() || s.closed || s.closing {
+        if s.connecting || s.conn.is_some() || s.closed {
             return;
         }
         let Some(report) = s.report.clone() else {
@@ -373,7 +387,24 @@ fn tell_link(state: &Rc<Shared>, lost: Option<&str>) {
 fn install(state: &Rc<Shared>, opened: Opened) {
     let installed = install_stream(state, opened);
     if installed {
+        state.borrow_mut().gave_up = false;
         tell_link(state, None);
+        // Whatever waited for this connection (or was in flight on the last one) goes now.
+        let failure = {
+            let mut s = state.borrow_mut();
+            let s = &mut *s;
+            let result = match s.conn.as_mut() {
+                Some(conn) => write_out(conn, &s.journal),
+                None => Ok(()),
+            };
+            arm_timer(s);
+            result.err()
+        };
+        if let Some(reason) = failure {
+            lose_connection(state, &reason);
+        }
+    } else {
+        arm_timer(&mut state.borrow_mut());
     }
 }
 
@@ -385,7 +416,7 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
     }
     s.connecting = false;
     let stream = match opened.result {
-        Ok(stream) if !s.closed && !s.closing => stream,
+        Ok(stream) if !s.closed => stream,
         Ok(_) => return false,
         Err(_) => {
             s.retry_at = Instant::now() + s.backoff;
@@ -412,35 +443,33 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         (uv.unref)(poll);
         // The first reconnect after a healthy connection drops is immediate.
         s.backoff = Duration::ZERO;
+        let written = s.journal_head;
         s.conn = Some(Conn {
             stream,
             poll,
-            out: Vec::with_capacity(16 * 1024),
-            out_pos: 0,
+            written,
             inbuf: Vec::with_capacity(READ_CHUNK),
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
-            pending: VecDeque::new(),
             want_write: false,
+            last_read: Instant::now(),
         });
     }
     true
 }
 
-fn write_out(conn: &mut Conn) -> Result<(), String> {
-    while conn.out_pos < conn.out.len() {
-        match conn.stream.write(&conn.out[conn.out_pos..]) {
+/// Sends the journal from where this connection stands; polls for writability when the
+/// socket takes less than all of it.
+fn write_out(conn: &mut Conn, journal: &[u8]) -> Result<(), String> {
+    while conn.written < journal.len() {
+        match conn.stream.write(&journal[conn.written..]) {
             Ok(0) => return Err("the connection closed while writing".into()),
-            Ok(n) => conn.out_pos += n,
+            Ok(n) => conn.written += n,
             Err(e) if e.kind() == IoKind::WouldBlock => break,
             Err(e) if e.kind() == IoKind::Interrupted => {}
             Err(e) => return Err(format!("write failed: {e}")),
         }
     }
-    let drained = conn.out_pos == conn.out.len();
-    if drained {
-        conn.out.clear();
-        conn.out_pos = 0;
-    }
+    let drained = conn.written == journal.len();
     if drained == conn.want_write {
         conn.want_write = !drained;
         let events = if drained {
@@ -453,44 +482,108 @@ fn write_out(conn: &mut Conn) -> Result<(), String> {
     Ok(())
 }
 
+/// Sets the timer for the next thing due: the first deadline of a call still waiting, or the
+/// next reconnect attempt while calls wait for a connection. The timer and the poll handle
+/// keep the process alive exactly while calls wait.
 fn arm_timer(s: &mut State) {
-    if s.timer_armed {
-        return;
-    }
-    let Some(front) = s.conn.as_ref().and_then(|c| c.pending.front()) else {
-        return;
+    let uv = uvs();
+    let next_deadline = s.pending.iter().find(|p| !p.abandoned).map(|p| p.deadline);
+    // Calls already answered (timed out) do not keep the process alive.
+    let waiting = next_deadline.is_some();
+    let reconnect =
+        (waiting && s.conn.is_none() && !s.connecting && !s.closed).then_some(s.retry_at);
+    let due = match (next_deadline, reconnect) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
-    let wait = front.1.saturating_duration_since(Instant::now());
-    s.timer_armed = true;
-    unsafe { (uvs().timer_start)(s.timer, on_timer, wait.as_millis() as u64 + 1, 0) };
+    unsafe {
+        if let Some(conn) = s.conn.as_ref() {
+            if waiting {
+                (uv.ref_)(conn.poll);
+            } else {
+                (uv.unref)(conn.poll);
+            }
+        }
+        match due {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                (uv.timer_start)(s.timer, on_timer, wait.as_millis() as u64 + 1, 0);
+            }
+            None => {
+                (uv.timer_stop)(s.timer);
+            }
+        }
+        if waiting != s.timer_held {
+            s.timer_held = waiting;
+            if waiting {
+                (uv.ref_)(s.timer);
+            } else {
+                (uv.unref)(s.timer);
+            }
+        }
+    }
 }
 
 unsafe fn borrow_state(handle: *mut uv::Handle) -> std::mem::ManuallyDrop<Rc<Shared>> {
     std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(uv::data(handle) as *const Shared) })
 }
 
+/// Answers calls whose `commandTimeout` ran out, replaces a connection that stayed silent for
+/// a whole timeout while calls waited, and starts a reconnect that is due.
 unsafe extern "C" fn on_timer(handle: *mut uv::Handle) {
     let state = unsafe { borrow_state(handle) };
-    let expired = {
+    let now = Instant::now();
+    let (expired, connected, silent, limit, reconnect) = {
         let mut s = state.borrow_mut();
-        s.timer_armed = false;
-        let now = Instant::now();
-        match s.conn.as_ref().and_then(|c| c.pending.front()) {
-            Some(&(_, deadline)) if deadline <= now => true,
-            Some(_) => {
-                arm_timer(&mut s);
-                false
+        let connected = s.conn.is_some();
+        let mut expired = Vec::new();
+        for p in s.pending.iter_mut() {
+            if p.deadline > now {
+                break;
             }
-            None => false,
+            if !p.abandoned {
+                p.abandoned = true;
+                expired.push(p.id);
+            }
         }
+        let limit = s.command_timeout;
+        let silent = s
+            .conn
+            .as_ref()
+            .is_some_and(|c| !s.pending.is_empty() && now.duration_since(c.last_read) >= limit);
+        let reconnect =
+            s.conn.is_none() && !s.connecting && !s.pending.is_empty() && now >= s.retry_at;
+        (expired, connected, silent, limit, reconnect)
     };
-    if expired {
-        let limit = state.borrow().command_timeout;
-        fail_connection(
-            &state,
-            ErrorKind::Timeout,
-            &format!("no reply from Redis within {} ms", limit.as_millis()),
-        );
+    if !expired.is_empty() {
+        let (kind, reason) = if connected {
+            (
+                ErrorKind::Timeout,
+                format!("no reply from Redis within {} ms", limit.as_millis()),
+            )
+        } else {
+            (
+                ErrorKind::NotConnected,
+                format!("Redis could not be reached within {} ms", limit.as_millis()),
+            )
+        };
+        reject(&state, &expired, kind, &reason);
+        if !connected {
+            let first = !std::mem::replace(&mut state.borrow_mut().gave_up, true);
+            if first {
+                tell_link(&state, Some(&reason));
+            }
+        }
+    }
+    if silent {
+        lose_connection(&state, "no reply from Redis within the command timeout");
+    } else if reconnect {
+        connect(&state);
+    }
+    settle_if_closing(&state);
+    let mut s = state.borrow_mut();
+    if !s.closed {
+        arm_timer(&mut s);
     }
 }
 
@@ -506,20 +599,17 @@ unsafe extern "C" fn on_poll(handle: *mut uv::Handle, status: c_int, events: c_i
         return;
     }
     if status < 0 {
-        fail_connection(
-            &state,
-            ErrorKind::NotConnected,
-            &format!("socket error {status}"),
-        );
+        lose_connection(&state, &format!("socket error {status}"));
         return;
     }
     if events & uv::WRITABLE != 0 {
         let failure = {
             let mut s = state.borrow_mut();
-            s.conn.as_mut().and_then(|c| write_out(c).err())
+            let s = &mut *s;
+            s.conn.as_mut().and_then(|c| write_out(c, &s.journal).err())
         };
         if let Some(reason) = failure {
-            fail_connection(&state, ErrorKind::NotConnected, &reason);
+            lose_connection(&state, &reason);
             return;
         }
     }
@@ -536,6 +626,7 @@ fn read_and_deliver(state: &Rc<Shared>) {
     let mut delivered = 0usize;
     {
         let mut s = state.borrow_mut();
+        let s = &mut *s;
         env = s.env;
         let Some(conn) = s.conn.as_mut() else { return };
         loop {
@@ -546,6 +637,7 @@ fn read_and_deliver(state: &Rc<Shared>) {
                 }
                 Ok(n) => {
                     conn.inbuf.extend_from_slice(&conn.scratch[..n]);
+                    conn.last_read = Instant::now();
                     if n < READ_CHUNK {
                         break;
                     }
@@ -564,14 +656,18 @@ fn read_and_deliver(state: &Rc<Shared>) {
         }
         let mut used = 0;
         let mut index = 0u32;
-        while !conn.pending.is_empty() {
+        while !s.pending.is_empty() {
             match resp::decode(&conn.inbuf[used..]) {
                 Ok(Some((frame, n))) => {
                     used += n;
-                    let (id, _) = conn.pending.pop_front().expect("checked non-empty");
+                    let p = s.pending.pop_front().expect("checked non-empty");
+                    s.journal_head = p.end;
+                    if p.abandoned {
+                        continue;
+                    }
                     unsafe {
                         let mut js_id = std::ptr::null_mut();
-                        sys::napi_create_uint32(env, id, &mut js_id);
+                        sys::napi_create_uint32(env, p.id, &mut js_id);
                         sys::napi_set_element(env, array, index, js_id);
                         sys::napi_set_element(env, array, index + 1, frame_to_js(env, &frame));
                     }
@@ -586,25 +682,58 @@ fn read_and_deliver(state: &Rc<Shared>) {
             }
         }
         conn.inbuf.drain(..used);
-        if conn.pending.is_empty() {
-            unsafe { (uvs().unref)(conn.poll) };
+        if s.pending.is_empty() && conn.written == s.journal.len() {
+            s.journal.clear();
+            s.journal_head = 0;
+            conn.written = 0;
+        } else if s.journal_head > 64 * 1024 && s.journal_head * 2 > s.journal.len() {
+            compact(s);
         }
+        arm_timer(s);
     }
     if delivered > 0 {
         call_js(state, array);
     }
     unsafe { sys::napi_close_handle_scope(env, scope) };
     if let Some(reason) = lost {
-        fail_connection(state, ErrorKind::NotConnected, &reason);
+        lose_connection(state, &reason);
     } else {
-        let drained_and_closing = {
-            let s = state.borrow();
-            s.closing && s.conn.as_ref().is_none_or(|c| c.pending.is_empty())
-        };
-        if drained_and_closing {
-            shut_down(state);
+        settle_if_closing(state);
+    }
+}
+
+/// Drops the answered part of the journal.
+fn compact(s: &mut State) {
+    let head = s.journal_head;
+    s.journal.drain(..head);
+    for p in s.pending.iter_mut() {
+        p.end -= head;
+    }
+    if let Some(conn) = s.conn.as_mut() {
+        conn.written -= head;
+    }
+    s.journal_head = 0;
+}
+
+/// After a connection is lost, keeps only the calls still waiting for an answer, so a new
+/// connection sends exactly those again.
+fn rebuild_journal(s: &mut State) {
+    let mut journal = Vec::with_capacity(s.journal.len() - s.journal_head);
+    let mut start = s.journal_head;
+    let mut kept = VecDeque::with_capacity(s.pending.len());
+    for mut p in s.pending.drain(..) {
+        if !p.abandoned {
+            journal.extend_from_slice(&s.journal[start..p.end]);
+            start = p.end;
+            p.end = journal.len();
+            kept.push_back(p);
+        } else {
+            start = p.end;
         }
     }
+    s.pending = kept;
+    s.journal = journal;
+    s.journal_head = 0;
 }
 
 fn error_to_js(env: sys::napi_env, kind: ErrorKind, message: &str) -> sys::napi_value {
@@ -721,60 +850,74 @@ fn call_js(state: &Rc<Shared>, payload: sys::napi_value) {
     }
 }
 
-/// Rejects every call in flight with `kind`, drops the connection, and lets the next call
-/// start a new one after a backoff.
-fn fail_connection(state: &Rc<Shared>, kind: ErrorKind, reason: &str) {
-    let (env, pending) = {
-        let mut s = state.borrow_mut();
-        let Some(conn) = s.conn.take() else { return };
-        retire(&mut s, conn)
-    };
-    if !pending.is_empty() {
-        unsafe {
-            let mut scope = std::ptr::null_mut();
-            sys::napi_open_handle_scope(env, &mut scope);
-            let mut array = std::ptr::null_mut();
-            sys::napi_create_array_with_length(env, pending.len() * 2, &mut array);
-            for (i, id) in pending.iter().enumerate() {
-                let mut js_id = std::ptr::null_mut();
-                sys::napi_create_uint32(env, *id, &mut js_id);
-                sys::napi_set_element(env, array, (2 * i) as u32, js_id);
-                sys::napi_set_element(
-                    env,
-                    array,
-                    (2 * i + 1) as u32,
-                    error_to_js(env, kind, reason),
-                );
-            }
-            call_js(state, array);
-            sys::napi_close_handle_scope(env, scope);
+/// Answers `ids` with an error.
+fn reject(state: &Rc<Shared>, ids: &[u32], kind: ErrorKind, reason: &str) {
+    let env = state.borrow().env;
+    unsafe {
+        let mut scope = std::ptr::null_mut();
+        sys::napi_open_handle_scope(env, &mut scope);
+        let mut array = std::ptr::null_mut();
+        sys::napi_create_array_with_length(env, ids.len() * 2, &mut array);
+        for (i, id) in ids.iter().enumerate() {
+            let mut js_id = std::ptr::null_mut();
+            sys::napi_create_uint32(env, *id, &mut js_id);
+            sys::napi_set_element(env, array, (2 * i) as u32, js_id);
+            sys::napi_set_element(
+                env,
+                array,
+                (2 * i + 1) as u32,
+                error_to_js(env, kind, reason),
+            );
         }
-    }
-    let closing = state.borrow().closing;
-    if kind == ErrorKind::NotConnected {
-        tell_link(state, Some(reason));
-    }
-    if closing {
-        shut_down(state);
+        call_js(state, array);
+        sys::napi_close_handle_scope(env, scope);
     }
 }
 
-/// Stops polling a connection and hands its socket to the graveyard; returns the ids of the
-/// calls that were waiting on it.
-fn retire(s: &mut State, conn: Conn) -> (sys::napi_env, Vec<u32>) {
+/// The connection dropped: calls in flight stay queued and are sent again on a new
+/// connection, which starts at once. Only a call's own `commandTimeout` fails it.
+fn lose_connection(state: &Rc<Shared>, _reason: &str) {
+    {
+        let mut s = state.borrow_mut();
+        let Some(conn) = s.conn.take() else { return };
+        retire(&mut s, conn);
+        rebuild_journal(&mut s);
+        arm_timer(&mut s);
+    }
+    if settle_if_closing(state) {
+        return;
+    }
+    let due = {
+        let s = state.borrow();
+        !s.pending.is_empty() && Instant::now() >= s.retry_at
+    };
+    if due {
+        connect(state);
+    }
+}
+
+/// Shuts down a closing store once nothing waits on it; true if it did.
+fn settle_if_closing(state: &Rc<Shared>) -> bool {
+    let done = {
+        let s = state.borrow();
+        s.closing && !s.closed && s.pending.iter().all(|p| p.abandoned)
+    };
+    if done {
+        shut_down(state);
+    }
+    done
+}
+
+/// Stops polling a connection and hands its socket to the graveyard.
+fn retire(s: &mut State, conn: Conn) {
     let uv = uvs();
     unsafe {
         (uv.poll_stop)(conn.poll);
         (uv.close)(conn.poll, Some(on_poll_closed));
-        if s.timer_armed {
-            (uv.timer_stop)(s.timer);
-            s.timer_armed = false;
-        }
     }
     s.graveyard.push_back(conn.stream);
     s.retry_at = Instant::now() + s.backoff;
     s.backoff = (s.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
-    (s.env, conn.pending.into_iter().map(|(id, _)| id).collect())
 }
 
 unsafe extern "C" fn on_poll_closed(handle: *mut uv::Handle) {
@@ -792,23 +935,32 @@ unsafe extern "C" fn on_timer_closed(handle: *mut uv::Handle) {
     }
 }
 
-/// Closes everything for good. Calls still in flight are rejected with `ERR_CLOSED`.
+/// Closes everything for good. Calls still waiting are rejected with `ERR_CLOSED`.
 fn shut_down(state: &Rc<Shared>) {
     if state.borrow().closed {
         return;
     }
-    {
+    let waiting: Vec<u32> = {
         let mut s = state.borrow_mut();
         s.closing = true;
-    }
-    if state.borrow().conn.is_some() {
-        fail_connection(state, ErrorKind::Closed, "the store is closed");
+        s.closed = true;
+        if let Some(conn) = s.conn.take() {
+            retire(&mut s, conn);
+        }
+        let ids = s
+            .pending
+            .drain(..)
+            .filter(|p| !p.abandoned)
+            .map(|p| p.id)
+            .collect();
+        s.journal = Vec::new();
+        s.journal_head = 0;
+        ids
+    };
+    if !waiting.is_empty() && state.borrow().callback_live {
+        reject(state, &waiting, ErrorKind::Closed, "the store is closed");
     }
     let mut s = state.borrow_mut();
-    if s.closed {
-        return;
-    }
-    s.closed = true;
     s.report = None;
     unsafe {
         let uv = uvs();

@@ -41,6 +41,10 @@ impl ErrorKind {
 pub struct StoreError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The topology is moving (a restart, a failover, a slot migration: `MOVED`, `ASK`,
+    /// `TRYAGAIN`, `CLUSTERDOWN`, `READONLY`, `LOADING`, `MASTERDOWN`, a dropped connection),
+    /// so the same call may succeed if sent again shortly.
+    pub transient: bool,
 }
 
 impl StoreError {
@@ -48,6 +52,7 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            transient: kind == ErrorKind::NotConnected,
         }
     }
 
@@ -89,14 +94,33 @@ impl From<redis::RedisError> for StoreError {
             ErrorKind::Auth
         } else if err.is_timeout() {
             ErrorKind::Timeout
-        } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+        } else if err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            // The sentinels know no healthy primary: during a failover, until one is promoted.
+            || err.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
+        {
             ErrorKind::NotConnected
         } else if err.code() == Some("WRONGTYPE") {
             ErrorKind::WrongType
         } else {
             ErrorKind::Redis
         };
-        StoreError::new(kind, err.to_string())
+        let moving = matches!(
+            err.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::Moved
+                    | redis::ServerErrorKind::Ask
+                    | redis::ServerErrorKind::TryAgain
+                    | redis::ServerErrorKind::ClusterDown
+                    | redis::ServerErrorKind::MasterDown
+                    | redis::ServerErrorKind::ReadOnly
+                    | redis::ServerErrorKind::BusyLoading
+            )
+        );
+        let mut e = StoreError::new(kind, err.to_string());
+        e.transient |= moving;
+        e
     }
 }
 

@@ -15,6 +15,9 @@ const BULK_CHUNK: usize = 500;
 /// How often an idle healthy connection is checked.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Pauses between the tries of a call that rides through a restart or failover.
+const RIDE_PAUSE_MIN: Duration = Duration::from_millis(25);
+const RIDE_PAUSE_MAX: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// One call from an adapter.
@@ -318,6 +321,9 @@ struct Inner {
     recheck: tokio::sync::Notify,
     /// The last event sent to JS.
     last_event: AtomicU8,
+    /// Milliseconds since `born` of the first failure in the current run of failures;
+    /// `u64::MAX` while the connection is fine.
+    failing_since: AtomicU64,
 }
 
 /// A store's core: one backend, one connection, and the calls in flight on it.
@@ -341,6 +347,7 @@ impl SessionCore {
             born: Instant::now(),
             recheck: tokio::sync::Notify::new(),
             last_event: AtomicU8::new(EVENT_NONE),
+            failing_since: AtomicU64::new(u64::MAX),
         });
         if remote {
             runtime::get().spawn(watch_health(Arc::downgrade(&inner)));
@@ -414,11 +421,6 @@ impl SessionCore {
         let inner = &self.inner;
         let refusal = if inner.closed.load(Ordering::Acquire) {
             Some(StoreError::new(ErrorKind::Closed, "the store is closed"))
-        } else if inner.state.load(Ordering::Acquire) == STATE_DOWN {
-            Some(StoreError::new(
-                ErrorKind::NotConnected,
-                "Redis is unreachable; the store is reconnecting",
-            ))
         } else if inner.pending.load(Ordering::Acquire) + calls.len() > inner.spec.max_pending {
             Some(StoreError::new(
                 ErrorKind::Overloaded,
@@ -517,66 +519,105 @@ impl Inner {
     }
 
     /// One trip to the backend, bounded by `commandTimeout`, that also tracks whether the
-    /// connection is up.
+    /// connection is up. While the topology moves (a restart, a failover, a slot migration)
+    /// the trip is sent again until it goes through or the timeout runs out; every command
+    /// the adapters send is idempotent, so a repeat is harmless.
     async fn round_trip(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        let result = within(self.spec.command_timeout, self.backend.execute(commands)).await;
-        self.observe(&result);
-        result
+        self.ride_through(commands, false).await
     }
 
     /// `round_trip` as one transaction (see `Backend::execute_atomic`).
     async fn round_trip_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        let result = within(
-            self.spec.command_timeout,
-            self.backend.execute_atomic(commands),
-        )
-        .await;
-        self.observe(&result);
-        result
+        self.ride_through(commands, true).await
+    }
+
+    async fn ride_through(&self, commands: &[Command], atomic: bool) -> StoreResult<Vec<Reply>> {
+        let limit = self.spec.command_timeout;
+        let deadline = Instant::now() + limit;
+        let mut pause = RIDE_PAUSE_MIN;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let trip = async {
+                if atomic {
+                    self.backend.execute_atomic(commands).await
+                } else {
+                    self.backend.execute(commands).await
+                }
+            };
+            let result = match tokio::time::timeout(left, trip).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::timeout(limit)),
+            };
+            let moving = match &result {
+                Err(e) => e.transient,
+                Ok(replies) => replies
+                    .iter()
+                    .any(|r| matches!(r, Reply::Error(e) if e.transient)),
+            };
+            if !moving || Instant::now() + pause >= deadline {
+                self.observe(&result);
+                return result;
+            }
+            self.blip();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RIDE_PAUSE_MAX);
+        }
     }
 
     fn observe<T>(&self, result: &StoreResult<T>) {
         self.observe_as(result, Seen::ByCall)
     }
 
-    /// Tracks the connection's state. A drop seen by a call starts a reconnect at once and
-    /// lets calls keep trying; only a failed reconnect makes calls fail fast. Events follow the
-    /// last one sent, so 'connect' and 'disconnect' alternate.
+    /// A call saw the connection drop or the topology move and will try again: the health
+    /// check looks at once, but nobody is told, since the store may well ride through it.
+    fn blip(&self) {
+        if self.backend.is_remote() && self.state.load(Ordering::Acquire) != STATE_DOWN {
+            self.state.store(STATE_RECONNECTING, Ordering::Release);
+            self.recheck.notify_one();
+        }
+    }
+
+    /// Tracks the connection's state. 'disconnect' is sent when the store gives up: a call
+    /// failed for want of a connection after riding through all its timeout, or the health
+    /// check has failed for a whole `commandTimeout`. Events follow the last one sent, so
+    /// 'connect' and 'disconnect' alternate.
     fn observe_as<T>(&self, result: &StoreResult<T>, seen: Seen) {
         if !self.backend.is_remote() {
             return;
         }
+        let now = self.born.elapsed().as_millis() as u64;
         match result {
             Ok(_) => {
-                self.last_ok
-                    .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+                self.last_ok.store(now, Ordering::Relaxed);
+                self.failing_since.store(u64::MAX, Ordering::Relaxed);
                 self.state.store(STATE_UP, Ordering::Release);
                 if self.last_event.swap(EVENT_CONNECT, Ordering::AcqRel) != EVENT_CONNECT {
                     (self.sink)(Delivery::Event(LinkEvent::Connect));
                 }
             }
             Err(e) if e.is_connection_loss() => {
-                let next = match seen {
-                    Seen::ByHealthCheck => STATE_DOWN,
-                    Seen::ByCall => match self.state.load(Ordering::Acquire) {
-                        STATE_DOWN => STATE_DOWN,
-                        _ => STATE_RECONNECTING,
-                    },
+                let since = match self.failing_since.compare_exchange(
+                    u64::MAX,
+                    now,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => now,
+                    Err(earlier) => earlier,
                 };
-                self.state.store(next, Ordering::Release);
-                let announce = match self.last_event.load(Ordering::Acquire) {
-                    EVENT_CONNECT => true,
-                    // Never connected: say so once the server is known to be unreachable.
-                    EVENT_NONE => next == STATE_DOWN,
-                    _ => false,
+                let given_up = match seen {
+                    Seen::ByCall => true,
+                    Seen::ByHealthCheck => {
+                        now.saturating_sub(since) >= self.spec.command_timeout.as_millis() as u64
+                    }
                 };
-                if announce
-                    && self.last_event.swap(EVENT_DISCONNECT, Ordering::AcqRel) != EVENT_DISCONNECT
-                {
-                    (self.sink)(Delivery::Event(LinkEvent::Disconnect(e.message.clone())));
+                if !given_up {
+                    self.state.store(STATE_RECONNECTING, Ordering::Release);
+                    return;
                 }
-                if next == STATE_RECONNECTING {
-                    self.recheck.notify_one();
+                self.state.store(STATE_DOWN, Ordering::Release);
+                if self.last_event.swap(EVENT_DISCONNECT, Ordering::AcqRel) != EVENT_DISCONNECT {
+                    (self.sink)(Delivery::Event(LinkEvent::Disconnect(e.message.clone())));
                 }
             }
             Err(_) => {}
@@ -872,6 +913,7 @@ fn json_field(json: &str, field: &str) -> Option<String> {
 async fn watch_health(weak: std::sync::Weak<Inner>) {
     let mut retry = RETRY_MIN;
     let mut first = true;
+    let mut failed = false;
     loop {
         let wait = {
             let Some(inner) = weak.upgrade() else { return };
@@ -880,8 +922,8 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
             }
             match inner.state.load(Ordering::Acquire) {
                 _ if first => Duration::ZERO,
+                _ if failed => retry,
                 STATE_RECONNECTING => Duration::ZERO,
-                STATE_DOWN => retry,
                 _ => IDLE_CHECK,
             }
         };
@@ -916,6 +958,7 @@ async fn watch_health(weak: std::sync::Weak<Inner>) {
             result = ping().await;
         }
         inner.observe_as(&result, Seen::ByHealthCheck);
+        failed = result.is_err();
         retry = if result.is_ok() {
             RETRY_MIN
         } else {

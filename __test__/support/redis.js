@@ -237,6 +237,46 @@ async function measureRecovery(store, key, t0, limitMs) {
   return { recovered: null, errors }
 }
 
+/**
+ * Runs `lanes` loops of set-then-get through `store` while `fault()` happens: `warmMs` of load
+ * first, then the fault, then `afterMs` more. Returns how many calls succeeded and failed
+ * (with their codes), and how many succeeded after the fault was over.
+ */
+async function loadThroughFault(store, fault, { lanes = 8, warmMs = 300, afterMs = 1500, prefix = 'lane' } = {}) {
+  let ok = 0
+  let okAfter = 0
+  let faultOver = false
+  let stop = false
+  const codes = {}
+  const fail = (e) => {
+    const code = (e && e.code) || String(e)
+    codes[code] = (codes[code] || 0) + 1
+  }
+  const lane = async (l) => {
+    for (let i = 0; !stop; i++) {
+      const id = `${prefix}-${l}-${i % 50}`
+      for (const op of [() => store.set(id, { cookie: {}, l, i }), () => store.get(id)]) {
+        try {
+          await op()
+          ok++
+          if (faultOver) okAfter++
+        } catch (e) {
+          fail(e)
+        }
+      }
+    }
+  }
+  const running = Array.from({ length: lanes }, (_, l) => lane(l))
+  await sleep(warmMs)
+  await fault()
+  faultOver = true
+  await sleep(afterMs)
+  stop = true
+  await Promise.all(running)
+  const failed = Object.values(codes).reduce((a, b) => a + b, 0)
+  return { ok, okAfter, failed, codes }
+}
+
 /** A throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate. */
 function makeCertificates() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-tls-'))
@@ -259,7 +299,7 @@ function makeCertificates() {
   }
 }
 
-module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until, measureRecovery }
+module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until, measureRecovery, loadThroughFault }
 
 /** Resolves with `promise`, or rejects if it has not settled within `ms`. */
 function within(promise, ms, what) {

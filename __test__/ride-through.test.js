@@ -1,0 +1,76 @@
+'use strict'
+// Restarts and failovers ridden through: with a commandTimeout longer than the fault, no call
+// fails, service resumes with no manual step, and 'disconnect' is not sent for a blip.
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+const { RedisStore } = require('..')
+const { startRedis, startCluster, startSentinels, sleep, loadThroughFault } = require('./support/redis.js')
+
+function watchEvents(store) {
+  const events = []
+  store.on('connect', () => events.push('connect'))
+  store.on('disconnect', () => events.push('disconnect'))
+  return events
+}
+
+describe('riding through faults (8 lanes of set + get)', () => {
+  it('a 0.5 s server restart rejects no call', async (t) => {
+    const redis = await startRedis()
+    const store = new RedisStore({ url: redis.url, commandTimeout: 6000 })
+    const events = watchEvents(store)
+    try {
+      const r = await loadThroughFault(store, async () => {
+        await redis.stop()
+        await sleep(500)
+        await redis.start()
+      })
+      t.diagnostic(`restart: ${r.ok} calls succeeded (${r.okAfter} after the restart), ${r.failed} rejected ${JSON.stringify(r.codes)}`)
+      assert.equal(r.failed, 0, JSON.stringify(r.codes))
+      assert.ok(r.okAfter > 0, 'calls succeed after the restart')
+      assert.ok(!events.includes('disconnect'), `events: ${events}`)
+    } finally {
+      store.close()
+      await redis.close()
+    }
+  })
+
+  it('a Cluster primary failover rejects no call and no MOVED reaches the caller', async (t) => {
+    const cluster = await startCluster()
+    const store = new RedisStore({ cluster: { nodes: cluster.seeds }, commandTimeout: 8000 })
+    try {
+      await store.set('lane-0-0', { cookie: {} })
+      const r = await loadThroughFault(store, async () => {
+        const victim = cluster.primaryFor('sess:lane-0-0')
+        await victim.stop()
+        // Lanes keep running until the cluster has promoted the replica.
+        await sleep(3000)
+      })
+      t.diagnostic(`cluster failover: ${r.ok} calls succeeded (${r.okAfter} after it), ${r.failed} rejected ${JSON.stringify(r.codes)}`)
+      assert.equal(r.failed, 0, JSON.stringify(r.codes))
+      assert.ok(r.okAfter > 0, 'calls succeed after the failover')
+    } finally {
+      store.close()
+      await cluster.close()
+    }
+  })
+
+  it('a Sentinel failover rejects no call', async (t) => {
+    const group = await startSentinels()
+    const store = new RedisStore({ sentinel: { nodes: group.sentinels.map((x) => x.url), name: 'mymaster' }, commandTimeout: 8000 })
+    try {
+      await store.set('warm', { cookie: {} })
+      const oldPort = group.primary.port
+      const r = await loadThroughFault(store, async () => {
+        await group.primary.stop()
+        await sleep(3500)
+      })
+      t.diagnostic(`sentinel failover: ${r.ok} calls succeeded (${r.okAfter} after it), ${r.failed} rejected ${JSON.stringify(r.codes)}`)
+      assert.notEqual(group.masterPort(), oldPort, 'the sentinels promoted the replica')
+      assert.equal(r.failed, 0, JSON.stringify(r.codes))
+      assert.ok(r.okAfter > 0, 'calls succeed on the new primary')
+    } finally {
+      store.close()
+      await group.close()
+    }
+  })
+})
