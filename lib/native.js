@@ -27,6 +27,11 @@ const OP = {
   LIST_REMOVE: 19,
 }
 
+// Calls that read or change a whole keyspace (SCAN walks). Each waits for every earlier call
+// of its store to settle, and later calls wait for it: no call overtakes another across one,
+// so an un-awaited set() followed by ids() is seen, and clear() never deletes a later set().
+const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
+
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
 // calls from every request handled in one loop turn share a write), at most this many per
 // native call. Flushing per microtask instead sent one write per HTTP request under Express and
@@ -213,6 +218,8 @@ class Link {
     this.flushScheduled = false
     this.onEvent = onEvent
     this.closed = false
+    // Calls held back behind a keyspace call, in call order; null when nothing is held.
+    this.held = null
     try {
       this.native = new NativeStore(JSON.stringify(connectionOptions(opts)), (payload) => this.receive(payload))
     } catch (err) {
@@ -223,11 +230,29 @@ class Link {
 
   /** `key` and `value` are strings (`value` may be undefined), `num` a number or undefined, `list` strings. */
   call(op, key, value, num, list) {
-    if (this.closed) {
-      const err = new Error('the store is closed')
-      err.code = 'ERR_CLOSED'
-      return Promise.reject(err)
+    if (this.closed) return Promise.reject(closedError())
+    if (this.held !== null || (KEYSPACE_OPS.has(op) && this.pending.size > 0)) {
+      if (this.held === null) this.held = []
+      return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, resolve, reject }))
     }
+    if (KEYSPACE_OPS.has(op)) this.held = []
+    return this.send(op, key, value, num, list)
+  }
+
+  /** Sends what was held back once nothing is in flight, up to and including the next keyspace call. */
+  release() {
+    if (this.held === null || this.pending.size > 0) return
+    while (this.held.length > 0) {
+      const keyspace = KEYSPACE_OPS.has(this.held[0].op)
+      if (keyspace && this.pending.size > 0) return
+      const c = this.held.shift()
+      this.send(c.op, c.key, c.value, c.num, c.list).then(c.resolve, c.reject)
+      if (keyspace) return
+    }
+    this.held = null
+  }
+
+  send(op, key, value, num, list) {
     const id = this.nextId
     this.nextId = id >= 0xfffffff0 ? 1 : id + 1
     const promise = new Promise((resolve, reject) => {
@@ -284,10 +309,12 @@ class Link {
           p.reject(e)
         }
       }
+      this.release()
       return
     }
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
     if (answered) this.receive(answered)
+    else this.release()
   }
 
   receive(payload) {
@@ -303,14 +330,25 @@ class Link {
       if (v instanceof Error) p.reject(v)
       else p.resolve(v)
     }
+    if (this.held !== null) this.release()
   }
 
   close() {
     if (this.closed) return
     this.flush()
     this.closed = true
+    if (this.held !== null) {
+      for (const c of this.held) c.reject(closedError())
+      this.held = null
+    }
     this.native.close()
   }
+}
+
+function closedError() {
+  const err = new Error('the store is closed')
+  err.code = 'ERR_CLOSED'
+  return err
 }
 
 module.exports = { Link, OP, checkId, badArgument, connectionOptions, clientSettings, isClient, parseStored }
