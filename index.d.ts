@@ -21,7 +21,7 @@ export interface TlsOptions {
   ca?: string | Buffer | Array<string | Buffer>
   cert?: string | Buffer
   key?: string | Buffer
-  /** Accepted for compatibility with node-redis/ioredis settings, but not supported: the host connected to is the name verified. */
+  /** The name verified against the certificate and sent as SNI, when not the host connected to (not supported on Redis Cluster). */
   servername?: string
   rejectUnauthorized?: boolean
 }

@@ -56,6 +56,31 @@ describe('TLS', () => {
     }
   })
 
+  it('verifies the servername given instead of the host (SNI)', async () => {
+    const ca = fs.readFileSync(certs.ca)
+    // The certificate names 127.0.0.1 and localhost; we connect by IP in both cases.
+    const named = new RedisStore({ url: server.url, tls: { ca, servername: 'localhost' }, prefix: 'sni:' })
+    const wrong = new RedisStore({ url: server.url, tls: { ca, servername: 'cache.example.org' }, commandTimeout: 500 })
+    try {
+      await named.set('a', { cookie: {} })
+      assert.equal(server.cli('EXISTS', 'sni:a'), '1')
+      await assert.rejects(wrong.get('a'), (e) => e.code === 'ERR_NOT_CONNECTED' && /certificate|NotValidForName|name/i.test(e.message))
+    } finally {
+      named.close()
+      wrong.close()
+    }
+  })
+
+  it('skips verification only when asked (rejectUnauthorized: false)', async () => {
+    const store = new RedisStore({ url: server.url, tls: { rejectUnauthorized: false }, prefix: 'insecure:' })
+    try {
+      await store.set('a', { cookie: {} })
+      assert.equal(server.cli('EXISTS', 'insecure:a'), '1')
+    } finally {
+      store.close()
+    }
+  })
+
   it('reads TLS settings from node-redis and ioredis clients', async () => {
     const ca = fs.readFileSync(certs.ca)
     const nr = new RedisStore({ client: createClient({ url: server.url, socket: { tls: true, ca } }), prefix: 'nr:' })

@@ -90,6 +90,8 @@ pub struct TlsSettings {
     pub cert: Option<String>,
     pub key: Option<String>,
     pub reject_unauthorized: bool,
+    /// The name verified against the certificate and sent as SNI, when not the host.
+    pub servername: Option<String>,
 }
 
 impl Endpoint {
@@ -158,6 +160,7 @@ struct RawTlsSettings {
     cert: Option<String>,
     key: Option<String>,
     reject_unauthorized: Option<bool>,
+    servername: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -189,6 +192,7 @@ fn tls_field(v: Option<&Value>) -> Option<RawTls> {
             cert: str_field(obj, "cert"),
             key: str_field(obj, "key"),
             reject_unauthorized: obj.get("rejectUnauthorized").and_then(Value::as_bool),
+            servername: str_field(obj, "servername"),
         })),
         _ => None,
     }
@@ -556,6 +560,7 @@ fn tls_settings(tls: Option<RawTls>, implied: bool) -> Option<TlsSettings> {
             cert: s.cert,
             key: s.key,
             reject_unauthorized: s.reject_unauthorized.unwrap_or(true),
+            servername: s.servername,
         }),
         None if implied => Some(TlsSettings {
             reject_unauthorized: true,

@@ -5,12 +5,10 @@
 pub mod backend;
 pub mod batch;
 pub mod config;
-pub mod direct;
+pub mod engine;
 pub mod error;
-pub mod resp;
 pub mod runtime;
 pub mod session;
-pub mod uv;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -22,6 +20,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use backend::Reply;
+use engine::connection;
 use error::StoreError;
 use session::{Delivery, LinkEvent, SessionCore};
 
@@ -81,7 +80,7 @@ impl ToNapiValue for JsDelivery {
 /// What other threads hand to the JS thread.
 pub enum Wake {
     Core(Delivery),
-    Opened(direct::Opened),
+    Opened(connection::Opened),
 }
 
 type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
@@ -119,7 +118,7 @@ impl Hold {
 #[napi]
 pub struct NativeStore {
     core: Option<SessionCore>,
-    direct: Option<Rc<direct::Direct>>,
+    direct: Option<Rc<connection::Direct>>,
     hold: Arc<HoldCell>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
@@ -156,7 +155,7 @@ impl NativeStore {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
         let direct =
-            unsafe { direct::Direct::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
+            unsafe { connection::Direct::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
         let hold_in_cb = hold.clone();
         let direct_in_cb = direct.as_ref().map(Rc::downgrade);

@@ -3,7 +3,8 @@
 //! fuzz/corpus/ are inputs that once looked dangerous; they are replayed on every run.
 
 use ferrisession::backend::Command;
-use ferrisession::{batch, config, resp};
+use ferrisession::engine::resp;
+use ferrisession::{batch, config};
 use proptest::prelude::*;
 
 fn corpus(kind: &str) -> Vec<(String, Vec<u8>)> {

@@ -129,17 +129,36 @@ pub fn roundtrip<S: std::io::Read + Write>(
     stream: &mut S,
     args: &[&[u8]],
 ) -> std::io::Result<Result<(), String>> {
+    Ok(query(stream, args)?.map(|_| ()))
+}
+
+/// Like `roundtrip`, and returns the reply's text: the one string, or an array's string items
+/// (others are left out), or nothing for a nil.
+pub fn query<S: std::io::Read + Write>(
+    stream: &mut S,
+    args: &[&[u8]],
+) -> std::io::Result<Result<Vec<String>, String>> {
     let mut out = Vec::new();
     encode(&mut out, args);
     stream.write_all(&out)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     loop {
         match decode(&buf) {
-            Ok(Some((Frame::Error(e), _))) => {
-                return Ok(Err(String::from_utf8_lossy(e).into_owned()))
+            Ok(Some((Frame::Error(e), _))) => return Ok(Err(text(e))),
+            Ok(Some((Frame::Array(Some(items)), _))) => {
+                return Ok(Ok(items
+                    .iter()
+                    .filter_map(|f| match f {
+                        Frame::Bulk(Some(b)) | Frame::Simple(b) => Some(text(b)),
+                        _ => None,
+                    })
+                    .collect()))
             }
-            Ok(Some(_)) => return Ok(Ok(())),
+            Ok(Some((Frame::Bulk(Some(b)) | Frame::Simple(b), _))) => return Ok(Ok(vec![text(b)])),
+            Ok(Some((Frame::Int(n), _))) => return Ok(Ok(vec![n.to_string()])),
+            Ok(Some(_)) => return Ok(Ok(Vec::new())),
             Ok(None) => {}
             Err(e) => return Ok(Err(e.0)),
         }

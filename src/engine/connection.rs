@@ -18,7 +18,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
-use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -26,21 +25,48 @@ use std::time::{Duration, Instant};
 use napi::sys;
 use redis::ConnectionAddr;
 
+use super::resp::{self, Frame};
+use super::tls::{TlsTarget, Wire};
+use super::uv;
 use crate::backend::Command;
-use crate::config::{ConnectionSpec, Topology};
+use crate::config::{ConnectionSpec, TlsSettings, Topology};
 use crate::error::ErrorKind;
-use crate::resp::{self, Frame};
-use crate::uv;
 
 const READ_CHUNK: usize = 64 * 1024;
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// Where and how to connect; only plain TCP qualifies for the direct path.
+/// A server found by address, or the primary the sentinels name.
 #[derive(Clone, Debug)]
-pub struct Target {
+enum Place {
+    Fixed {
+        host: String,
+        port: u16,
+    },
+    /// Asked anew on every connect, so a reconnect after a failover finds the new primary.
+    Sentinel {
+        sentinels: Vec<Sentinel>,
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Sentinel {
     host: String,
     port: u16,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// Where and how to connect: one server or the primary behind Sentinel, over plain TCP or
+/// TLS.
+#[derive(Clone, Debug)]
+pub struct Target {
+    place: Place,
+    tls: Option<TlsSettings>,
+    /// The TLS configuration for a fixed server, built once so that reconnects resume the
+    /// TLS session.
+    tls_fixed: Option<TlsTarget>,
     username: Option<String>,
     password: Option<String>,
     db: i64,
@@ -49,19 +75,61 @@ pub struct Target {
 
 impl Target {
     pub fn from_spec(spec: &ConnectionSpec) -> Option<Target> {
-        let Topology::Standalone(endpoint) = &spec.topology else {
-            return None;
+        let tcp = |info: &redis::ConnectionInfo| match info.addr() {
+            ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+            _ => None,
         };
-        if endpoint.tls.is_some() {
-            return None;
-        }
-        let ConnectionAddr::Tcp(host, port) = endpoint.info.addr() else {
-            return None;
+        let tcp = |info: &redis::ConnectionInfo| match info.addr() {
+            ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+            _ => tcp(info),
         };
-        let r = endpoint.info.redis_settings();
+        let (place, r, tls) = match &spec.topology {
+            Topology::Standalone(endpoint) => {
+                let (host, port) = tcp(&endpoint.info)?;
+                (
+                    Place::Fixed { host, port },
+                    endpoint.info.redis_settings().clone(),
+                    endpoint.tls.clone(),
+                )
+            }
+            Topology::Sentinel(s) => {
+                let sentinels = s
+                    .sentinels
+                    .iter()
+                    .map(|info| {
+                        let (host, port) = tcp(info)?;
+                        let r = info.redis_settings();
+                        Some(Sentinel {
+                            host,
+                            port,
+                            username: r.username().map(str::to_string),
+                            password: r.password().map(str::to_string),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                (
+                    Place::Sentinel {
+                        sentinels,
+                        name: s.name.clone(),
+                    },
+                    s.node.clone(),
+                    s.tls.clone(),
+                )
+            }
+            _ => return None,
+        };
+        // Settings that do not make a configuration (bad PEM) leave the store on the I/O-thread
+        // path, whose constructor reports them.
+        let tls_fixed = match (&place, &tls) {
+            (Place::Fixed { host, .. }, Some(settings)) => {
+                Some(TlsTarget::new(settings, host).ok()?)
+            }
+            _ => None,
+        };
         Some(Target {
-            host: host.clone(),
-            port: *port,
+            place,
+            tls,
+            tls_fixed,
             username: r.username().map(str::to_string),
             password: r.password().map(str::to_string),
             db: r.db(),
@@ -69,15 +137,15 @@ impl Target {
         })
     }
 
-    /// Blocking connect and handshake; runs off the JS thread.
-    fn open(&self) -> Result<TcpStream, String> {
-        let addrs = (self.host.as_str(), self.port)
+    /// A blocking connection with the handshake's timeouts set.
+    fn dial(&self, host: &str, port: u16) -> Result<(TcpStream, std::net::SocketAddr), String> {
+        let addrs = (host, port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?;
-        let mut last = format!("no address for {}", self.host);
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        let mut last = format!("no address for {host}");
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, self.connect_timeout) {
-                Ok(mut stream) => {
+                Ok(stream) => {
                     let io = |e: std::io::Error| format!("handshake with {addr}: {e}");
                     stream.set_nodelay(true).map_err(io)?;
                     stream
@@ -86,40 +154,107 @@ impl Target {
                     stream
                         .set_write_timeout(Some(self.connect_timeout))
                         .map_err(io)?;
-                    if let Some(password) = &self.password {
-                        let reply = match &self.username {
-                            Some(user) => resp::roundtrip(
-                                &mut stream,
-                                &[b"AUTH", user.as_bytes(), password.as_bytes()],
-                            ),
-                            None => resp::roundtrip(&mut stream, &[b"AUTH", password.as_bytes()]),
-                        };
-                        reply
-                            .map_err(io)?
-                            .map_err(|e| format!("AUTH failed: {e}"))?;
-                    }
-                    if self.db != 0 {
-                        resp::roundtrip(
-                            &mut stream,
-                            &[b"SELECT", resp::int_arg(self.db).as_bytes()],
-                        )
-                        .map_err(io)?
-                        .map_err(|e| format!("SELECT failed: {e}"))?;
-                    }
-                    stream.set_nonblocking(true).map_err(io)?;
-                    return Ok(stream);
+                    return Ok((stream, addr));
                 }
                 Err(e) => last = format!("cannot connect to {addr}: {e}"),
             }
         }
         Err(last)
     }
+
+    /// The primary's address, as the first sentinel that answers names it.
+    fn ask_sentinels(&self, sentinels: &[Sentinel], name: &str) -> Result<(String, u16), String> {
+        let mut last = String::from("no sentinel answered");
+        for s in sentinels {
+            let asked = self.dial(&s.host, s.port).and_then(|(mut stream, addr)| {
+                let io = |e: std::io::Error| format!("sentinel {addr}: {e}");
+                if let Some(password) = &s.password {
+                    let mut args: Vec<&[u8]> = vec![b"AUTH"];
+                    if let Some(user) = &s.username {
+                        args.push(user.as_bytes());
+                    }
+                    args.push(password.as_bytes());
+                    resp::roundtrip(&mut stream, &args)
+                        .map_err(io)?
+                        .map_err(|e| format!("sentinel {addr} AUTH failed: {e}"))?;
+                }
+                let reply = resp::query(
+                    &mut stream,
+                    &[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", name.as_bytes()],
+                )
+                .map_err(io)?
+                .map_err(|e| format!("sentinel {addr}: {e}"))?;
+                match reply.as_slice() {
+                    [host, port] => port
+                        .parse()
+                        .map(|port| (host.clone(), port))
+                        .map_err(|_| format!("sentinel {addr} named port {port:?}")),
+                    _ => Err(format!("sentinel {addr} knows no primary named {name:?}")),
+                }
+            });
+            match asked {
+                Ok(found) => return Ok(found),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Blocking connect and handshake; runs off the JS thread.
+    fn open(&self) -> Result<Wire, String> {
+        let (host, port, from_sentinel) = match &self.place {
+            Place::Fixed { host, port } => (host.clone(), *port, false),
+            Place::Sentinel { sentinels, name } => {
+                let (host, port) = self.ask_sentinels(sentinels, name)?;
+                (host, port, true)
+            }
+        };
+        let (mut tcp, addr) = self.dial(&host, port)?;
+        let io = |e: std::io::Error| format!("handshake with {addr}: {e}");
+        let mut wire = match (&self.tls_fixed, &self.tls) {
+            (Some(t), _) => Wire::Tls(Box::new(t.handshake(&mut tcp)?), tcp),
+            (None, Some(settings)) => {
+                let t = TlsTarget::new(settings, &host)?;
+                Wire::Tls(Box::new(t.handshake(&mut tcp)?), tcp)
+            }
+            (None, None) => Wire::Plain(tcp),
+        };
+        let mut stream = wire.blocking();
+        if let Some(password) = &self.password {
+            let reply = match &self.username {
+                Some(user) => resp::roundtrip(
+                    &mut stream,
+                    &[b"AUTH", user.as_bytes(), password.as_bytes()],
+                ),
+                None => resp::roundtrip(&mut stream, &[b"AUTH", password.as_bytes()]),
+            };
+            reply
+                .map_err(io)?
+                .map_err(|e| format!("AUTH failed: {e}"))?;
+        }
+        if self.db != 0 {
+            resp::roundtrip(&mut stream, &[b"SELECT", resp::int_arg(self.db).as_bytes()])
+                .map_err(io)?
+                .map_err(|e| format!("SELECT failed: {e}"))?;
+        }
+        if from_sentinel {
+            // Right after a failover a sentinel can still name the demoted primary.
+            let role = resp::query(&mut stream, &[b"ROLE"])
+                .map_err(io)?
+                .map_err(|e| format!("ROLE failed: {e}"))?;
+            if role.first().map(String::as_str) != Some("master") {
+                return Err(format!("{addr} is not the primary yet"));
+            }
+        }
+        wire.tcp().set_nonblocking(true).map_err(io)?;
+        Ok(wire)
+    }
 }
 
 /// What the connector thread reports back to the JS thread.
 pub struct Opened {
     generation: u64,
-    result: Result<TcpStream, String>,
+    result: Result<Wire, String>,
 }
 
 /// Hands a finished connection attempt to the JS thread.
@@ -129,7 +264,7 @@ pub type Report = std::sync::Arc<dyn Fn(Opened) + Send + Sync>;
 pub type LinkHook = Box<dyn Fn(Option<&str>)>;
 
 struct Conn {
-    stream: TcpStream,
+    wire: Wire,
     poll: *mut uv::Handle,
     /// How much of the journal this connection has been sent.
     written: usize,
@@ -173,6 +308,8 @@ struct State {
     backoff: Duration,
     /// A call has failed for want of a connection, and the store was told so.
     gave_up: bool,
+    /// Why the last connection ended or the last attempt failed, for the calls that give up.
+    last_loss: String,
     closing: bool,
     closed: bool,
     /// False once JS may no longer be called (after close, or inside a finalizer).
@@ -181,7 +318,7 @@ struct State {
     /// Told when the connection comes up, and when calls start failing for want of one.
     on_link: Option<LinkHook>,
     /// Sockets of torn-down connections, closed once libuv has let go of their poll handle.
-    graveyard: VecDeque<TcpStream>,
+    graveyard: VecDeque<Wire>,
 }
 
 /// The JS-thread connection. Every method must be called on the JS thread.
@@ -247,6 +384,7 @@ impl Direct {
                 retry_at: Instant::now(),
                 backoff: RETRY_MIN,
                 gave_up: false,
+                last_loss: String::new(),
                 closing: false,
                 closed: false,
                 callback_live: true,
@@ -415,10 +553,11 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         return false;
     }
     s.connecting = false;
-    let stream = match opened.result {
-        Ok(stream) if !s.closed => stream,
+    let wire = match opened.result {
+        Ok(wire) if !s.closed => wire,
         Ok(_) => return false,
-        Err(_) => {
+        Err(e) => {
+            s.last_loss = e;
             s.retry_at = Instant::now() + s.backoff;
             s.backoff = (s.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
             return false;
@@ -430,9 +569,9 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         sys::napi_get_uv_event_loop(s.env, &mut loop_);
         let poll = uv::alloc_handle(uv.poll_size);
         #[cfg(unix)]
-        let socket = std::os::unix::io::AsRawFd::as_raw_fd(&stream);
+        let socket = std::os::unix::io::AsRawFd::as_raw_fd(wire.tcp());
         #[cfg(windows)]
-        let socket = std::os::windows::io::AsRawSocket::as_raw_socket(&stream) as usize;
+        let socket = std::os::windows::io::AsRawSocket::as_raw_socket(wire.tcp()) as usize;
         if (uv.poll_init_socket)(loop_ as *mut c_void, poll, socket) != 0 {
             uv::free_handle(poll, uv.poll_size);
             s.retry_at = Instant::now() + s.backoff;
@@ -445,7 +584,7 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         s.backoff = Duration::ZERO;
         let written = s.journal_head;
         s.conn = Some(Conn {
-            stream,
+            wire,
             poll,
             written,
             inbuf: Vec::with_capacity(READ_CHUNK),
@@ -461,15 +600,13 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
 /// socket takes less than all of it.
 fn write_out(conn: &mut Conn, journal: &[u8]) -> Result<(), String> {
     while conn.written < journal.len() {
-        match conn.stream.write(&journal[conn.written..]) {
-            Ok(0) => return Err("the connection closed while writing".into()),
-            Ok(n) => conn.written += n,
-            Err(e) if e.kind() == IoKind::WouldBlock => break,
-            Err(e) if e.kind() == IoKind::Interrupted => {}
-            Err(e) => return Err(format!("write failed: {e}")),
+        match conn.wire.send(&journal[conn.written..])? {
+            0 => break,
+            n => conn.written += n,
         }
     }
-    let drained = conn.written == journal.len();
+    conn.wire.flush()?;
+    let drained = conn.written == journal.len() && !conn.wire.wants_write();
     if drained == conn.want_write {
         conn.want_write = !drained;
         let events = if drained {
@@ -564,7 +701,11 @@ unsafe extern "C" fn on_timer(handle: *mut uv::Handle) {
         } else {
             (
                 ErrorKind::NotConnected,
-                format!("Redis could not be reached within {} ms", limit.as_millis()),
+                format!(
+                    "Redis could not be reached within {} ms: {}",
+                    limit.as_millis(),
+                    state.borrow().last_loss
+                ),
             )
         };
         reject(&state, &expired, kind, &reason);
@@ -629,26 +770,14 @@ fn read_and_deliver(state: &Rc<Shared>) {
         let s = &mut *s;
         env = s.env;
         let Some(conn) = s.conn.as_mut() else { return };
-        loop {
-            match conn.stream.read(&mut conn.scratch) {
-                Ok(0) => {
-                    lost = Some("the server closed the connection".into());
-                    break;
-                }
-                Ok(n) => {
-                    conn.inbuf.extend_from_slice(&conn.scratch[..n]);
-                    conn.last_read = Instant::now();
-                    if n < READ_CHUNK {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == IoKind::WouldBlock => break,
-                Err(e) if e.kind() == IoKind::Interrupted => {}
-                Err(e) => {
-                    lost = Some(format!("read failed: {e}"));
-                    break;
-                }
-            }
+        let before = conn.inbuf.len();
+        match conn.wire.receive(&mut conn.scratch, &mut conn.inbuf) {
+            Ok(true) => lost = Some("the server closed the connection".into()),
+            Ok(false) => {}
+            Err(e) => lost = Some(e),
+        }
+        if conn.inbuf.len() > before {
+            conn.last_read = Instant::now();
         }
         unsafe {
             sys::napi_open_handle_scope(env, &mut scope);
@@ -658,6 +787,12 @@ fn read_and_deliver(state: &Rc<Shared>) {
         let mut index = 0u32;
         while !s.pending.is_empty() {
             match resp::decode(&conn.inbuf[used..]) {
+                Ok(Some((Frame::Error(e), _))) if is_moving(e) => {
+                    // A demoted primary (READONLY) or a server still loading: the call stays
+                    // in the journal and goes again on a new connection, found anew.
+                    lost = Some(String::from_utf8_lossy(e).into_owned());
+                    break;
+                }
                 Ok(Some((frame, n))) => {
                     used += n;
                     let p = s.pending.pop_front().expect("checked non-empty");
@@ -700,6 +835,14 @@ fn read_and_deliver(state: &Rc<Shared>) {
     } else {
         settle_if_closing(state);
     }
+}
+
+/// Replies that say the server cannot take the call right now but another (or it, shortly)
+/// will: a failover or restart under way.
+fn is_moving(error: &[u8]) -> bool {
+    [&b"READONLY"[..], b"LOADING", b"MASTERDOWN", b"TRYAGAIN"]
+        .iter()
+        .any(|p| error.starts_with(p))
 }
 
 /// Drops the answered part of the journal.
@@ -876,10 +1019,11 @@ fn reject(state: &Rc<Shared>, ids: &[u32], kind: ErrorKind, reason: &str) {
 
 /// The connection dropped: calls in flight stay queued and are sent again on a new
 /// connection, which starts at once. Only a call's own `commandTimeout` fails it.
-fn lose_connection(state: &Rc<Shared>, _reason: &str) {
+fn lose_connection(state: &Rc<Shared>, reason: &str) {
     {
         let mut s = state.borrow_mut();
         let Some(conn) = s.conn.take() else { return };
+        s.last_loss = reason.to_string();
         retire(&mut s, conn);
         rebuild_journal(&mut s);
         arm_timer(&mut s);
@@ -915,7 +1059,7 @@ fn retire(s: &mut State, conn: Conn) {
         (uv.poll_stop)(conn.poll);
         (uv.close)(conn.poll, Some(on_poll_closed));
     }
-    s.graveyard.push_back(conn.stream);
+    s.graveyard.push_back(conn.wire);
     s.retry_at = Instant::now() + s.backoff;
     s.backoff = (s.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
 }
