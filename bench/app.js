@@ -11,7 +11,7 @@ async function main() {
   let store
   let close = async () => {}
   if (name === 'memory-floor') store = new session.MemoryStore()
-  else ({ store, close } = await STORES[name](url))
+  else ({ store, close } = await STORES[name]({ kind: 'plain', url }))
   const app = express()
   app.use(session({ store, secret: 'bench', resave: false, saveUninitialized: false, cookie: { maxAge: 3_600_000 } }))
   app.post('/login', (req, res) => {

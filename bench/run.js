@@ -1,14 +1,17 @@
 'use strict'
-// `npm run bench`: ferrisession against connect-redis 10 + node-redis 5 (the anchor) on one
-// redis-server this script starts, in alternating rounds, plus connect-redis 8 + ioredis and a
-// pure-JS floor. Writes bench/results.md and bench/chart.svg.
+// `npm run bench`: ferrisession against connect-redis 10 + node-redis 5 (the anchor) on every
+// topology users run (plain TCP, TLS, Cluster, Sentinel; servers this script starts), against
+// express-session's MemoryStore on memory://, in alternating rounds; plus connect-redis 8 +
+// ioredis and a pure-JS floor on plain TCP, an end-to-end Express run, and calls rejected per
+// fault (restart, failovers). Writes bench/results.md, bench/results.json and bench/chart.svg.
 const { spawn, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
 const autocannon = require('autocannon')
-const { startRedis } = require('../__test__/support/redis.js')
+const { startRedis, startCluster, startSentinels, makeCertificates, loadThroughFault, sleep } = require('../__test__/support/redis.js')
+const { STORES: FACTORIES } = require('./stores.js')
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS) || 3
 const OPS = Number(process.env.BENCH_OPS) || 100_000
@@ -26,8 +29,8 @@ const median = (xs) => {
 }
 const geomean = (xs) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length)
 
-function runWorker(store, url) {
-  const out = execFileSync(process.execPath, [path.join(__dirname, 'worker.js'), store, url, String(OPS), String(CONCURRENCY)], {
+function runWorker(store, target) {
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'worker.js'), store, JSON.stringify(target), String(OPS), String(CONCURRENCY)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   })
@@ -122,93 +125,306 @@ ${bars.join('\n')}
   fs.writeFileSync(file, svg)
 }
 
+/** Runs the phases for `stores` on one topology, rounds alternating; returns medians. */
+function measure(title, stores, target, flush) {
+  const runs = Object.fromEntries(stores.map((s) => [s, []]))
+  for (let round = 0; round < ROUNDS; round++) {
+    // Rotate the order each round so drift and warm-up favour no store.
+    for (const store of stores.map((_, i) => stores[(i + round) % stores.length])) {
+      flush()
+      const r = runWorker(store, target)
+      runs[store].push(r)
+      console.log(`${title} round ${round + 1} ${store}: ` + PHASES.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
+    }
+  }
+  const summary = {}
+  for (const store of stores) {
+    summary[store] = { peakRssMb: Math.max(...runs[store].map((r) => r.peakRssMb)), sessionBytes: runs[store][0].sessionBytes }
+    for (const p of PHASES) {
+      summary[store][p] = Object.fromEntries(
+        ['opsPerSec', 'jsCpuUsPerOp', 'processCpuUsPerOp'].map((k) => [k, median(runs[store].map((r) => r.phases[p][k]))]),
+      )
+    }
+  }
+  return summary
+}
+
+const ratios = (summary, ours, anchor, key) => PHASES.map((p) => summary[ours][p][key] / summary[anchor][p][key])
+
+/** The servers of one topology: {target, flush(), close()}. */
+const TOPOLOGIES = [
+  {
+    name: 'plain',
+    title: 'one server, plain TCP',
+    stores: STORES,
+    anchor: ANCHOR,
+    async setup() {
+      const r = await startRedis()
+      return { target: { kind: 'plain', url: r.url }, flush: () => r.cli('FLUSHALL'), close: () => r.close(), redis: r }
+    },
+  },
+  {
+    name: 'tls',
+    title: 'one server, TLS',
+    stores: [OURS, ANCHOR],
+    anchor: ANCHOR,
+    async setup() {
+      const certs = makeCertificates()
+      const r = await startRedis([], { tls: certs })
+      return {
+        target: { kind: 'tls', url: r.url, ca: certs.ca },
+        flush: () => r.cli('FLUSHALL'),
+        close: async () => {
+          await r.close()
+          certs.remove()
+        },
+      }
+    },
+  },
+  {
+    name: 'cluster',
+    title: 'Redis Cluster, 3 primaries + 3 replicas',
+    stores: [OURS, ANCHOR],
+    anchor: ANCHOR,
+    async setup() {
+      const c = await startCluster()
+      return { target: { kind: 'cluster', nodes: c.seeds }, flush: () => {}, close: () => c.close() }
+    },
+  },
+  {
+    name: 'sentinel',
+    title: 'Sentinel, 1 primary + 1 replica, 3 sentinels',
+    stores: [OURS, ANCHOR],
+    anchor: ANCHOR,
+    async setup() {
+      const g = await startSentinels()
+      return {
+        target: { kind: 'sentinel', sentinels: g.sentinels.map((x) => x.url), name: 'mymaster' },
+        flush: () => g.primary.cli('FLUSHALL'),
+        close: () => g.close(),
+      }
+    },
+  },
+  {
+    name: 'memory',
+    title: 'embedded memory:// against express-session MemoryStore',
+    stores: [OURS, 'memorystore'],
+    anchor: 'memorystore',
+    async setup() {
+      return { target: { kind: 'memory', url: 'memory://' }, flush: () => {}, close: async () => {} }
+    },
+  },
+]
+
+const ANCHOR_LABEL = { 'connect-redis': 'connect-redis 10 + node-redis 5', memorystore: 'express-session MemoryStore' }
+
+/** Faults ridden through by 8 lanes of set + get; each store gets fresh servers. */
+const FAULTS = [
+  {
+    name: 'restart 0.5 s',
+    async setup() {
+      const r = await startRedis()
+      return {
+        target: { kind: 'plain', url: r.url, commandTimeout: 6000 },
+        fault: async () => {
+          await r.stop()
+          await sleep(500)
+          await r.start()
+        },
+        close: () => r.close(),
+      }
+    },
+  },
+  {
+    name: 'Cluster primary failover',
+    async setup() {
+      const c = await startCluster()
+      return {
+        target: { kind: 'cluster', nodes: c.seeds, commandTimeout: 8000 },
+        fault: async () => {
+          await c.primaryFor('sess:lane-0-0').stop()
+          await sleep(3000)
+        },
+        close: () => c.close(),
+      }
+    },
+  },
+  {
+    name: 'Sentinel failover',
+    async setup() {
+      const g = await startSentinels()
+      return {
+        target: { kind: 'sentinel', sentinels: g.sentinels.map((x) => x.url), name: 'mymaster', commandTimeout: 8000 },
+        fault: async () => {
+          await g.primary.stop()
+          await sleep(3500)
+        },
+        close: () => g.close(),
+      }
+    },
+  },
+]
+
+async function faults() {
+  const out = {}
+  for (const f of FAULTS) {
+    out[f.name] = {}
+    for (const store of [OURS, ANCHOR]) {
+      const env = await f.setup()
+      const { store: s, close } = await FACTORIES[store](env.target)
+      try {
+        const r = await loadThroughFault(s, env.fault)
+        out[f.name][store] = r
+        console.log(`fault ${f.name}, ${store}: ${r.failed} rejected ${JSON.stringify(r.codes)}, ${r.ok} succeeded (${r.okAfter} after)`)
+      } finally {
+        // A client that never recovered may never finish closing either.
+        await Promise.race([close(), sleep(3000)])
+        await env.close()
+      }
+    }
+  }
+  return out
+}
+
+function topologyTable(lines, topo, summary) {
+  const anchor = topo.anchor
+  const label = ANCHOR_LABEL[anchor]
+  lines.push(`### ${topo.title}`, '')
+  lines.push(`| phase | ferrisession ops/s | ${label} ops/s | throughput ours / theirs | whole-process CPU µs/op, ours | theirs | CPU ours / theirs | JS-thread CPU ours / theirs |`)
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|')
+  const t = ratios(summary, OURS, anchor, 'opsPerSec')
+  const c = ratios(summary, OURS, anchor, 'processCpuUsPerOp')
+  const j = ratios(summary, OURS, anchor, 'jsCpuUsPerOp')
+  PHASES.forEach((p, i) => {
+    lines.push(`| ${p} | ${fmt(summary[OURS][p].opsPerSec)} | ${fmt(summary[anchor][p].opsPerSec)} | **${fmt(t[i], 2)}×** | ${fmt(summary[OURS][p].processCpuUsPerOp, 2)} | ${fmt(summary[anchor][p].processCpuUsPerOp, 2)} | **${fmt(c[i], 2)}×** | ${fmt(j[i], 2)}× |`)
+  })
+  lines.push(`| geometric mean | | | **${fmt(geomean(t), 2)}×** | | | **${fmt(geomean(c), 2)}×** | ${fmt(geomean(j), 2)}× |`, '')
+}
+
 async function main() {
-  const redis = await startRedis()
+  const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : null
+  const results = {}
+  let plainRedis = null
+  let ceil = null
+  const envs = []
   try {
-    console.log(`redis-server on ${redis.port}; ${ROUNDS} rounds × ${OPS} ops per phase`)
-    const ceil = ceiling(redis.port)
-    const runs = Object.fromEntries(STORES.map((s) => [s, []]))
-    for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order each round so drift and warm-up favour no store.
-      const order = STORES.map((_, i) => STORES[(i + round) % STORES.length])
-      for (const store of order) {
-        redis.cli('FLUSHALL')
-        const r = runWorker(store, redis.url)
-        runs[store].push(r)
-        console.log(`round ${round + 1} ${store}: ` + PHASES.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
+    for (const topo of TOPOLOGIES) {
+      if (only && !only.includes(topo.name)) continue
+      const env = await topo.setup()
+      envs.push(env)
+      if (topo.name === 'plain') {
+        plainRedis = env.redis
+        ceil = ceiling(plainRedis.port)
+      }
+      console.log(`${topo.title}: ${ROUNDS} rounds × ${OPS} ops per phase`)
+      results[topo.name] = measure(topo.name, topo.stores, env.target, env.flush)
+      if (topo.name !== 'plain') {
+        await env.close()
+        envs.pop()
       }
     }
-    const summary = {}
-    for (const store of STORES) {
-      summary[store] = { peakRssMb: Math.max(...runs[store].map((r) => r.peakRssMb)) }
-      for (const p of PHASES) {
-        summary[store][p] = Object.fromEntries(
-          ['opsPerSec', 'jsCpuUsPerOp', 'processCpuUsPerOp'].map((k) => [k, median(runs[store].map((r) => r.phases[p][k]))]),
-        )
-      }
-    }
-    const ratio = (store, key) => PHASES.map((p) => summary[store][p][key] / summary[ANCHOR][p][key])
+    const summary = results.plain
 
     const E2E_STORES = ['ferrisession', 'connect-redis', 'memory-floor']
-    const e2eRuns = Object.fromEntries(E2E_STORES.map((s) => [s, []]))
-    for (let round = 0; round < E2E_ROUNDS; round++) {
-      for (const store of E2E_STORES.map((_, i) => E2E_STORES[(i + round) % E2E_STORES.length])) {
-        redis.cli('FLUSHALL')
-        const r = await endToEnd(store, redis.url)
-        e2eRuns[store].push(r)
-        console.log(`e2e round ${round + 1} ${store}: read ${fmt(r.read.rps)} req/s p99 ${r.read.p99} ms, write ${fmt(r.write.rps)} req/s p99 ${r.write.p99} ms`)
-      }
-    }
     const e2e = {}
-    for (const store of E2E_STORES) {
-      e2e[store] = {}
-      for (const route of ['read', 'write']) {
-        e2e[store][route] = {
-          rps: median(e2eRuns[store].map((r) => r[route].rps)),
-          p99: median(e2eRuns[store].map((r) => r[route].p99)),
+    if (plainRedis) {
+      const e2eRuns = Object.fromEntries(E2E_STORES.map((s) => [s, []]))
+      for (let round = 0; round < E2E_ROUNDS; round++) {
+        for (const store of E2E_STORES.map((_, i) => E2E_STORES[(i + round) % E2E_STORES.length])) {
+          plainRedis.cli('FLUSHALL')
+          const r = await endToEnd(store, plainRedis.url)
+          e2eRuns[store].push(r)
+          console.log(`e2e round ${round + 1} ${store}: read ${fmt(r.read.rps)} req/s p99 ${r.read.p99} ms, write ${fmt(r.write.rps)} req/s p99 ${r.write.p99} ms`)
+        }
+      }
+      for (const store of E2E_STORES) {
+        e2e[store] = {}
+        for (const route of ['read', 'write']) {
+          e2e[store][route] = {
+            rps: median(e2eRuns[store].map((r) => r[route].rps)),
+            p99: median(e2eRuns[store].map((r) => r[route].p99)),
+          }
         }
       }
     }
+    for (const env of envs) await env.close()
+    envs.length = 0
+    const faultResults = only && !only.includes('faults') ? null : await faults()
 
     const lines = []
+    const anyRun = Object.values(results)[0]
     lines.push('# Benchmark results', '')
-    lines.push(`Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${os.cpus()[0].model}), Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)[1]} on the same machine. ${ROUNDS} alternating rounds; medians shown. Workload: ${OPS.toLocaleString('en-US')} operations per phase, ${CONCURRENCY} calls in flight, a ${runs[OURS][0].sessionBytes}-byte session.`, '')
-    lines.push(`Machine ceiling (\`redis-benchmark -P 16 -t set,get -d 300\`, same server): SET ${fmt(ceil.set)}/s, GET ${fmt(ceil.get)}/s.`, '')
-    lines.push('## Throughput (ops/s)', '')
-    lines.push('| phase | ferrisession | connect-redis 10 + node-redis 5 | ours / theirs | connect-redis 8 + ioredis | pure-JS floor |')
-    lines.push('|---|---:|---:|---:|---:|---:|')
-    PHASES.forEach((p, i) => {
-      lines.push(`| ${p} | ${fmt(summary[OURS][p].opsPerSec)} | ${fmt(summary[ANCHOR][p].opsPerSec)} | **${fmt(ratio(OURS, 'opsPerSec')[i], 2)}×** | ${fmt(summary['connect-redis8-ioredis'][p].opsPerSec)} | ${fmt(summary.floor[p].opsPerSec)} |`)
-    })
-    lines.push(`| geometric mean | | | **${fmt(geomean(ratio(OURS, 'opsPerSec')), 2)}×** | | |`, '')
-    for (const [key, title] of [
-      ['jsCpuUsPerOp', 'JS-thread CPU per operation (µs; main thread only, from /proc/self/task/<pid>/stat)'],
-      ['processCpuUsPerOp', 'Whole-process CPU per operation (µs; all threads)'],
-    ]) {
-      lines.push(`## ${title}`, '')
+    lines.push(`Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${os.cpus()[0].model}), Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)[1]} on the same machine. ${ROUNDS} alternating rounds, each store in a fresh process; medians shown. Workload: ${OPS.toLocaleString('en-US')} operations per phase, ${CONCURRENCY} calls in flight, a ${anyRun ? anyRun[OURS].sessionBytes : '—'}-byte session whose \`cookie.expires\` is a Date, as express-session hands it.`, '')
+    if (ceil) lines.push(`Machine ceiling (\`redis-benchmark -P 16 -t set,get -d 300\`, plain server): SET ${fmt(ceil.set)}/s, GET ${fmt(ceil.get)}/s.`, '')
+
+    lines.push('## Every topology, side by side', '')
+    lines.push('Ours against the anchor on the same servers in the same run: connect-redis 10 + node-redis 5 for Redis, express-session\'s MemoryStore for `memory://`.', '')
+    lines.push('| topology | throughput, geomean of set/get/touch/destroy | lowest phase | whole-process CPU per op | JS-thread CPU per op |')
+    lines.push('|---|---:|---:|---:|---:|')
+    for (const topo of TOPOLOGIES) {
+      const sm = results[topo.name]
+      if (!sm) continue
+      const t = ratios(sm, OURS, topo.anchor, 'opsPerSec')
+      lines.push(`| ${topo.title} | **${fmt(geomean(t), 2)}×** | ${fmt(Math.min(...t), 2)}× (${PHASES[t.indexOf(Math.min(...t))]}) | ${fmt(geomean(ratios(sm, OURS, topo.anchor, 'processCpuUsPerOp')), 2)}× | ${fmt(geomean(ratios(sm, OURS, topo.anchor, 'jsCpuUsPerOp')), 2)}× |`)
+    }
+    lines.push('')
+    if (summary) {
+      const above = (store) => geomean(PHASES.map((p) => Math.max(summary[store][p].jsCpuUsPerOp - summary.floor[p].jsCpuUsPerOp, 0.01)))
+      lines.push(`Plain TCP, JS-thread CPU above the pure-JS floor (the harness's own JSON and promise work taken out), geomean: ours ${fmt(above(OURS), 2)} µs, connect-redis ${fmt(above(ANCHOR), 2)} µs, ratio **${fmt(above(OURS) / above(ANCHOR), 2)}×**.`, '')
+    }
+    for (const topo of TOPOLOGIES) if (results[topo.name]) topologyTable(lines, topo, results[topo.name])
+
+    if (faultResults) {
+      lines.push('## Faults ridden through', '')
+      lines.push('8 lanes of set + get run through each fault; each store gets fresh servers. Ours with `commandTimeout` 6 s (restart) or 8 s (failovers); connect-redis + node-redis 5 with its defaults (it has no command timeout; a call with no reply after 15 s would count as rejected).', '')
+      lines.push('| fault | ferrisession: calls rejected | succeeded after the fault | connect-redis + node-redis: calls rejected | succeeded after the fault |')
+      lines.push('|---|---:|---:|---:|---:|')
+      for (const [name, r] of Object.entries(faultResults)) {
+        const codes = (x) => (x.failed ? ` (${Object.entries(x.codes).map(([k, v]) => `${k} ${v}`).join(', ')})` : '')
+        lines.push(`| ${name} | **${r[OURS].failed}**${codes(r[OURS])} | ${fmt(r[OURS].okAfter)} | ${r[ANCHOR].failed}${codes(r[ANCHOR])} | ${fmt(r[ANCHOR].okAfter)} |`)
+      }
+      lines.push('')
+    }
+
+    if (summary) {
+      const ratio = (store, key) => ratios(summary, store, ANCHOR, key)
+      lines.push('## Plain TCP in detail', '')
+      lines.push('### Throughput (ops/s)', '')
       lines.push('| phase | ferrisession | connect-redis 10 + node-redis 5 | ours / theirs | connect-redis 8 + ioredis | pure-JS floor |')
       lines.push('|---|---:|---:|---:|---:|---:|')
       PHASES.forEach((p, i) => {
-        lines.push(`| ${p} | ${fmt(summary[OURS][p][key], 2)} | ${fmt(summary[ANCHOR][p][key], 2)} | **${fmt(ratio(OURS, key)[i], 2)}×** | ${fmt(summary['connect-redis8-ioredis'][p][key], 2)} | ${fmt(summary.floor[p][key], 2)} |`)
+        lines.push(`| ${p} | ${fmt(summary[OURS][p].opsPerSec)} | ${fmt(summary[ANCHOR][p].opsPerSec)} | **${fmt(ratio(OURS, 'opsPerSec')[i], 2)}×** | ${fmt(summary['connect-redis8-ioredis'][p].opsPerSec)} | ${fmt(summary.floor[p].opsPerSec)} |`)
       })
-      lines.push(`| geometric mean | | | **${fmt(geomean(ratio(OURS, key)), 2)}×** | | |`, '')
+      lines.push(`| geometric mean | | | **${fmt(geomean(ratio(OURS, 'opsPerSec')), 2)}×** | | |`, '')
+      for (const [key, title] of [
+        ['jsCpuUsPerOp', 'JS-thread CPU per operation (µs; main thread only, from /proc/self/task/<pid>/stat)'],
+        ['processCpuUsPerOp', 'Whole-process CPU per operation (µs; all threads)'],
+      ]) {
+        lines.push(`### ${title}`, '')
+        lines.push('| phase | ferrisession | connect-redis 10 + node-redis 5 | ours / theirs | connect-redis 8 + ioredis | pure-JS floor |')
+        lines.push('|---|---:|---:|---:|---:|---:|')
+        PHASES.forEach((p, i) => {
+          lines.push(`| ${p} | ${fmt(summary[OURS][p][key], 2)} | ${fmt(summary[ANCHOR][p][key], 2)} | **${fmt(ratio(OURS, key)[i], 2)}×** | ${fmt(summary['connect-redis8-ioredis'][p][key], 2)} | ${fmt(summary.floor[p][key], 2)} |`)
+        })
+        lines.push(`| geometric mean | | | **${fmt(geomean(ratio(OURS, key)), 2)}×** | | |`, '')
+      }
+      lines.push('### Peak RSS (MB)', '')
+      lines.push('| ferrisession | connect-redis 10 + node-redis 5 | connect-redis 8 + ioredis | pure-JS floor |', '|---:|---:|---:|---:|')
+      lines.push(`| ${STORES.map((s) => fmt(summary[s].peakRssMb, 1)).join(' | ')} |`, '')
+      lines.push(`### End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds)`, '')
+      lines.push('| store | /read req/s (get + touch) | /read p99 ms | /write req/s (get + set) | /write p99 ms |', '|---|---:|---:|---:|---:|')
+      for (const [store, r] of Object.entries(e2e)) {
+        lines.push(`| ${store === 'memory-floor' ? 'express-session MemoryStore (floor)' : store} | ${fmt(r.read.rps)} | ${r.read.p99} | ${fmt(r.write.rps)} | ${r.write.p99} |`)
+      }
+      lines.push('', `Ratios ours / connect-redis: /read ${fmt(e2e.ferrisession.read.rps / e2e['connect-redis'].read.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.read.p99 / e2e['connect-redis'].read.p99, 2)}×; /write ${fmt(e2e.ferrisession.write.rps / e2e['connect-redis'].write.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.write.p99 / e2e['connect-redis'].write.p99, 2)}×.`, '')
+      lines.push('![throughput chart](chart.svg)', '')
+      chart(summary, path.join(__dirname, 'chart.svg'))
     }
-    lines.push('## Peak RSS (MB)', '')
-    lines.push('| ferrisession | connect-redis 10 + node-redis 5 | connect-redis 8 + ioredis | pure-JS floor |', '|---:|---:|---:|---:|')
-    lines.push(`| ${STORES.map((s) => fmt(summary[s].peakRssMb, 1)).join(' | ')} |`, '')
-    lines.push(`## End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds)`, '')
-    lines.push('| store | /read req/s (get + touch) | /read p99 ms | /write req/s (get + set) | /write p99 ms |', '|---|---:|---:|---:|---:|')
-    for (const [store, r] of Object.entries(e2e)) {
-      lines.push(`| ${store === 'memory-floor' ? 'express-session MemoryStore (floor)' : store} | ${fmt(r.read.rps)} | ${r.read.p99} | ${fmt(r.write.rps)} | ${r.write.p99} |`)
-    }
-    lines.push('', `Ratios ours / connect-redis: /read ${fmt(e2e.ferrisession.read.rps / e2e['connect-redis'].read.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.read.p99 / e2e['connect-redis'].read.p99, 2)}×; /write ${fmt(e2e.ferrisession.write.rps / e2e['connect-redis'].write.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.write.p99 / e2e['connect-redis'].write.p99, 2)}×.`, '')
-    lines.push('![throughput chart](chart.svg)', '')
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, summary, e2e }, null, 2) + '\n')
-    chart(summary, path.join(__dirname, 'chart.svg'))
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, e2e, faults: faultResults }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
-    await redis.close()
+    for (const env of envs) await env.close()
   }
 }
 

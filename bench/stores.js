@@ -1,7 +1,12 @@
 'use strict'
-// The stores the benchmark compares, each built against the same Redis URL.
+// The stores the benchmark compares. Each factory takes a target (which servers, one topology)
+// and returns {store, close}; ours and the anchor always get the same servers.
+//
+// A target: {kind: 'plain' | 'tls' | 'cluster' | 'sentinel' | 'memory', url?, ca?, nodes?,
+// sentinels?, name?, commandTimeout?}.
 
 const { EventEmitter } = require('node:events')
+const fs = require('node:fs')
 
 /** A pure-JS in-memory store with the same JSON work: what the harness itself costs. */
 class FloorStore extends EventEmitter {
@@ -25,23 +30,55 @@ class FloorStore extends EventEmitter {
   close() {}
 }
 
+const hostPort = (url) => {
+  const u = new URL(url)
+  return { host: u.hostname, port: Number(u.port) }
+}
+
+/** Our options for a target. */
+function oursFor(t) {
+  const extra = t.commandTimeout ? { commandTimeout: t.commandTimeout } : {}
+  switch (t.kind) {
+    case 'tls':
+      return { url: t.url, tls: { ca: fs.readFileSync(t.ca) }, ...extra }
+    case 'cluster':
+      return { cluster: { nodes: t.nodes }, ...extra }
+    case 'sentinel':
+      return { sentinel: { nodes: t.sentinels, name: t.name }, ...extra }
+    default:
+      return { url: t.url, ...extra }
+  }
+}
+
+/** A connected node-redis 5 client (standalone, TLS, cluster or sentinel) for a target. */
+async function nodeRedisFor(t) {
+  const { createClient, createCluster, createSentinel } = require('redis')
+  let client
+  if (t.kind === 'cluster') client = createCluster({ rootNodes: t.nodes.map((url) => ({ url })) })
+  else if (t.kind === 'sentinel') client = createSentinel({ name: t.name, sentinelRootNodes: t.sentinels.map(hostPort) })
+  else if (t.kind === 'tls') client = createClient({ url: t.url, socket: { tls: true, ca: fs.readFileSync(t.ca) } })
+  else client = createClient({ url: t.url })
+  // node-redis emits 'error' on every lost connection; without a listener it would crash.
+  client.on('error', () => {})
+  await client.connect()
+  return client
+}
+
 const STORES = {
-  async ferrisession(url) {
+  async ferrisession(t) {
     const { RedisStore } = require('..')
-    const store = new RedisStore({ url })
+    const store = new RedisStore(oursFor(t))
     return { store, close: async () => store.close() }
   },
-  async 'connect-redis'(url) {
-    const { createClient } = require('redis')
+  async 'connect-redis'(t) {
     const { RedisStore } = require('connect-redis')
-    const client = createClient({ url })
-    await client.connect()
-    return { store: new RedisStore({ client }), close: () => client.quit() }
+    const client = await nodeRedisFor(t)
+    return { store: new RedisStore({ client }), close: () => client.close() }
   },
-  async 'connect-redis8-ioredis'(url) {
+  async 'connect-redis8-ioredis'(t) {
     const Redis = require('ioredis')
     const { RedisStore } = require('connect-redis-8')
-    const client = new Redis(url)
+    const client = new Redis(t.url)
     await new Promise((resolve, reject) => client.once('ready', resolve).once('error', reject))
     return { store: new RedisStore({ client }), close: () => client.quit() }
   },
@@ -65,4 +102,4 @@ const STORES = {
   },
 }
 
-module.exports = { STORES, FloorStore }
+module.exports = { STORES, FloorStore, oursFor }

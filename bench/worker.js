@@ -4,7 +4,8 @@
 const fs = require('node:fs')
 const { STORES } = require('./stores.js')
 
-const [name, url, opsArg, concArg] = process.argv.slice(2)
+// The target is the JSON of bench/stores.js's target: which servers, which topology.
+const [name, targetJson, opsArg, concArg] = process.argv.slice(2)
 const OPS = Number(opsArg) || 100_000
 const CONCURRENCY = Number(concArg) || 64
 const IDS = 10_000
@@ -67,7 +68,7 @@ async function phase(store, op, sessions) {
 }
 
 async function main() {
-  const { store, close } = await STORES[name](url)
+  const { store, close } = await STORES[name](JSON.parse(targetJson))
   const sessions = Array.from({ length: IDS }, (_, i) => session(i))
   // Warm-up: JIT, connections, and the keys the get/touch phases read.
   for (const op of ['set', 'get', 'touch']) {

@@ -242,7 +242,7 @@ async function measureRecovery(store, key, t0, limitMs) {
  * first, then the fault, then `afterMs` more. Returns how many calls succeeded and failed
  * (with their codes), and how many succeeded after the fault was over.
  */
-async function loadThroughFault(store, fault, { lanes = 8, warmMs = 300, afterMs = 1500, prefix = 'lane' } = {}) {
+async function loadThroughFault(store, fault, { lanes = 8, warmMs = 300, afterMs = 1500, prefix = 'lane', callLimitMs = 15000 } = {}) {
   let ok = 0
   let okAfter = 0
   let faultOver = false
@@ -256,12 +256,19 @@ async function loadThroughFault(store, fault, { lanes = 8, warmMs = 300, afterMs
     for (let i = 0; !stop; i++) {
       const id = `${prefix}-${l}-${i % 50}`
       for (const op of [() => store.set(id, { cookie: {}, l, i }), () => store.get(id)]) {
+        let timer
+        // A client without a command timeout could wait forever; such a call counts as failed.
+        const limit = new Promise((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error('no reply'), { code: `NO_REPLY_IN_${callLimitMs}_MS` })), callLimitMs)
+        })
         try {
-          await op()
+          await Promise.race([op(), limit])
           ok++
           if (faultOver) okAfter++
         } catch (e) {
           fail(e)
+        } finally {
+          clearTimeout(timer)
         }
       }
     }
