@@ -23,6 +23,11 @@ export declare class NativeStore {
    * the delivery format.
    */
   submit(nums: Float64Array, len: number, text: string): JsDelivery | null
+  /**
+   * How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
+   * fewer crossings is all that counts), the engine's advice otherwise.
+   */
+  get batchCap(): number
   /** Stops new calls; calls in flight still settle. The connection closes once they have. */
   close(): void
 }

@@ -104,6 +104,29 @@ describe('Redis Cluster', () => {
     assert.deepEqual(await io.get('y'), { cookie: {} })
   })
 
+  it('follows ASK during a slot migration and MOVED after it', async () => {
+    const s = open({ prefix: 'mig:' })
+    const key = 'mig:moving'
+    await s.set('before', { cookie: {}, v: 0 })
+    const slot = cluster.nodes[0].cli('CLUSTER', 'KEYSLOT', key)
+    const src = cluster.primaryFor(key)
+    const dst = cluster.nodes.find((n) => n.proc && n !== src && n.cli('ROLE').split('\n')[0] === 'master')
+    const id = (n) => n.cli('CLUSTER', 'MYID')
+    dst.cli('CLUSTER', 'SETSLOT', slot, 'IMPORTING', id(src))
+    src.cli('CLUSTER', 'SETSLOT', slot, 'MIGRATING', id(dst))
+    // The key is not on the source, so the source answers ASK: the store must follow it.
+    await s.set('moving', { cookie: {}, v: 1 })
+    assert.equal(dst.cli('CLUSTER', 'COUNTKEYSINSLOT', slot), '1', 'the write landed on the importing node')
+    assert.equal(src.cli('CLUSTER', 'COUNTKEYSINSLOT', slot), '0')
+    assert.deepEqual(await s.get('moving'), { cookie: {}, v: 1 })
+    // Finish the migration: now the source answers MOVED.
+    for (const n of cluster.nodes) if (n.proc) n.cli('CLUSTER', 'SETSLOT', slot, 'NODE', id(dst))
+    assert.deepEqual(await s.get('moving'), { cookie: {}, v: 1 })
+    await s.set('moving', { cookie: {}, v: 2 })
+    assert.deepEqual(await s.get('moving'), { cookie: {}, v: 2 })
+    assert.deepEqual(await s.get('before'), { cookie: {}, v: 0 })
+  })
+
   it('follows a failover when a primary is killed', async (t) => {
     const s = open({ prefix: 'fo:', commandTimeout: 1000 })
     await s.set('key', { cookie: {}, v: 1 })

@@ -33,10 +33,11 @@ const OP = {
 const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
 
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
-// calls from every request handled in one loop turn share a write), at most this many per
-// native call. Flushing per microtask instead sent one write per HTTP request under Express and
-// cost redis-server 4x the CPU.
-const BATCH_CAP = 16
+// calls from every request handled in one loop turn share a write), at most `batchCap` per
+// native call (the core's advice: 16 per connection, so Redis starts on the first calls while
+// JS makes the next; more for a cluster's several nodes and for memory://). Flushing per
+// microtask instead sent one write per HTTP request under Express and cost redis-server 4x the
+// CPU.
 
 // Option names copied from a cluster client's shared options. Anything else (modules, scripts,
 // sockets, functions) is left behind.
@@ -205,7 +206,7 @@ function nativeError(err) {
  * One connection to the core. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
  *
  * Calls are written into a reused Float64Array of records plus one string of text arguments
- * (the format `src/batch.rs` reads), and handed to Rust once per loop turn or every BATCH_CAP calls.
+ * (the format `src/batch.rs` reads), and handed to Rust once per loop turn or every `batchCap` calls.
  */
 class Link {
   constructor(opts, onEvent) {
@@ -225,6 +226,7 @@ class Link {
     } catch (err) {
       throw nativeError(err)
     }
+    this.batchCap = this.native.batchCap
     this.flush = this.flush.bind(this)
   }
 
@@ -280,7 +282,7 @@ class Link {
       this.text += list[i]
     }
     this.used = n
-    if (++this.count >= BATCH_CAP) this.flush()
+    if (++this.count >= this.batchCap) this.flush()
     else if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(this.flush)
@@ -312,6 +314,8 @@ class Link {
       this.release()
       return
     }
+    // A cluster's advice grows once its slot map shows all its primaries.
+    this.batchCap = this.native.batchCap
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
     if (answered) this.receive(answered)
     else this.release()

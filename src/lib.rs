@@ -20,9 +20,9 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use backend::Reply;
-use engine::connection;
+use engine::{Bounce, Engine, EngineReport};
 use error::StoreError;
-use session::{Delivery, LinkEvent, SessionCore};
+use session::{Delivery, LinkEvent, Request, SessionCore};
 
 /// A delivery on its way into JS: replies become `[id, value, id, value, …]`, events become
 /// `["connect"]` or `["disconnect", reason]`.
@@ -80,7 +80,7 @@ impl ToNapiValue for JsDelivery {
 /// What other threads hand to the JS thread.
 pub enum Wake {
     Core(Delivery),
-    Opened(connection::Opened),
+    Engine(EngineReport),
 }
 
 type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
@@ -118,7 +118,7 @@ impl Hold {
 #[napi]
 pub struct NativeStore {
     core: Option<SessionCore>,
-    direct: Option<Rc<connection::Direct>>,
+    engine: Option<Rc<Engine>>,
     hold: Arc<HoldCell>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
@@ -154,11 +154,10 @@ impl NativeStore {
     pub fn new(env: Env, options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
-        let direct =
-            unsafe { connection::Direct::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
+        let engine = unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
         let hold_in_cb = hold.clone();
-        let direct_in_cb = direct.as_ref().map(Rc::downgrade);
+        let engine_in_cb = engine.as_ref().map(Rc::downgrade);
         let waker: Waker = on_delivery
             .build_threadsafe_function::<Wake>()
             .callee_handled::<false>()
@@ -166,9 +165,9 @@ impl NativeStore {
             .build_callback(move |ctx| {
                 let delivery = match ctx.value {
                     Wake::Core(d) => d,
-                    Wake::Opened(opened) => {
-                        if let Some(d) = direct_in_cb.as_ref().and_then(|w| w.upgrade()) {
-                            d.opened(opened);
+                    Wake::Engine(report) => {
+                        if let Some(e) = engine_in_cb.as_ref().and_then(|w| w.upgrade()) {
+                            e.report(report);
                         }
                         Delivery::Replies(Vec::new())
                     }
@@ -193,21 +192,21 @@ impl NativeStore {
             sink_waker.call(Wake::Core(d), ThreadsafeFunctionCallMode::NonBlocking);
         });
         let core = SessionCore::open(spec, sink).map_err(to_napi_err)?;
-        if let Some(d) = &direct {
+        if let Some(e) = &engine {
             let report_waker = waker.clone();
-            d.start(
-                Arc::new(move |opened| {
+            e.start(
+                Arc::new(move |report| {
                     report_waker.call(
-                        Wake::Opened(opened),
+                        Wake::Engine(report),
                         ThreadsafeFunctionCallMode::NonBlocking,
                     );
                 }),
-                Box::new(core.link_reporter()),
+                Rc::new(core.link_reporter()),
             );
         }
         Ok(NativeStore {
             core: Some(core),
-            direct,
+            engine,
             hold,
             namespace,
         })
@@ -251,7 +250,7 @@ impl NativeStore {
             replies.extend(core.run_inline(requests));
             return Ok(Some(JsDelivery(Delivery::Replies(replies))));
         }
-        let direct = self.direct.as_deref().filter(|d| d.ready());
+        let engine = self.engine.as_deref().filter(|e| e.ready());
         let mut requests = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
         for (id, request) in calls {
@@ -262,20 +261,22 @@ impl NativeStore {
                     continue;
                 }
             };
-            match direct {
-                Some(d) => match request.into_command() {
-                    Ok(command) => {
-                        if let Err(e) = d.push(id, &command) {
-                            refused.push((id, Reply::Error(e)));
+            match engine {
+                Some(e) => match request.into_command() {
+                    Ok(command) => match e.push(id, command) {
+                        Ok(()) => {}
+                        Err(Bounce::Refused(err)) => refused.push((id, Reply::Error(err))),
+                        Err(Bounce::Elsewhere(command)) => {
+                            requests.push((id, Request::Command(command)))
                         }
-                    }
+                    },
                     Err(request) => requests.push((id, request)),
                 },
                 None => requests.push((id, request)),
             }
         }
-        if let Some(d) = direct {
-            d.flush();
+        if let Some(e) = engine {
+            e.flush();
         }
         if let Some(h) = self.hold.0.get() {
             let waiting = requests.len() + refused.len();
@@ -296,11 +297,22 @@ impl NativeStore {
         Ok(None)
     }
 
+    /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
+    /// fewer crossings is all that counts), the engine's advice otherwise.
+    #[napi(getter)]
+    pub fn batch_cap(&self) -> u32 {
+        match (&self.core, &self.engine) {
+            (Some(core), _) if core.answers_inline() => 64,
+            (_, Some(engine)) => engine.batch_cap(),
+            _ => 16,
+        }
+    }
+
     /// Stops new calls; calls in flight still settle. The connection closes once they have.
     #[napi]
     pub fn close(&mut self) {
-        if let Some(d) = self.direct.take() {
-            d.close();
+        if let Some(e) = self.engine.take() {
+            e.close();
         }
         if let Some(core) = self.core.take() {
             core.close();

@@ -120,6 +120,9 @@ pub enum Request {
         key: String,
         member: String,
     },
+    /// One command, already built and named: what the engine hands back when it does not
+    /// carry it (keys on several cluster slots).
+    Command(Command),
 }
 
 impl Request {
@@ -222,6 +225,7 @@ impl Request {
                 key: ns(key),
                 member,
             },
+            built @ Request::Command(_) => built,
         }
     }
 
@@ -258,6 +262,7 @@ impl Request {
             Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys),
             Request::Exists { key } => Command::Exists(key),
             Request::ListRead { key } => Command::LRange(key),
+            Request::Command(command) => command,
             Request::ListRemove { key, member } => Command::LRem { key, member },
             Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {
                 Command::MGet(keys)

@@ -28,9 +28,11 @@ use redis::ConnectionAddr;
 use super::resp::{self, Frame};
 use super::tls::{TlsTarget, Wire};
 use super::uv;
+use super::{EngineReport, Reporter};
 use crate::backend::Command;
 use crate::config::{ConnectionSpec, TlsSettings, Topology};
 use crate::error::ErrorKind;
+use redis::cluster_routing::Slot;
 
 const READ_CHUNK: usize = 64 * 1024;
 const RETRY_MIN: Duration = Duration::from_millis(50);
@@ -74,6 +76,33 @@ pub struct Target {
 }
 
 impl Target {
+    /// One node of a cluster, with the credentials and TLS every node shares.
+    pub fn node(
+        host: &str,
+        port: u16,
+        username: Option<String>,
+        password: Option<String>,
+        tls: Option<TlsSettings>,
+        connect_timeout: Duration,
+    ) -> Option<Target> {
+        let tls_fixed = match &tls {
+            Some(settings) => Some(TlsTarget::new(settings, host).ok()?),
+            None => None,
+        };
+        Some(Target {
+            place: Place::Fixed {
+                host: host.to_string(),
+                port,
+            },
+            tls,
+            tls_fixed,
+            username,
+            password,
+            db: 0,
+            connect_timeout,
+        })
+    }
+
     pub fn from_spec(spec: &ConnectionSpec) -> Option<Target> {
         let tcp = |info: &redis::ConnectionInfo| match info.addr() {
             ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
@@ -200,8 +229,54 @@ impl Target {
         Err(last)
     }
 
-    /// Blocking connect and handshake; runs off the JS thread.
+    /// Blocking connect and handshake, ready for the JS thread's poll; runs off the JS thread.
     fn open(&self) -> Result<Wire, String> {
+        let wire = self.open_blocking()?;
+        wire.tcp()
+            .set_nonblocking(true)
+            .map_err(|e| format!("handshake: {e}"))?;
+        Ok(wire)
+    }
+
+    /// The slot map as this node sees it (`CLUSTER SLOTS`): primaries only.
+    pub fn cluster_slots(&self) -> Result<Vec<SlotRange>, String> {
+        let Place::Fixed { host: asked, .. } = &self.place else {
+            return Err("not a cluster node".into());
+        };
+        let mut wire = self.open_blocking()?;
+        let tree = resp::query_tree(&mut wire.blocking(), &[b"CLUSTER", b"SLOTS"])
+            .map_err(|e| format!("CLUSTER SLOTS: {e}"))??;
+        let resp::Tree::List(ranges) = tree else {
+            return Err("CLUSTER SLOTS: unexpected reply".into());
+        };
+        let mut out = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let resp::Tree::List(items) = range else {
+                continue;
+            };
+            if let [resp::Tree::Int(start), resp::Tree::Int(end), resp::Tree::List(primary), ..] =
+                items.as_slice()
+            {
+                if let [resp::Tree::Text(host), resp::Tree::Int(port), ..] = primary.as_slice() {
+                    // An empty host means the node that answered.
+                    let host = if host.is_empty() || host == "?" {
+                        asked.clone()
+                    } else {
+                        host.clone()
+                    };
+                    out.push(SlotRange {
+                        start: *start as u16,
+                        end: *end as u16,
+                        host,
+                        port: *port as u16,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_blocking(&self) -> Result<Wire, String> {
         let (host, port, from_sentinel) = match &self.place {
             Place::Fixed { host, port } => (host.clone(), *port, false),
             Place::Sentinel { sentinels, name } => {
@@ -246,22 +321,57 @@ impl Target {
                 return Err(format!("{addr} is not the primary yet"));
             }
         }
-        wire.tcp().set_nonblocking(true).map_err(io)?;
         Ok(wire)
     }
 }
 
+/// Slots `start..=end` served by the primary at `host:port`.
+#[derive(Clone, Debug)]
+pub struct SlotRange {
+    pub start: u16,
+    pub end: u16,
+    pub host: String,
+    pub port: u16,
+}
+
 /// What the connector thread reports back to the JS thread.
 pub struct Opened {
+    /// Which connection of the engine (a cluster has one per node; a single server, one).
+    pub(crate) node: usize,
     generation: u64,
     result: Result<Wire, String>,
 }
 
-/// Hands a finished connection attempt to the JS thread.
-pub type Report = std::sync::Arc<dyn Fn(Opened) + Send + Sync>;
-
 /// Hears, on the JS thread, that the connection was established (`None`) or dropped.
-pub type LinkHook = Box<dyn Fn(Option<&str>)>;
+pub type LinkHook = Rc<dyn Fn(Option<&str>)>;
+
+/// A call this connection's server sent elsewhere (`MOVED`/`ASK`), handed to the cluster
+/// router with its encoded command.
+pub struct Redirect {
+    pub id: u32,
+    pub deadline: Instant,
+    pub bytes: Vec<u8>,
+    pub slot: Option<Slot>,
+    pub to: (String, u16),
+    pub ask: bool,
+}
+
+/// What a cluster node tells its router: calls redirected, or its connection lost (so the
+/// slot map may have changed).
+pub enum NodeEvent {
+    Redirected(Vec<Redirect>),
+    Lost,
+}
+
+pub type NodeHook = Rc<dyn Fn(NodeEvent)>;
+
+/// A call taken out of a connection, to be sent to another.
+pub struct Waiting {
+    pub id: u32,
+    pub deadline: Instant,
+    pub bytes: Vec<u8>,
+    pub slot: Option<Slot>,
+}
 
 struct Conn {
     wire: Wire,
@@ -280,6 +390,8 @@ struct Conn {
 /// A call waiting for its reply.
 struct Pending {
     id: u32,
+    /// The cluster slot of its keys, to route it again after the slot map changes.
+    slot: Option<Slot>,
     deadline: Instant,
     /// Where its command ends in the journal; it starts where the previous one ends.
     end: usize,
@@ -314,11 +426,15 @@ struct State {
     closed: bool,
     /// False once JS may no longer be called (after close, or inside a finalizer).
     callback_live: bool,
-    report: Option<Report>,
+    report: Option<Reporter>,
     /// Told when the connection comes up, and when calls start failing for want of one.
     on_link: Option<LinkHook>,
     /// Sockets of torn-down connections, closed once libuv has let go of their poll handle.
     graveyard: VecDeque<Wire>,
+    /// This connection's index in its engine.
+    node: usize,
+    /// Told of redirects and lost connections when this connection is a cluster node.
+    on_node: Option<NodeHook>,
 }
 
 /// The JS-thread connection. Every method must be called on the JS thread.
@@ -343,6 +459,20 @@ impl Direct {
         spec: &ConnectionSpec,
     ) -> Option<Direct> {
         let target = Target::from_spec(spec)?;
+        unsafe { Direct::with_target(env, callback, target, spec, 0) }
+    }
+
+    /// A connection to `target`, the `node`-th of its engine.
+    ///
+    /// # Safety
+    /// As `new`.
+    pub unsafe fn with_target(
+        env: sys::napi_env,
+        callback: sys::napi_value,
+        target: Target,
+        spec: &ConnectionSpec,
+        node: usize,
+    ) -> Option<Direct> {
         let uv = uv::get()?;
         unsafe {
             let mut loop_ = std::ptr::null_mut();
@@ -391,6 +521,8 @@ impl Direct {
                 report: None,
                 on_link: None,
                 graveyard: VecDeque::new(),
+                node,
+                on_node: None,
             }));
             uv::set_data(timer, Rc::into_raw(state.clone()) as *mut c_void);
             Some(Direct { state })
@@ -399,7 +531,7 @@ impl Direct {
 
     /// Starts the first connection attempt; `report` carries its outcome back, and `on_link`
     /// hears when the connection comes up or calls start failing without one.
-    pub fn start(&self, report: Report, on_link: LinkHook) {
+    pub fn start(&self, report: Reporter, on_link: LinkHook) {
         {
             let mut s = self.state.borrow_mut();
             s.report = Some(report);
@@ -417,6 +549,16 @@ impl Direct {
 
     /// Queues one command; `Err` gives it back when the store cannot take it.
     pub fn push(&self, id: u32, command: &Command) -> Result<(), crate::error::StoreError> {
+        self.push_to_slot(id, command, None)
+    }
+
+    /// `push`, remembering the cluster slot the command's keys hash to.
+    pub fn push_to_slot(
+        &self,
+        id: u32,
+        command: &Command,
+        slot: Option<Slot>,
+    ) -> Result<(), crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
         if s.pending.len() >= s.max_pending {
             let max = s.max_pending;
@@ -430,11 +572,76 @@ impl Direct {
         let end = s.journal.len();
         s.pending.push_back(Pending {
             id,
+            slot,
             deadline,
             end,
             abandoned: false,
         });
         Ok(())
+    }
+
+    /// Queues a call another connection gave up (a redirect, or a slot that moved), keeping
+    /// its deadline. With `asking`, an `ASKING` goes first, its reply dropped.
+    pub fn push_waiting(&self, call: Waiting, asking: bool) {
+        let mut s = self.state.borrow_mut();
+        if asking {
+            resp::encode(&mut s.journal, &[b"ASKING"]);
+            let end = s.journal.len();
+            s.pending.push_back(Pending {
+                id: 0,
+                slot: None,
+                deadline: call.deadline,
+                end,
+                abandoned: true,
+            });
+        }
+        s.journal.extend_from_slice(&call.bytes);
+        let end = s.journal.len();
+        s.pending.push_back(Pending {
+            id: call.id,
+            slot: call.slot,
+            deadline: call.deadline,
+            end,
+            abandoned: false,
+        });
+    }
+
+    /// Takes every call still waiting out of a connection that is down, so the router can send
+    /// them where their slots now live. A connected one keeps its calls (their replies are
+    /// on the way, or a redirect will move them).
+    pub fn take_waiting(&self) -> Vec<Waiting> {
+        let mut s = self.state.borrow_mut();
+        if s.conn.is_some() || s.pending.is_empty() {
+            return Vec::new();
+        }
+        let mut start = s.journal_head;
+        let mut out = Vec::new();
+        let pending = std::mem::take(&mut s.pending);
+        for p in pending {
+            if !p.abandoned {
+                out.push(Waiting {
+                    id: p.id,
+                    deadline: p.deadline,
+                    bytes: s.journal[start..p.end].to_vec(),
+                    slot: p.slot,
+                });
+            }
+            start = p.end;
+        }
+        s.journal.clear();
+        s.journal_head = 0;
+        arm_timer(&mut s);
+        out
+    }
+
+    /// Where this connection goes.
+    pub fn target(&self) -> Target {
+        self.state.borrow().target.clone()
+    }
+
+    /// Makes this connection a cluster node that tells its router of redirects and losses.
+    pub fn set_node_hook(&self, hook: NodeHook) {
+        self.state.borrow_mut().on_node = Some(hook);
     }
 
     /// Writes what `push` queued, or starts a connection for it. Replies arrive through the JS
@@ -504,21 +711,22 @@ fn connect(state: &Rc<Shared>) {
         s.generation += 1;
         (s.target.clone(), s.generation, report)
     };
+    let node = state.borrow().node;
     crate::runtime::get().spawn_blocking(move || {
         let result = target.open();
-        report(Opened { generation, result });
+        report(EngineReport::Opened(Opened {
+            node,
+            generation,
+            result,
+        }));
     });
 }
 
 /// Calls the link hook without holding the state borrowed, since it may reach JS.
 fn tell_link(state: &Rc<Shared>, lost: Option<&str>) {
-    let hook = state.borrow_mut().on_link.take();
+    let hook = state.borrow().on_link.clone();
     if let Some(tell) = hook {
         tell(lost);
-        let mut s = state.borrow_mut();
-        if s.on_link.is_none() && !s.closed {
-            s.on_link = Some(tell);
-        }
     }
 }
 
@@ -543,6 +751,13 @@ fn install(state: &Rc<Shared>, opened: Opened) {
         }
     } else {
         arm_timer(&mut state.borrow_mut());
+        let failed = {
+            let s = state.borrow();
+            !s.connecting && s.conn.is_none() && !s.pending.is_empty()
+        };
+        if failed {
+            tell_node(state, NodeEvent::Lost);
+        }
     }
 }
 
@@ -761,6 +976,7 @@ unsafe extern "C" fn on_poll(handle: *mut uv::Handle, status: c_int, events: c_i
 
 fn read_and_deliver(state: &Rc<Shared>) {
     let mut lost: Option<String> = None;
+    let mut redirects = Vec::new();
     let env;
     let mut scope = std::ptr::null_mut();
     let mut array = std::ptr::null_mut();
@@ -787,6 +1003,26 @@ fn read_and_deliver(state: &Rc<Shared>) {
         let mut index = 0u32;
         while !s.pending.is_empty() {
             match resp::decode(&conn.inbuf[used..]) {
+                Ok(Some((Frame::Error(e), n)))
+                    if s.on_node.is_some() && redirect_of(e).is_some() =>
+                {
+                    // Slot `slot` lives elsewhere now (MOVED) or for this call (ASK).
+                    let (ask, to) = redirect_of(e).expect("checked");
+                    used += n;
+                    let start = s.journal_head;
+                    let p = s.pending.pop_front().expect("checked non-empty");
+                    s.journal_head = p.end;
+                    if !p.abandoned {
+                        redirects.push(Redirect {
+                            id: p.id,
+                            deadline: p.deadline,
+                            bytes: s.journal[start..p.end].to_vec(),
+                            slot: p.slot,
+                            to,
+                            ask,
+                        });
+                    }
+                }
                 Ok(Some((Frame::Error(e), _))) if is_moving(e) => {
                     // A demoted primary (READONLY) or a server still loading: the call stays
                     // in the journal and goes again on a new connection, found anew.
@@ -830,10 +1066,35 @@ fn read_and_deliver(state: &Rc<Shared>) {
         call_js(state, array);
     }
     unsafe { sys::napi_close_handle_scope(env, scope) };
+    if !redirects.is_empty() {
+        tell_node(state, NodeEvent::Redirected(redirects));
+    }
     if let Some(reason) = lost {
         lose_connection(state, &reason);
     } else {
         settle_if_closing(state);
+    }
+}
+
+/// `MOVED <slot> <host>:<port>` or `ASK <slot> <host>:<port>`: whether it is an ASK, and where.
+fn redirect_of(error: &[u8]) -> Option<(bool, (String, u16))> {
+    let text = std::str::from_utf8(error).ok()?;
+    let mut parts = text.split(' ');
+    let ask = match parts.next()? {
+        "MOVED" => false,
+        "ASK" => true,
+        _ => return None,
+    };
+    let _slot = parts.next()?;
+    let (host, port) = parts.next()?.rsplit_once(':')?;
+    Some((ask, (host.to_string(), port.parse().ok()?)))
+}
+
+/// Calls the cluster router's hook, if any, without holding the state borrowed.
+fn tell_node(state: &Rc<Shared>, event: NodeEvent) {
+    let hook = state.borrow().on_node.clone();
+    if let Some(hook) = hook {
+        hook(event);
     }
 }
 
@@ -1028,6 +1289,7 @@ fn lose_connection(state: &Rc<Shared>, reason: &str) {
         rebuild_journal(&mut s);
         arm_timer(&mut s);
     }
+    tell_node(state, NodeEvent::Lost);
     if settle_if_closing(state) {
         return;
     }

@@ -1,9 +1,120 @@
-//! The connection engine the calls ride: a socket (plain or TLS) owned by the JS thread and
+//! The connection engine the calls ride: sockets (plain or TLS) owned by the JS thread and
 //! polled by Node's libuv loop, RESP encoding and decoding, and the reconnect-and-resend
-//! journal. It serves one server and the primary behind Sentinel; Redis Cluster and hosts
-//! without libuv still go through `backend` (redis-rs on the I/O thread).
+//! journal. It serves one server, the primary behind Sentinel, and Redis Cluster (one
+//! connection per primary, routed by slot). Hosts without libuv, and calls that are not a
+//! single command on one slot, go through `backend` (redis-rs on the I/O thread).
 
+pub mod cluster;
 pub mod connection;
 pub mod resp;
 pub mod tls;
 pub mod uv;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use napi::sys;
+
+use crate::backend::Command;
+use crate::config::{ConnectionSpec, Topology};
+use crate::error::StoreError;
+use cluster::Router;
+use connection::{Direct, LinkHook, Opened, SlotRange};
+
+/// What connector threads hand back to the JS thread.
+pub enum EngineReport {
+    Opened(Opened),
+    /// A cluster's slot map, freshly read.
+    Slots(Result<Vec<SlotRange>, String>),
+}
+
+/// Carries reports to the JS thread.
+pub type Reporter = Arc<dyn Fn(EngineReport) + Send + Sync>;
+
+/// Why a command did not join the engine.
+pub enum Bounce {
+    /// The store cannot take it now (`ERR_OVERLOADED`, `ERR_CLOSED`).
+    Refused(StoreError),
+    /// The engine does not carry it (keys on several cluster slots): the I/O-thread path does.
+    Elsewhere(Command),
+}
+
+pub enum Engine {
+    Single(Direct),
+    Cluster(Box<Router>),
+}
+
+impl Engine {
+    /// `None` when libuv is not reachable or the spec has no engine path (memory://, unix
+    /// sockets, TLS settings the constructor reports).
+    ///
+    /// # Safety
+    /// `env` and `callback` must be the JS thread's env and a live JS function.
+    pub unsafe fn new(
+        env: sys::napi_env,
+        callback: sys::napi_value,
+        spec: &ConnectionSpec,
+    ) -> Option<Engine> {
+        match &spec.topology {
+            Topology::Cluster(cluster) => unsafe { Router::new(env, callback, cluster, spec) }
+                .map(|r| Engine::Cluster(Box::new(r))),
+            _ => unsafe { Direct::new(env, callback, spec) }.map(Engine::Single),
+        }
+    }
+
+    /// Starts connecting. `on_link` hears when a connection comes up, or calls start failing
+    /// for want of one.
+    pub fn start(self: &Rc<Self>, report: Reporter, on_link: LinkHook) {
+        match &**self {
+            Engine::Single(d) => d.start(report, on_link),
+            Engine::Cluster(r) => r.start(report, on_link, Rc::downgrade(self)),
+        }
+    }
+
+    /// How many calls JS should gather before handing them over: about 16 per connection, so
+    /// a server starts on the first calls while JS still makes the next ones, but a cluster's
+    /// nodes each get a batch worth a write.
+    pub fn batch_cap(&self) -> u32 {
+        match self {
+            Engine::Single(_) => 16,
+            Engine::Cluster(r) => (16 * r.primaries() as u32).clamp(16, 128),
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        match self {
+            Engine::Single(d) => d.ready(),
+            Engine::Cluster(r) => r.ready(),
+        }
+    }
+
+    pub fn push(&self, id: u32, command: Command) -> Result<(), Bounce> {
+        match self {
+            Engine::Single(d) => d.push(id, &command).map_err(Bounce::Refused),
+            Engine::Cluster(r) => r.push(id, command),
+        }
+    }
+
+    pub fn flush(&self) {
+        match self {
+            Engine::Single(d) => d.flush(),
+            Engine::Cluster(r) => r.flush(),
+        }
+    }
+
+    pub fn close(&self) {
+        match self {
+            Engine::Single(d) => d.close(),
+            Engine::Cluster(r) => r.close(),
+        }
+    }
+
+    /// Takes a connector thread's report; called on the JS thread.
+    pub fn report(&self, report: EngineReport) {
+        match (self, report) {
+            (Engine::Single(d), EngineReport::Opened(o)) => d.opened(o),
+            (Engine::Cluster(r), report) => r.report(report),
+            (Engine::Single(_), EngineReport::Slots(_)) => {}
+        }
+    }
+}

@@ -129,36 +129,46 @@ pub fn roundtrip<S: std::io::Read + Write>(
     stream: &mut S,
     args: &[&[u8]],
 ) -> std::io::Result<Result<(), String>> {
-    Ok(query(stream, args)?.map(|_| ()))
+    Ok(query_tree(stream, args)?.map(|_| ()))
 }
 
-/// Like `roundtrip`, and returns the reply's text: the one string, or an array's string items
-/// (others are left out), or nothing for a nil.
-pub fn query<S: std::io::Read + Write>(
+/// A reply read whole, owned: for the few replies the handshake and topology queries read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tree {
+    Text(String),
+    Int(i64),
+    List(Vec<Tree>),
+    Nil,
+}
+
+impl Tree {
+    fn of(frame: &Frame<'_>) -> Tree {
+        let text = |b: &[u8]| Tree::Text(String::from_utf8_lossy(b).into_owned());
+        match frame {
+            Frame::Simple(b) | Frame::Bulk(Some(b)) | Frame::Error(b) => text(b),
+            Frame::Int(n) => Tree::Int(*n),
+            Frame::Bulk(None) | Frame::Array(None) => Tree::Nil,
+            Frame::Array(Some(items)) => Tree::List(items.iter().map(Tree::of).collect()),
+        }
+    }
+}
+
+/// Like `roundtrip`, and returns the whole reply.
+pub fn query_tree<S: std::io::Read + Write>(
     stream: &mut S,
     args: &[&[u8]],
-) -> std::io::Result<Result<Vec<String>, String>> {
+) -> std::io::Result<Result<Tree, String>> {
     let mut out = Vec::new();
     encode(&mut out, args);
     stream.write_all(&out)?;
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut chunk = [0u8; 4096];
     loop {
         match decode(&buf) {
-            Ok(Some((Frame::Error(e), _))) => return Ok(Err(text(e))),
-            Ok(Some((Frame::Array(Some(items)), _))) => {
-                return Ok(Ok(items
-                    .iter()
-                    .filter_map(|f| match f {
-                        Frame::Bulk(Some(b)) | Frame::Simple(b) => Some(text(b)),
-                        _ => None,
-                    })
-                    .collect()))
+            Ok(Some((Frame::Error(e), _))) => {
+                return Ok(Err(String::from_utf8_lossy(e).into_owned()))
             }
-            Ok(Some((Frame::Bulk(Some(b)) | Frame::Simple(b), _))) => return Ok(Ok(vec![text(b)])),
-            Ok(Some((Frame::Int(n), _))) => return Ok(Ok(vec![n.to_string()])),
-            Ok(Some(_)) => return Ok(Ok(Vec::new())),
+            Ok(Some((frame, _))) => return Ok(Ok(Tree::of(&frame))),
             Ok(None) => {}
             Err(e) => return Ok(Err(e.0)),
         }
@@ -168,6 +178,26 @@ pub fn query<S: std::io::Read + Write>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Like `roundtrip`, and returns the reply's text: the one string, or an array's string items
+/// (others are left out), or nothing for a nil.
+pub fn query<S: std::io::Read + Write>(
+    stream: &mut S,
+    args: &[&[u8]],
+) -> std::io::Result<Result<Vec<String>, String>> {
+    Ok(query_tree(stream, args)?.map(|tree| match tree {
+        Tree::Text(s) => vec![s],
+        Tree::Int(n) => vec![n.to_string()],
+        Tree::List(items) => items
+            .into_iter()
+            .filter_map(|t| match t {
+                Tree::Text(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        Tree::Nil => Vec::new(),
+    }))
 }
 
 /// Appends the RESP form of a session command to `out`.

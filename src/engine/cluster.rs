@@ -1,0 +1,329 @@
+//! Redis Cluster on the engine: one JS-thread connection per primary, a slot map read with
+//! `CLUSTER SLOTS`, and routing by slot (redis-rs's `Slot::for_key`, hash tags included).
+//! `MOVED` updates the map and sends the call to the named node; `ASK` sends `ASKING` and the
+//! call there once. A lost node, or a redirect, re-reads the map; calls waiting on a node that
+//! is down move to wherever their slot lives now, so a failover is ridden through.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use napi::sys;
+use redis::cluster_routing::Slot;
+
+use super::connection::{Direct, LinkHook, NodeEvent, SlotRange, Target, Waiting};
+use super::{Bounce, Engine, EngineReport, Reporter};
+use crate::backend::Command;
+use crate::config::{ClusterSpec, ConnectionSpec};
+
+/// What every node shares: credentials, TLS and timeouts.
+struct NodeSettings {
+    username: Option<String>,
+    password: Option<String>,
+    tls: Option<crate::config::TlsSettings>,
+    spec: ConnectionSpec,
+}
+
+pub struct Router {
+    env: sys::napi_env,
+    callback: sys::napi_ref,
+    settings: NodeSettings,
+    nodes: RefCell<Vec<Rc<Direct>>>,
+    addrs: RefCell<HashMap<(String, u16), usize>>,
+    slots: RefCell<HashMap<Slot, usize>>,
+    /// Nodes that were given calls since the last flush.
+    dirty: RefCell<Vec<usize>>,
+    report: RefCell<Option<Reporter>>,
+    on_link: RefCell<Option<LinkHook>>,
+    engine: RefCell<Weak<Engine>>,
+    refreshing: Cell<bool>,
+    refresh_again: Cell<bool>,
+    closed: Cell<bool>,
+    /// Primaries in the last slot map read; 0 before the first.
+    primaries: Cell<usize>,
+}
+
+impl Router {
+    /// # Safety
+    /// `env` and `callback` must be the JS thread's env and a live JS function.
+    pub unsafe fn new(
+        env: sys::napi_env,
+        callback: sys::napi_value,
+        cluster: &ClusterSpec,
+        spec: &ConnectionSpec,
+    ) -> Option<Router> {
+        super::uv::get()?;
+        let mut callback_ref = std::ptr::null_mut();
+        if unsafe { sys::napi_create_reference(env, callback, 1, &mut callback_ref) }
+            != sys::Status::napi_ok
+        {
+            return None;
+        }
+        let router = Router {
+            env,
+            callback: callback_ref,
+            settings: NodeSettings {
+                username: cluster.username.clone(),
+                password: cluster.password.clone(),
+                tls: cluster.tls.clone(),
+                spec: spec.clone(),
+            },
+            nodes: RefCell::new(Vec::new()),
+            addrs: RefCell::new(HashMap::new()),
+            slots: RefCell::new(HashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            report: RefCell::new(None),
+            on_link: RefCell::new(None),
+            engine: RefCell::new(Weak::new()),
+            refreshing: Cell::new(false),
+            refresh_again: Cell::new(false),
+            closed: Cell::new(false),
+            primaries: Cell::new(0),
+        };
+        for info in &cluster.nodes {
+            let (host, port) = match info.addr() {
+                redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
+                redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+                _ => return None,
+            };
+            router.add_node(&host, port)?;
+        }
+        Some(router)
+    }
+
+    /// The index of the node at `host:port`, connecting to it if it is new.
+    fn add_node(&self, host: &str, port: u16) -> Option<usize> {
+        if let Some(&i) = self.addrs.borrow().get(&(host.to_string(), port)) {
+            return Some(i);
+        }
+        let s = &self.settings;
+        let target = Target::node(
+            host,
+            port,
+            s.username.clone(),
+            s.password.clone(),
+            s.tls.clone(),
+            s.spec.connect_timeout,
+        )?;
+        let index = self.nodes.borrow().len();
+        let node = unsafe {
+            let mut callback = std::ptr::null_mut();
+            sys::napi_get_reference_value(self.env, self.callback, &mut callback);
+            Direct::with_target(self.env, callback, target, &s.spec, index)?
+        };
+        let node = Rc::new(node);
+        self.nodes.borrow_mut().push(node.clone());
+        self.addrs
+            .borrow_mut()
+            .insert((host.to_string(), port), index);
+        let report = self.report.borrow().clone();
+        let on_link = self.on_link.borrow().clone();
+        if let (Some(report), Some(on_link)) = (report, on_link) {
+            self.wire_up(&node, index, report, on_link);
+        }
+        Some(index)
+    }
+
+    fn wire_up(&self, node: &Rc<Direct>, index: usize, report: Reporter, on_link: LinkHook) {
+        let engine = self.engine.borrow().clone();
+        node.set_node_hook(Rc::new(move |event| {
+            if let Some(engine) = engine.upgrade() {
+                if let Engine::Cluster(router) = &*engine {
+                    router.node_event(index, event);
+                }
+            }
+        }));
+        node.start(report, on_link);
+    }
+
+    pub fn start(&self, report: Reporter, on_link: LinkHook, engine: Weak<Engine>) {
+        *self.engine.borrow_mut() = engine;
+        *self.report.borrow_mut() = Some(report.clone());
+        *self.on_link.borrow_mut() = Some(on_link.clone());
+        let nodes = self.nodes.borrow().clone();
+        for (i, node) in nodes.iter().enumerate() {
+            self.wire_up(node, i, report.clone(), on_link.clone());
+        }
+        self.refresh();
+    }
+
+    /// How many nodes serve slots (the seeds, before the first map arrives).
+    pub fn primaries(&self) -> usize {
+        match self.primaries.get() {
+            0 => self.nodes.borrow().len().max(1),
+            n => n,
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        !self.closed.get()
+    }
+
+    fn node_for(&self, slot: Slot) -> usize {
+        self.slots.borrow().get(&slot).copied().unwrap_or(0)
+    }
+
+    pub fn push(&self, id: u32, command: Command) -> Result<(), Bounce> {
+        let slot = {
+            let keys = command.keys();
+            let Some(first) = keys.first() else {
+                return Err(Bounce::Elsewhere(command));
+            };
+            let slot = Slot::for_key(first);
+            if keys[1..].iter().any(|k| Slot::for_key(k) != slot) {
+                return Err(Bounce::Elsewhere(command));
+            }
+            slot
+        };
+        let index = self.node_for(slot);
+        let node = self.nodes.borrow()[index].clone();
+        node.push_to_slot(id, &command, Some(slot))
+            .map_err(Bounce::Refused)?;
+        self.dirty.borrow_mut().push(index);
+        Ok(())
+    }
+
+    pub fn flush(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        let nodes = self.nodes.borrow().clone();
+        let mut done = Vec::with_capacity(dirty.len());
+        for i in dirty {
+            if !done.contains(&i) {
+                done.push(i);
+                nodes[i].flush();
+            }
+        }
+    }
+
+    pub fn close(&self) {
+        self.closed.set(true);
+        let nodes = self.nodes.borrow().clone();
+        for node in nodes {
+            node.close();
+        }
+    }
+
+    pub fn report(&self, report: EngineReport) {
+        match report {
+            EngineReport::Opened(opened) => {
+                let node = self.nodes.borrow().get(opened.node).cloned();
+                if let Some(node) = node {
+                    node.opened(opened);
+                }
+            }
+            EngineReport::Slots(result) => {
+                self.refreshing.set(false);
+                if let Ok(map) = result {
+                    self.apply(map);
+                }
+                if self.refresh_again.replace(false) {
+                    self.refresh();
+                }
+            }
+        }
+    }
+
+    fn node_event(&self, from: usize, event: NodeEvent) {
+        match event {
+            NodeEvent::Redirected(redirects) => {
+                let mut moved = false;
+                for r in redirects {
+                    let Some(to) = self.add_node(&r.to.0, r.to.1) else {
+                        continue;
+                    };
+                    if !r.ask {
+                        moved = true;
+                        if let Some(slot) = r.slot {
+                            self.slots.borrow_mut().insert(slot, to);
+                        }
+                    }
+                    let node = self.nodes.borrow()[to].clone();
+                    node.push_waiting(
+                        Waiting {
+                            id: r.id,
+                            deadline: r.deadline,
+                            bytes: r.bytes,
+                            slot: r.slot,
+                        },
+                        r.ask,
+                    );
+                    self.dirty.borrow_mut().push(to);
+                }
+                self.flush();
+                if moved {
+                    self.refresh();
+                }
+            }
+            NodeEvent::Lost => {
+                let _ = from;
+                self.refresh();
+            }
+        }
+    }
+
+    /// Reads the slot map again, off the JS thread, from the first node that answers.
+    fn refresh(&self) {
+        if self.closed.get() {
+            return;
+        }
+        if self.refreshing.replace(true) {
+            self.refresh_again.set(true);
+            return;
+        }
+        let Some(report) = self.report.borrow().clone() else {
+            self.refreshing.set(false);
+            return;
+        };
+        let targets: Vec<Target> = self.nodes.borrow().iter().map(|n| n.target()).collect();
+        crate::runtime::get().spawn_blocking(move || {
+            let mut last = String::from("no cluster node answered");
+            for target in targets {
+                match target.cluster_slots() {
+                    Ok(map) if !map.is_empty() => {
+                        report(EngineReport::Slots(Ok(map)));
+                        return;
+                    }
+                    Ok(_) => last = "a node reported no slots".into(),
+                    Err(e) => last = e,
+                }
+            }
+            report(EngineReport::Slots(Err(last)));
+        });
+    }
+
+    /// Takes a fresh slot map, and sends the calls waiting on nodes that are down to wherever
+    /// their slots live now.
+    fn apply(&self, map: Vec<SlotRange>) {
+        let mut slots = HashMap::with_capacity(16384);
+        for range in &map {
+            let Some(index) = self.add_node(&range.host, range.port) else {
+                continue;
+            };
+            for n in range.start..=range.end {
+                if let Some(slot) = Slot::new(n) {
+                    slots.insert(slot, index);
+                }
+            }
+        }
+        let mut serving: Vec<usize> = slots.values().copied().collect();
+        serving.sort_unstable();
+        serving.dedup();
+        self.primaries.set(serving.len());
+        *self.slots.borrow_mut() = slots;
+        let nodes = self.nodes.borrow().clone();
+        for (i, node) in nodes.iter().enumerate() {
+            for call in node.take_waiting() {
+                let to = call.slot.map(|s| self.node_for(s)).unwrap_or(i);
+                nodes[to].push_waiting(call, false);
+                self.dirty.borrow_mut().push(to);
+            }
+        }
+        self.flush();
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        unsafe { sys::napi_delete_reference(self.env, self.callback) };
+    }
+}
