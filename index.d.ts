@@ -21,7 +21,7 @@ export interface TlsOptions {
   ca?: string | Buffer | Array<string | Buffer>
   cert?: string | Buffer
   key?: string | Buffer
-  /** The name verified against the certificate and sent as SNI, when not the host connected to (not supported on Redis Cluster). */
+  /** The name verified against the certificate and sent as SNI, when not the host connected to (the keyspace calls' redis-rs connection verifies the host instead). */
   servername?: string
   rejectUnauthorized?: boolean
 }

@@ -128,104 +128,49 @@ pub enum Request {
 impl Request {
     /// The same request with `namespace` before every key name it holds (not before set or list
     /// members, which are ids), as a client with that key prefix would have sent it.
-    pub fn in_namespace(self, namespace: &str) -> Request {
-        if namespace.is_empty() {
-            return self;
+    pub fn in_namespace(mut self, namespace: &str) -> Request {
+        if !namespace.is_empty() {
+            for name in self.key_names_mut() {
+                name.insert_str(0, namespace);
+            }
         }
-        let ns = |k: String| format!("{namespace}{k}");
+        self
+    }
+
+    /// Every key, key prefix and index prefix the request names.
+    fn key_names_mut(&mut self) -> Vec<&mut String> {
         match self {
-            Request::Get { key } => Request::Get { key: ns(key) },
-            Request::Set { key, value, ttl } => Request::Set {
-                key: ns(key),
-                value,
-                ttl,
-            },
-            Request::SetUntil { key, value, at } => Request::SetUntil {
-                key: ns(key),
-                value,
-                at,
-            },
-            Request::Touch { key, ttl } => Request::Touch { key: ns(key), ttl },
-            Request::Destroy { keys } => Request::Destroy {
-                keys: keys.into_iter().map(ns).collect(),
-            },
-            Request::Count { prefix, scan_count } => Request::Count {
-                prefix: ns(prefix),
-                scan_count,
-            },
-            Request::Ids { prefix, scan_count } => Request::Ids {
-                prefix: ns(prefix),
-                scan_count,
-            },
-            Request::Entries { prefix, scan_count } => Request::Entries {
-                prefix: ns(prefix),
-                scan_count,
-            },
-            Request::Clear { prefix, scan_count } => Request::Clear {
-                prefix: ns(prefix),
-                scan_count,
-            },
-            Request::Exists { key } => Request::Exists { key: ns(key) },
-            Request::MGet { keys } => Request::MGet {
-                keys: keys.into_iter().map(ns).collect(),
-            },
-            Request::IndexedSet {
-                key,
-                value,
-                at,
-                index_key,
-                member,
-            } => Request::IndexedSet {
-                key: ns(key),
-                value,
-                at,
-                index_key: ns(index_key),
-                member,
-            },
+            Request::Get { key }
+            | Request::Set { key, .. }
+            | Request::SetUntil { key, .. }
+            | Request::Touch { key, .. }
+            | Request::Exists { key }
+            | Request::ListPush { key, .. }
+            | Request::ListRead { key }
+            | Request::ListRemove { key, .. } => vec![key],
+            Request::Destroy { keys } | Request::MGet { keys } => keys.iter_mut().collect(),
+            Request::Count { prefix, .. }
+            | Request::Ids { prefix, .. }
+            | Request::Entries { prefix, .. }
+            | Request::Clear { prefix, .. } => vec![prefix],
+            Request::IndexedSet { key, index_key, .. } => vec![key, index_key],
             Request::IndexedDelete {
-                key,
-                member,
-                index_prefix,
-                field,
-            } => Request::IndexedDelete {
-                key: ns(key),
-                member,
-                index_prefix: ns(index_prefix),
-                field,
-            },
+                key, index_prefix, ..
+            } => vec![key, index_prefix],
             Request::IndexRead {
                 index_key,
                 key_prefix,
-            } => Request::IndexRead {
-                index_key: ns(index_key),
-                key_prefix: ns(key_prefix),
-            },
-            Request::IndexDrop {
+            }
+            | Request::IndexDrop {
                 index_key,
                 key_prefix,
-            } => Request::IndexDrop {
-                index_key: ns(index_key),
-                key_prefix: ns(key_prefix),
-            },
+            } => vec![index_key, key_prefix],
             Request::PruneIndexes {
                 index_prefix,
                 key_prefix,
-                scan_count,
-            } => Request::PruneIndexes {
-                index_prefix: ns(index_prefix),
-                key_prefix: ns(key_prefix),
-                scan_count,
-            },
-            Request::ListPush { key, member } => Request::ListPush {
-                key: ns(key),
-                member,
-            },
-            Request::ListRead { key } => Request::ListRead { key: ns(key) },
-            Request::ListRemove { key, member } => Request::ListRemove {
-                key: ns(key),
-                member,
-            },
-            built @ Request::Command(_) => built,
+                ..
+            } => vec![index_prefix, key_prefix],
+            Request::Command(_) => vec![],
         }
     }
 

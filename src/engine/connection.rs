@@ -647,22 +647,10 @@ impl Direct {
     /// Writes what `push` queued, or starts a connection for it. Replies arrive through the JS
     /// callback.
     pub fn flush(&self) {
-        let failure = {
-            let mut s = self.state.borrow_mut();
-            if s.pending.is_empty() {
-                return;
-            }
-            let s = &mut *s;
-            let result = match s.conn.as_mut() {
-                Some(conn) => write_out(conn, &s.journal),
-                None => Ok(()),
-            };
-            arm_timer(s);
-            result.err()
-        };
-        if let Some(reason) = failure {
-            lose_connection(&self.state, &reason);
-        } else if self.state.borrow().conn.is_none() {
+        if self.state.borrow().pending.is_empty() {
+            return;
+        }
+        if send_waiting(&self.state) && self.state.borrow().conn.is_none() {
             connect(&self.state);
         }
     }
@@ -736,19 +724,7 @@ fn install(state: &Rc<Shared>, opened: Opened) {
         state.borrow_mut().gave_up = false;
         tell_link(state, None);
         // Whatever waited for this connection (or was in flight on the last one) goes now.
-        let failure = {
-            let mut s = state.borrow_mut();
-            let s = &mut *s;
-            let result = match s.conn.as_mut() {
-                Some(conn) => write_out(conn, &s.journal),
-                None => Ok(()),
-            };
-            arm_timer(s);
-            result.err()
-        };
-        if let Some(reason) = failure {
-            lose_connection(state, &reason);
-        }
+        send_waiting(state);
     } else {
         arm_timer(&mut state.borrow_mut());
         let failed = {
@@ -809,6 +785,28 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         });
     }
     true
+}
+
+/// Writes the journal to the connection, if there is one, and sets the timer; false when the
+/// write lost the connection.
+fn send_waiting(state: &Rc<Shared>) -> bool {
+    let failure = {
+        let mut s = state.borrow_mut();
+        let s = &mut *s;
+        let result = match s.conn.as_mut() {
+            Some(conn) => write_out(conn, &s.journal),
+            None => Ok(()),
+        };
+        arm_timer(s);
+        result.err()
+    };
+    match failure {
+        Some(reason) => {
+            lose_connection(state, &reason);
+            false
+        }
+        None => true,
+    }
 }
 
 /// Sends the journal from where this connection stands; polls for writability when the
