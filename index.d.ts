@@ -42,6 +42,11 @@ export interface ConnectionOptions {
   password?: string
   db?: number
   tls?: boolean | TlsOptions
+  /**
+   * Seconds: a TTL refresh (touch, or a write of the same value) this process sent less than
+   * this long ago is answered without a round trip. Default 0 (every refresh is sent).
+   */
+  touchAfter?: number
   /** Milliseconds allowed to open a connection. Default 5000. */
   connectTimeout?: number
   /** Milliseconds within which every call settles. Default 3000. */

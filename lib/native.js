@@ -48,7 +48,7 @@ const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'passw
 const SERVER_KEYS = ['url', 'host', 'port', 'path', 'socket', 'sentinels', 'db', 'database']
 const SOCKET_KEYS = ['host', 'port', 'path', 'tls', 'ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
-const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'cluster', 'sentinel']
+const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'touchAfter', 'cluster', 'sentinel']
 
 function pemText(v) {
   if (v == null) return undefined

@@ -21,6 +21,8 @@ pub struct ConnectionSpec {
     pub command_timeout: Duration,
     /// Calls allowed in flight at once; past that, calls fail fast with `ERR_OVERLOADED`.
     pub max_pending: usize,
+    /// `touchAfter`: refreshes this process sent less than this long ago are skipped.
+    pub touch_after: Option<Duration>,
     /// The key prefix of the client whose settings were copied (ioredis `keyPrefix`, node_redis
     /// v3 `prefix`): every key the store names lives under it, as the client would have put it.
     pub namespace: String,
@@ -122,6 +124,8 @@ struct RawOptions {
     connect_timeout: Option<f64>,
     command_timeout: Option<f64>,
     max_pending: Option<f64>,
+    /// Seconds.
+    touch_after: Option<f64>,
     /// Settings copied from a node-redis or ioredis client: `{flavor, options}`.
     client: Option<RawClient>,
     cluster: Option<RawCluster>,
@@ -445,6 +449,18 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         DEFAULT_COMMAND_TIMEOUT_MS,
         "commandTimeout",
     )?;
+    let touch_after = match raw.touch_after {
+        None => None,
+        Some(0.0) => None,
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 * 365.0 => {
+            Some(Duration::from_secs_f64(s))
+        }
+        Some(s) => {
+            return Err(StoreError::bad_argument(format!(
+                "touchAfter must be a number of seconds >= 0, got {s}"
+            )))
+        }
+    };
     let max_pending = match raw.max_pending {
         None => DEFAULT_MAX_PENDING,
         Some(n) if n.is_finite() && n >= 1.0 => n as usize,
@@ -512,6 +528,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         connect_timeout,
         command_timeout,
         max_pending,
+        touch_after,
         namespace,
     })
 }

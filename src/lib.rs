@@ -7,6 +7,7 @@ pub mod batch;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod refresh;
 pub mod runtime;
 pub mod session;
 
@@ -122,6 +123,8 @@ pub struct NativeStore {
     hold: Arc<HoldCell>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
+    /// `touchAfter`, when set.
+    gate: Option<std::cell::RefCell<refresh::RefreshGate>>,
 }
 
 impl Drop for NativeStore {
@@ -154,6 +157,9 @@ impl NativeStore {
     pub fn new(env: Env, options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
+        let gate = spec
+            .touch_after
+            .map(|t| std::cell::RefCell::new(refresh::RefreshGate::new(t)));
         let engine = unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
         let hold_in_cb = hold.clone();
@@ -209,6 +215,7 @@ impl NativeStore {
             engine,
             hold,
             namespace,
+            gate,
         })
     }
 
@@ -238,12 +245,25 @@ impl NativeStore {
             )
         })?;
         let calls = batch::decode(records, &text).map_err(to_napi_err)?;
+        // Calls answered here and now: refreshes `touchAfter` skips, and every call of an
+        // embedded store.
+        let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
+        let mut admit = |request: Request| -> std::result::Result<Request, Reply> {
+            let request = request.in_namespace(&self.namespace);
+            match gate.as_mut().and_then(|g| g.admit(&request)) {
+                Some(reply) => Err(reply),
+                None => Ok(request),
+            }
+        };
         if core.answers_inline() {
             let mut replies = Vec::with_capacity(calls.len());
             let mut requests = Vec::with_capacity(calls.len());
             for (id, request) in calls {
                 match request {
-                    Ok(r) => requests.push((id, r.in_namespace(&self.namespace))),
+                    Ok(r) => match admit(r) {
+                        Ok(r) => requests.push((id, r)),
+                        Err(reply) => replies.push((id, reply)),
+                    },
                     Err(e) => replies.push((id, Reply::Error(e))),
                 }
             }
@@ -253,9 +273,16 @@ impl NativeStore {
         let engine = self.engine.as_deref().filter(|e| e.ready());
         let mut requests = Vec::with_capacity(calls.len());
         let mut refused = Vec::new();
+        let mut inline = Vec::new();
         for (id, request) in calls {
             let request = match request {
-                Ok(r) => r.in_namespace(&self.namespace),
+                Ok(r) => match admit(r) {
+                    Ok(r) => r,
+                    Err(reply) => {
+                        inline.push((id, reply));
+                        continue;
+                    }
+                },
                 Err(e) => {
                     refused.push((id, Reply::Error(e)));
                     continue;
@@ -294,7 +321,7 @@ impl NativeStore {
             }
         }
         core.submit(requests);
-        Ok(None)
+        Ok((!inline.is_empty()).then_some(JsDelivery(Delivery::Replies(inline))))
     }
 
     /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
