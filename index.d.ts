@@ -47,6 +47,11 @@ export interface ConnectionOptions {
    * this long ago is answered without a round trip. Default 0 (every refresh is sent).
    */
   touchAfter?: number
+  /**
+   * The near cache: `get`s of keys this process read recently are answered from memory until
+   * Redis (RESP3 client tracking) says they changed. Off by default.
+   */
+  cache?: boolean | { maxBytes?: number; maxEntries?: number }
   /** Milliseconds allowed to open a connection. Default 5000. */
   connectTimeout?: number
   /** Milliseconds within which every call settles. Default 3000. */
@@ -105,6 +110,8 @@ export declare class RedisStore extends Store {
   /** Seconds the session should live. */
   getTTL(sess: SessionData): number
   /** Releases the connection; calls in flight still settle. */
+  /** Counters an operator can watch; `cache` is null when the near cache is off. */
+  stats(): { cache: { hits: number; misses: number; invalidations: number; entries: number } | null }
   close(): void
   on(event: 'connect', listener: () => void): this
   on(event: 'disconnect', listener: (reason: string) => void): this

@@ -28,6 +28,11 @@ export declare class NativeStore {
    * fewer crossings is all that counts), the engine's advice otherwise.
    */
   get batchCap(): number
+  /**
+   * The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
+   * is off.
+   */
+  cacheStats(): Array<number> | null
   /** Stops new calls; calls in flight still settle. The connection closes once they have. */
   close(): void
 }

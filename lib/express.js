@@ -124,6 +124,11 @@ class RedisStore extends Store {
     return this.ttl
   }
 
+  /** Counters an operator can watch: `{cache: {hits, misses, invalidations, entries} | null}`. */
+  stats() {
+    return { cache: this.link.cacheStats() }
+  }
+
   /** Releases the connection; calls in flight still settle. */
   close() {
     this.link.close()

@@ -48,7 +48,7 @@ const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'passw
 const SERVER_KEYS = ['url', 'host', 'port', 'path', 'socket', 'sentinels', 'db', 'database']
 const SOCKET_KEYS = ['host', 'port', 'path', 'tls', 'ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
-const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'touchAfter', 'cluster', 'sentinel']
+const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'touchAfter', 'cache', 'cluster', 'sentinel']
 
 function pemText(v) {
   if (v == null) return undefined
@@ -335,6 +335,12 @@ class Link {
       else p.resolve(v)
     }
     if (this.held !== null) this.release()
+  }
+
+  /** The near cache's counters, or null when it is off. */
+  cacheStats() {
+    const s = this.closed ? null : this.native.cacheStats()
+    return s ? { hits: s[0], misses: s[1], invalidations: s[2], entries: s[3] } : null
   }
 
   close() {

@@ -13,6 +13,16 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
 
+/// How much the near cache may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Everything needed to open the store's connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionSpec {
@@ -23,6 +33,8 @@ pub struct ConnectionSpec {
     pub max_pending: usize,
     /// `touchAfter`: refreshes this process sent less than this long ago are skipped.
     pub touch_after: Option<Duration>,
+    /// `cache`: the near cache's limits, when it is on.
+    pub cache: Option<CacheLimits>,
     /// The key prefix of the client whose settings were copied (ioredis `keyPrefix`, node_redis
     /// v3 `prefix`): every key the store names lives under it, as the client would have put it.
     pub namespace: String,
@@ -126,6 +138,8 @@ struct RawOptions {
     max_pending: Option<f64>,
     /// Seconds.
     touch_after: Option<f64>,
+    /// `true`, or `{maxBytes, maxEntries}`.
+    cache: Option<Value>,
     /// Settings copied from a node-redis or ioredis client: `{flavor, options}`.
     client: Option<RawClient>,
     cluster: Option<RawCluster>,
@@ -461,6 +475,33 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
             )))
         }
     };
+    let cache = match &raw.cache {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(CacheLimits {
+            max_entries: DEFAULT_CACHE_ENTRIES,
+            max_bytes: DEFAULT_CACHE_BYTES,
+        }),
+        Some(obj @ Value::Object(_)) => {
+            let limit = |name: &str, default: usize| match obj.get(name) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
+                    Ok(n.as_u64().unwrap_or(1) as usize)
+                }
+                Some(other) => Err(StoreError::bad_argument(format!(
+                    "cache.{name} must be a positive whole number, got {other}"
+                ))),
+            };
+            Some(CacheLimits {
+                max_entries: limit("maxEntries", DEFAULT_CACHE_ENTRIES)?,
+                max_bytes: limit("maxBytes", DEFAULT_CACHE_BYTES)?,
+            })
+        }
+        Some(other) => {
+            return Err(StoreError::bad_argument(format!(
+                "cache must be true, false or {{maxBytes, maxEntries}}, got {other}"
+            )))
+        }
+    };
     let max_pending = match raw.max_pending {
         None => DEFAULT_MAX_PENDING,
         Some(n) if n.is_finite() && n >= 1.0 => n as usize,
@@ -529,6 +570,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         command_timeout,
         max_pending,
         touch_after,
+        cache,
         namespace,
     })
 }

@@ -296,6 +296,7 @@ impl NativeStore {
                         Err(Bounce::Elsewhere(command)) => {
                             requests.push((id, Request::Command(command)))
                         }
+                        Err(Bounce::Answered(reply)) => inline.push((id, reply)),
                     },
                     Err(request) => requests.push((id, request)),
                 },
@@ -333,6 +334,19 @@ impl NativeStore {
             (_, Some(engine)) => engine.batch_cap(),
             _ => 16,
         }
+    }
+
+    /// The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
+    /// is off.
+    #[napi]
+    pub fn cache_stats(&self) -> Option<Vec<f64>> {
+        let s = self.engine.as_ref()?.cache_stats()?;
+        Some(vec![
+            s.hits as f64,
+            s.misses as f64,
+            s.invalidations as f64,
+            s.entries as f64,
+        ])
     }
 
     /// Stops new calls; calls in flight still settle. The connection closes once they have.

@@ -11,6 +11,7 @@ use std::rc::{Rc, Weak};
 use napi::sys;
 use redis::cluster_routing::Slot;
 
+use super::cache::{CacheStats, NearCache};
 use super::connection::{Direct, LinkHook, NodeEvent, SlotRange, Target, Waiting};
 use super::{Bounce, Engine, EngineReport, Reporter};
 use crate::backend::Command;
@@ -41,6 +42,8 @@ pub struct Router {
     closed: Cell<bool>,
     /// Primaries in the last slot map read; 0 before the first.
     primaries: Cell<usize>,
+    /// The near cache every node fills and invalidates.
+    cache: Option<Rc<RefCell<NearCache>>>,
 }
 
 impl Router {
@@ -51,6 +54,7 @@ impl Router {
         callback: sys::napi_value,
         cluster: &ClusterSpec,
         spec: &ConnectionSpec,
+        cache: Option<Rc<RefCell<NearCache>>>,
     ) -> Option<Router> {
         super::uv::get()?;
         let mut callback_ref = std::ptr::null_mut();
@@ -79,6 +83,7 @@ impl Router {
             refresh_again: Cell::new(false),
             closed: Cell::new(false),
             primaries: Cell::new(0),
+            cache,
         };
         for info in &cluster.nodes {
             let (host, port) = match info.addr() {
@@ -112,6 +117,9 @@ impl Router {
             Direct::with_target(self.env, callback, target, &s.spec, index)?
         };
         let node = Rc::new(node);
+        if let Some(cache) = &self.cache {
+            node.set_cache(cache.clone());
+        }
         self.nodes.borrow_mut().push(node.clone());
         self.addrs
             .borrow_mut()
@@ -163,6 +171,10 @@ impl Router {
         self.slots.borrow().get(&slot).copied().unwrap_or(0)
     }
 
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.borrow().stats())
+    }
+
     pub fn push(&self, id: u32, command: Command) -> Result<(), Bounce> {
         let slot = {
             let keys = command.keys();
@@ -177,10 +189,14 @@ impl Router {
         };
         let index = self.node_for(slot);
         let node = self.nodes.borrow()[index].clone();
-        node.push_to_slot(id, &command, Some(slot))
-            .map_err(Bounce::Refused)?;
-        self.dirty.borrow_mut().push(index);
-        Ok(())
+        match node.push_to_slot(id, &command, Some(slot)) {
+            Ok(None) => {
+                self.dirty.borrow_mut().push(index);
+                Ok(())
+            }
+            Ok(Some(reply)) => Err(Bounce::Answered(reply)),
+            Err(e) => Err(Bounce::Refused(e)),
+        }
     }
 
     pub fn flush(&self) {

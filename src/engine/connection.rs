@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 use napi::sys;
 use redis::ConnectionAddr;
 
+use super::cache::NearCache;
 use super::resp::{self, Frame};
 use super::tls::{TlsTarget, Wire};
 use super::uv;
 use super::{EngineReport, Reporter};
-use crate::backend::Command;
+use crate::backend::{Command, Reply};
 use crate::config::{ConnectionSpec, TlsSettings, Topology};
 use crate::error::ErrorKind;
 use redis::cluster_routing::Slot;
@@ -73,6 +74,8 @@ pub struct Target {
     password: Option<String>,
     db: i64,
     connect_timeout: Duration,
+    /// Ask for RESP3 and `CLIENT TRACKING` (the near cache is on).
+    tracking: bool,
 }
 
 impl Target {
@@ -100,6 +103,7 @@ impl Target {
             password,
             db: 0,
             connect_timeout,
+            tracking: false,
         })
     }
 
@@ -163,6 +167,7 @@ impl Target {
             password: r.password().map(str::to_string),
             db: r.db(),
             connect_timeout: spec.connect_timeout,
+            tracking: false,
         })
     }
 
@@ -230,12 +235,23 @@ impl Target {
     }
 
     /// Blocking connect and handshake, ready for the JS thread's poll; runs off the JS thread.
-    fn open(&self) -> Result<Wire, String> {
-        let wire = self.open_blocking()?;
+    /// With `tracking`, also switches to RESP3 and turns on `CLIENT TRACKING`; the flag says
+    /// whether the server could (Redis before 6 cannot).
+    fn open(&self) -> Result<(Wire, bool), String> {
+        let mut wire = self.open_blocking()?;
+        let tracking = self.tracking && {
+            let mut stream = wire.blocking();
+            let hello = resp::query_tree(&mut stream, &[b"HELLO", b"3"])
+                .map_err(|e| format!("HELLO: {e}"))?;
+            hello.is_ok()
+                && resp::roundtrip(&mut stream, &[b"CLIENT", b"TRACKING", b"ON"])
+                    .map_err(|e| format!("CLIENT TRACKING: {e}"))?
+                    .is_ok()
+        };
         wire.tcp()
             .set_nonblocking(true)
             .map_err(|e| format!("handshake: {e}"))?;
-        Ok(wire)
+        Ok((wire, tracking))
     }
 
     /// The slot map as this node sees it (`CLUSTER SLOTS`): primaries only.
@@ -339,7 +355,8 @@ pub struct Opened {
     /// Which connection of the engine (a cluster has one per node; a single server, one).
     pub(crate) node: usize,
     generation: u64,
-    result: Result<Wire, String>,
+    /// The connection, and whether tracking is on for it.
+    result: Result<(Wire, bool), String>,
 }
 
 /// Hears, on the JS thread, that the connection was established (`None`) or dropped.
@@ -397,6 +414,18 @@ struct Pending {
     end: usize,
     /// Its caller was already answered (it timed out); the reply is read and dropped.
     abandoned: bool,
+    /// What its reply tells the near cache.
+    cache: Fill,
+}
+
+/// How a reply feeds the near cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fill {
+    None,
+    /// A `GET` of this key: its value.
+    Value(String),
+    /// A `PTTL` of this key, sent beside the `GET`: when the value expires.
+    Ttl(String),
 }
 
 struct State {
@@ -433,6 +462,8 @@ struct State {
     graveyard: VecDeque<Wire>,
     /// This connection's index in its engine.
     node: usize,
+    /// The near cache this connection fills and invalidates (shared by a cluster's nodes).
+    cache: Option<Rc<RefCell<NearCache>>>,
     /// Told of redirects and lost connections when this connection is a cluster node.
     on_node: Option<NodeHook>,
 }
@@ -474,6 +505,8 @@ impl Direct {
         node: usize,
     ) -> Option<Direct> {
         let uv = uv::get()?;
+        let mut target = target;
+        target.tracking = spec.cache.is_some();
         unsafe {
             let mut loop_ = std::ptr::null_mut();
             if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
@@ -523,6 +556,7 @@ impl Direct {
                 graveyard: VecDeque::new(),
                 node,
                 on_node: None,
+                cache: None,
             }));
             uv::set_data(timer, Rc::into_raw(state.clone()) as *mut c_void);
             Some(Direct { state })
@@ -548,7 +582,13 @@ impl Direct {
     }
 
     /// Queues one command; `Err` gives it back when the store cannot take it.
-    pub fn push(&self, id: u32, command: &Command) -> Result<(), crate::error::StoreError> {
+    /// Queues one command; `Ok(Some(reply))` answers it at once from the near cache, `Err`
+    /// gives it back when the store cannot take it.
+    pub fn push(
+        &self,
+        id: u32,
+        command: &Command,
+    ) -> Result<Option<Reply>, crate::error::StoreError> {
         self.push_to_slot(id, command, None)
     }
 
@@ -558,8 +598,20 @@ impl Direct {
         id: u32,
         command: &Command,
         slot: Option<Slot>,
-    ) -> Result<(), crate::error::StoreError> {
+    ) -> Result<Option<Reply>, crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
+        let mut fill = Fill::None;
+        if let Some(cache) = &s.cache {
+            let mut cache = cache.borrow_mut();
+            match command {
+                Command::Get(key) => match cache.get(key) {
+                    Some(value) => return Ok(Some(Reply::Text(value))),
+                    None => fill = Fill::Value(key.clone()),
+                },
+                // This process's own writes drop its entries; Redis's invalidations do too.
+                other => other.keys().into_iter().for_each(|k| cache.remove(k)),
+            }
+        }
         if s.pending.len() >= s.max_pending {
             let max = s.max_pending;
             return Err(crate::error::StoreError::new(
@@ -570,14 +622,32 @@ impl Direct {
         let deadline = Instant::now() + s.command_timeout;
         resp::encode_command(&mut s.journal, command);
         let end = s.journal.len();
+        let ttl_of = match &fill {
+            Fill::Value(key) => Some(key.clone()),
+            _ => None,
+        };
         s.pending.push_back(Pending {
             id,
             slot,
             deadline,
             end,
             abandoned: false,
+            cache: fill,
         });
-        Ok(())
+        if let Some(key) = ttl_of {
+            // The key's TTL, so the entry also expires locally; its reply goes only to the cache.
+            resp::encode(&mut s.journal, &[b"PTTL", key.as_bytes()]);
+            let end = s.journal.len();
+            s.pending.push_back(Pending {
+                id: 0,
+                slot,
+                deadline,
+                end,
+                abandoned: true,
+                cache: Fill::Ttl(key),
+            });
+        }
+        Ok(None)
     }
 
     /// Queues a call another connection gave up (a redirect, or a slot that moved), keeping
@@ -593,6 +663,7 @@ impl Direct {
                 deadline: call.deadline,
                 end,
                 abandoned: true,
+                cache: Fill::None,
             });
         }
         s.journal.extend_from_slice(&call.bytes);
@@ -603,6 +674,7 @@ impl Direct {
             deadline: call.deadline,
             end,
             abandoned: false,
+            cache: Fill::None,
         });
     }
 
@@ -637,6 +709,20 @@ impl Direct {
     /// Where this connection goes.
     pub fn target(&self) -> Target {
         self.state.borrow().target.clone()
+    }
+
+    /// The near cache's counters, when it is on.
+    pub fn cache_stats(&self) -> Option<super::cache::CacheStats> {
+        self.state
+            .borrow()
+            .cache
+            .as_ref()
+            .map(|c| c.borrow().stats())
+    }
+
+    /// Gives this connection the near cache to fill and invalidate.
+    pub fn set_cache(&self, cache: Rc<RefCell<NearCache>>) {
+        self.state.borrow_mut().cache = Some(cache);
     }
 
     /// Makes this connection a cluster node that tells its router of redirects and losses.
@@ -744,8 +830,8 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         return false;
     }
     s.connecting = false;
-    let wire = match opened.result {
-        Ok(wire) if !s.closed => wire,
+    let (wire, tracking) = match opened.result {
+        Ok(opened) if !s.closed => opened,
         Ok(_) => return false,
         Err(e) => {
             s.last_loss = e;
@@ -773,6 +859,14 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         (uv.unref)(poll);
         // The first reconnect after a healthy connection drops is immediate.
         s.backoff = Duration::ZERO;
+        // A new connection tracks nothing yet: whatever was cached may have changed unseen.
+        if let Some(cache) = &s.cache {
+            cache.borrow_mut().clear();
+            if !tracking {
+                warn_uncached();
+                s.cache = None;
+            }
+        }
         let written = s.journal_head;
         s.conn = Some(Conn {
             wire,
@@ -999,8 +1093,18 @@ fn read_and_deliver(state: &Rc<Shared>) {
         }
         let mut used = 0;
         let mut index = 0u32;
-        while !s.pending.is_empty() {
+        while !s.pending.is_empty() || (s.cache.is_some() && used < conn.inbuf.len()) {
             match resp::decode(&conn.inbuf[used..]) {
+                Ok(Some((Frame::Push(items), n))) => {
+                    used += n;
+                    if let Some(cache) = &s.cache {
+                        invalidate(&mut cache.borrow_mut(), &items);
+                    }
+                }
+                Ok(Some(_)) if s.pending.is_empty() => {
+                    lost = Some("a reply came for no call".into());
+                    break;
+                }
                 Ok(Some((Frame::Error(e), n)))
                     if s.on_node.is_some() && redirect_of(e).is_some() =>
                 {
@@ -1031,8 +1135,20 @@ fn read_and_deliver(state: &Rc<Shared>) {
                     used += n;
                     let p = s.pending.pop_front().expect("checked non-empty");
                     s.journal_head = p.end;
+                    if let (Some(cache), Fill::Ttl(key)) = (&s.cache, &p.cache) {
+                        if let Frame::Int(ms) = frame {
+                            cache.borrow_mut().set_ttl(key, ms);
+                        }
+                    }
                     if p.abandoned {
                         continue;
+                    }
+                    if let (Some(cache), Fill::Value(key), Frame::Bulk(Some(b))) =
+                        (&s.cache, &p.cache, &frame)
+                    {
+                        if let Ok(text) = std::str::from_utf8(b) {
+                            cache.borrow_mut().fill(key, text);
+                        }
                     }
                     unsafe {
                         let mut js_id = std::ptr::null_mut();
@@ -1088,6 +1204,36 @@ fn redirect_of(error: &[u8]) -> Option<(bool, (String, u16))> {
     Some((ask, (host.to_string(), port.parse().ok()?)))
 }
 
+/// A RESP3 push: `["invalidate", [keys…]]`, or `["invalidate", nil]` for everything.
+fn invalidate(cache: &mut NearCache, items: &[Frame<'_>]) {
+    if !matches!(items.first(), Some(Frame::Bulk(Some(b)) | Frame::Simple(b)) if *b == b"invalidate")
+    {
+        return;
+    }
+    let keys = match items.get(1) {
+        Some(Frame::Array(Some(keys))) => Some(
+            keys.iter()
+                .filter_map(|k| match k {
+                    Frame::Bulk(Some(b)) | Frame::Simple(b) => {
+                        Some(String::from_utf8_lossy(b).into_owned())
+                    }
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    cache.invalidate(keys);
+}
+
+/// Redis before 6 has no RESP3: said once per process, and the store runs uncached.
+fn warn_uncached() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!("ferrisession: this Redis has no RESP3 client tracking (Redis 6+); the near cache is off");
+    });
+}
+
 /// Calls the cluster router's hook, if any, without holding the state borrowed.
 fn tell_node(state: &Rc<Shared>, event: NodeEvent) {
     let hook = state.borrow().on_node.clone();
@@ -1099,9 +1245,15 @@ fn tell_node(state: &Rc<Shared>, event: NodeEvent) {
 /// Replies that say the server cannot take the call right now but another (or it, shortly)
 /// will: a failover or restart under way.
 fn is_moving(error: &[u8]) -> bool {
-    [&b"READONLY"[..], b"LOADING", b"MASTERDOWN", b"TRYAGAIN"]
-        .iter()
-        .any(|p| error.starts_with(p))
+    [
+        &b"READONLY"[..],
+        b"LOADING",
+        b"MASTERDOWN",
+        b"TRYAGAIN",
+        b"CLUSTERDOWN",
+    ]
+    .iter()
+    .any(|p| error.starts_with(p))
 }
 
 /// Drops the answered part of the journal.
@@ -1196,6 +1348,7 @@ fn frame_to_js(env: sys::napi_env, frame: &Frame<'_>) -> sys::napi_value {
             }
             Frame::Bulk(Some(b)) => return text_to_js(env, b),
             Frame::Bulk(None) | Frame::Array(None) => return null_js(env),
+            Frame::Push(_) => return null_js(env),
             Frame::Array(Some(items)) => {
                 sys::napi_create_array_with_length(env, items.len(), &mut v);
                 for (i, item) in items.iter().enumerate() {
@@ -1283,6 +1436,9 @@ fn lose_connection(state: &Rc<Shared>, reason: &str) {
         let mut s = state.borrow_mut();
         let Some(conn) = s.conn.take() else { return };
         s.last_loss = reason.to_string();
+        if let Some(cache) = &s.cache {
+            cache.borrow_mut().clear();
+        }
         retire(&mut s, conn);
         rebuild_journal(&mut s);
         arm_timer(&mut s);

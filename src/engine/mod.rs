@@ -4,12 +4,14 @@
 //! connection per primary, routed by slot). Hosts without libuv, and calls that are not a
 //! single command on one slot, go through `backend` (redis-rs on the I/O thread).
 
+pub mod cache;
 pub mod cluster;
 pub mod connection;
 pub mod resp;
 pub mod tls;
 pub mod uv;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use napi::sys;
 use crate::backend::Command;
 use crate::config::{ConnectionSpec, Topology};
 use crate::error::StoreError;
+use cache::{CacheStats, NearCache};
 use cluster::Router;
 use connection::{Direct, LinkHook, Opened, SlotRange};
 
@@ -37,6 +40,8 @@ pub enum Bounce {
     Refused(StoreError),
     /// The engine does not carry it (keys on several cluster slots): the I/O-thread path does.
     Elsewhere(Command),
+    /// Answered at once, from the near cache.
+    Answered(crate::backend::Reply),
 }
 
 pub enum Engine {
@@ -55,10 +60,29 @@ impl Engine {
         callback: sys::napi_value,
         spec: &ConnectionSpec,
     ) -> Option<Engine> {
+        let cache = spec
+            .cache
+            .map(|limits| Rc::new(RefCell::new(NearCache::new(limits))));
         match &spec.topology {
-            Topology::Cluster(cluster) => unsafe { Router::new(env, callback, cluster, spec) }
-                .map(|r| Engine::Cluster(Box::new(r))),
-            _ => unsafe { Direct::new(env, callback, spec) }.map(Engine::Single),
+            Topology::Cluster(cluster) => {
+                unsafe { Router::new(env, callback, cluster, spec, cache) }
+                    .map(|r| Engine::Cluster(Box::new(r)))
+            }
+            _ => {
+                let direct = unsafe { Direct::new(env, callback, spec) }?;
+                if let Some(cache) = cache {
+                    direct.set_cache(cache);
+                }
+                Some(Engine::Single(direct))
+            }
+        }
+    }
+
+    /// The near cache's counters, when it is on.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        match self {
+            Engine::Single(d) => d.cache_stats(),
+            Engine::Cluster(r) => r.cache_stats(),
         }
     }
 
@@ -90,7 +114,11 @@ impl Engine {
 
     pub fn push(&self, id: u32, command: Command) -> Result<(), Bounce> {
         match self {
-            Engine::Single(d) => d.push(id, &command).map_err(Bounce::Refused),
+            Engine::Single(d) => match d.push(id, &command) {
+                Ok(None) => Ok(()),
+                Ok(Some(reply)) => Err(Bounce::Answered(reply)),
+                Err(e) => Err(Bounce::Refused(e)),
+            },
             Engine::Cluster(r) => r.push(id, command),
         }
     }

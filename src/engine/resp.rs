@@ -35,6 +35,8 @@ pub enum Frame<'a> {
     Int(i64),
     Bulk(Option<&'a [u8]>),
     Array(Option<Vec<Frame<'a>>>),
+    /// RESP3 out-of-band data (`>`): client-side caching invalidations. Never a reply.
+    Push(Vec<Frame<'a>>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -100,14 +102,24 @@ fn decode_at(
             }
             Ok(Some((Frame::Bulk(Some(&buf[next..end])), end + 2)))
         }
-        b'*' => {
+        // RESP3, spoken once near caching is on: null, boolean, double and big number read as
+        // RESP2's nil, integer and text; maps and sets as flat arrays; pushes apart.
+        b'_' => Ok(Some((Frame::Bulk(None), next))),
+        b'#' => Ok(Some((Frame::Int((head == b"t") as i64), next))),
+        b',' | b'(' => Ok(Some((Frame::Simple(head), next))),
+        b'*' | b'~' | b'%' | b'>' => {
             let len = parse_int(head)?;
             if len < 0 {
                 return Ok(Some((Frame::Array(None), next)));
             }
-            let mut items = Vec::with_capacity((len as usize).min(1024));
+            let count = if kind == b'%' {
+                len.saturating_mul(2)
+            } else {
+                len
+            };
+            let mut items = Vec::with_capacity((count as usize).min(1024));
             let mut pos = next;
-            for _ in 0..len {
+            for _ in 0..count {
                 match decode_at(buf, pos, depth + 1)? {
                     Some((item, after)) => {
                         items.push(item);
@@ -115,6 +127,9 @@ fn decode_at(
                     }
                     None => return Ok(None),
                 }
+            }
+            if kind == b'>' {
+                return Ok(Some((Frame::Push(items), pos)));
             }
             Ok(Some((Frame::Array(Some(items)), pos)))
         }
@@ -148,7 +163,9 @@ impl Tree {
             Frame::Simple(b) | Frame::Bulk(Some(b)) | Frame::Error(b) => text(b),
             Frame::Int(n) => Tree::Int(*n),
             Frame::Bulk(None) | Frame::Array(None) => Tree::Nil,
-            Frame::Array(Some(items)) => Tree::List(items.iter().map(Tree::of).collect()),
+            Frame::Array(Some(items)) | Frame::Push(items) => {
+                Tree::List(items.iter().map(Tree::of).collect())
+            }
         }
     }
 }

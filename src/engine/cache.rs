@@ -1,0 +1,180 @@
+//! The near cache: values this process read recently, served without a round trip until Redis
+//! says they changed. Server-assisted (RESP3 `CLIENT TRACKING` on every engine connection): an
+//! invalidation push drops an entry, a lost connection or a failover drops them all, and an
+//! entry also expires with the key's TTL (read with `PTTL` beside the `GET` that filled it).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::config::CacheLimits;
+
+struct Entry {
+    value: String,
+    /// `None` until the key's TTL is known, or when it has none.
+    expires: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub invalidations: u64,
+    pub entries: u64,
+}
+
+pub struct NearCache {
+    limits: CacheLimits,
+    entries: HashMap<String, Entry>,
+    /// Keys in the order they were filled, for eviction (oldest first); may name keys since
+    /// dropped.
+    order: VecDeque<String>,
+    bytes: usize,
+    stats: CacheStats,
+}
+
+impl NearCache {
+    pub fn new(limits: CacheLimits) -> NearCache {
+        NearCache {
+            limits,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The cached value of `key`, if it is there and has not expired.
+    pub fn get(&mut self, key: &str) -> Option<String> {
+        let now = Instant::now();
+        match self.entries.get(key) {
+            Some(e) if e.expires.is_none_or(|at| at > now) => {
+                self.stats.hits += 1;
+                Some(e.value.clone())
+            }
+            Some(_) => {
+                self.remove(key);
+                self.stats.misses += 1;
+                None
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Keeps the value a `GET` of `key` returned.
+    pub fn fill(&mut self, key: &str, value: &str) {
+        self.remove(key);
+        let size = key.len() + value.len();
+        if size > self.limits.max_bytes {
+            return;
+        }
+        while self.entries.len() >= self.limits.max_entries
+            || self.bytes + size > self.limits.max_bytes
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                value: value.to_string(),
+                expires: None,
+            },
+        );
+        self.order.push_back(key.to_string());
+        self.bytes += size;
+        // Entries dropped by invalidations leave their keys in `order`; keep it bounded.
+        if self.order.len() > 2 * self.limits.max_entries.max(16) {
+            let entries = &self.entries;
+            self.order.retain(|k| entries.contains_key(k));
+        }
+    }
+
+    /// The key's TTL as `PTTL` reported it: -2 (gone) drops the entry, -1 (none) keeps it.
+    pub fn set_ttl(&mut self, key: &str, pttl_ms: i64) {
+        match pttl_ms {
+            -2 => self.remove(key),
+            ms if ms >= 0 => {
+                if let Some(e) = self.entries.get_mut(key) {
+                    e.expires = Some(Instant::now() + Duration::from_millis(ms as u64));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops `key`: this process is writing it.
+    pub fn remove(&mut self, key: &str) {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= key.len() + e.value.len();
+        }
+    }
+
+    /// Redis said these keys changed (`None`: everything, as after `FLUSHALL`).
+    pub fn invalidate(&mut self, keys: Option<Vec<String>>) {
+        self.stats.invalidations += 1;
+        match keys {
+            Some(keys) => keys.iter().for_each(|k| self.remove(k)),
+            None => self.clear(),
+        }
+    }
+
+    /// Drops everything: a connection was lost, so invalidations may have been missed.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len() as u64,
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(max_entries: usize, max_bytes: usize) -> NearCache {
+        NearCache::new(CacheLimits {
+            max_entries,
+            max_bytes,
+        })
+    }
+
+    #[test]
+    fn fills_hits_and_invalidates() {
+        let mut c = cache(10, 1000);
+        assert_eq!(c.get("a"), None);
+        c.fill("a", "1");
+        assert_eq!(c.get("a").as_deref(), Some("1"));
+        c.invalidate(Some(vec!["a".into()]));
+        assert_eq!(c.get("a"), None);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.invalidations), (1, 2, 1));
+    }
+
+    #[test]
+    fn expires_with_the_key_and_evicts_the_oldest() {
+        let mut c = cache(2, 1000);
+        c.fill("a", "1");
+        c.set_ttl("a", 0);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(c.get("a"), None);
+        c.fill("b", "2");
+        c.fill("c", "3");
+        c.fill("d", "4");
+        assert_eq!(c.get("b"), None, "the oldest went first");
+        assert_eq!(c.get("d").as_deref(), Some("4"));
+        let mut small = cache(10, 8);
+        small.fill("k", "123456789");
+        assert_eq!(small.get("k"), None, "larger than the whole budget");
+    }
+}
