@@ -109,9 +109,9 @@ export declare class RedisStore extends Store {
   all(cb?: Callback): Promise<any>
   /** Seconds the session should live. */
   getTTL(sess: SessionData): number
-  /** Releases the connection; calls in flight still settle. */
   /** Counters an operator can watch; `cache` is null when the near cache is off. */
   stats(): { cache: { hits: number; misses: number; invalidations: number; entries: number } | null }
+  /** Releases the connection; calls in flight still settle. */
   close(): void
   on(event: 'connect', listener: () => void): this
   on(event: 'disconnect', listener: (reason: string) => void): this
