@@ -12,6 +12,7 @@ const path = require('node:path')
 const autocannon = require('autocannon')
 const { startRedis, startCluster, startSentinels, makeCertificates, loadThroughFault, sleep } = require('../__test__/support/redis.js')
 const { STORES: FACTORIES } = require('./stores.js')
+const net = require('node:net')
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS) || 3
 const OPS = Number(process.env.BENCH_OPS) || 100_000
@@ -286,6 +287,103 @@ async function faults() {
   return out
 }
 
+/**
+ * A TCP proxy to `port` that holds every chunk `delayMs` before passing it on, both ways: a
+ * network round trip on loopback. Node's timers fire on whole milliseconds, so the delay is
+ * at least 1 ms each way; the round trip is measured and reported.
+ */
+function delayProxy(port, delayMs) {
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1')
+    client.setNoDelay(true)
+    upstream.setNoDelay(true)
+    const pipe = (from, to) => {
+      from.on('data', (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs))
+      from.on('close', () => setTimeout(() => to.destroy(), delayMs))
+      from.on('error', () => {})
+    }
+    pipe(client, upstream)
+    pipe(upstream, client)
+  })
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: server.address().port, close: () => server.close() })))
+}
+
+/** Median of 200 PINGs through the proxy, in ms. */
+function measuredRoundTrip(port) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    const times = []
+    let t0 = 0
+    const ping = () => {
+      t0 = process.hrtime.bigint()
+      socket.write('*1\r\n$4\r\nPING\r\n')
+    }
+    socket.on('data', () => {
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      if (times.length === 200) {
+        socket.destroy()
+        resolve(median(times))
+      } else ping()
+    })
+    socket.on('error', reject)
+    socket.on('connect', ping)
+  })
+}
+
+const LATENCY_STORES = ['connect-redis', 'ferrisession', 'ferrisession-near']
+const LATENCY_RATE = 500
+const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS) || 5
+
+/** Redis commands run since the last CONFIG RESETSTAT, less the INFO that reads them. */
+function commandsRun(redis) {
+  let total = 0
+  for (const line of redis.cli('INFO', 'commandstats').split('\n')) {
+    const m = /^cmdstat_([a-z|]+):calls=(\d+)/.exec(line)
+    if (m && m[1] !== 'info' && m[1] !== 'config') total += Number(m[2])
+  }
+  return total
+}
+
+/** Express at a fixed rate through the delay proxy: p50/p99 and Redis commands per request. */
+async function latency(redis) {
+  const proxy = await delayProxy(redis.port, 0.5)
+  const rtt = await measuredRoundTrip(proxy.port)
+  const out = { rttMs: rtt, rate: LATENCY_RATE, seconds: LATENCY_SECONDS, stores: {} }
+  try {
+    for (const store of LATENCY_STORES) {
+      redis.cli('FLUSHALL')
+      const app = await startApp(store, `redis://127.0.0.1:${proxy.port}`)
+      try {
+        const cookies = []
+        for (let i = 0; i < 50; i++) cookies.push(await login(app.port))
+        out.stores[store] = {}
+        for (const route of ['read', 'write']) {
+          let n = 0
+          const load = (duration) =>
+            autocannon({
+              url: `http://127.0.0.1:${app.port}`,
+              connections: 20,
+              overallRate: LATENCY_RATE,
+              duration,
+              requests: [{ method: 'GET', path: `/${route}`, setupRequest: (req) => ({ ...req, headers: { cookie: cookies[n++ % cookies.length] } }) }],
+            })
+          await load(1) // warm-up: JIT, and the near cache filled
+          redis.cli('CONFIG', 'RESETSTAT')
+          const r = await load(LATENCY_SECONDS)
+          const commands = commandsRun(redis)
+          out.stores[store][route] = { p50: r.latency.p50, p99: r.latency.p99, requests: r.requests.total, commandsPerRequest: commands / r.requests.total, errors: r.errors + r.non2xx }
+          console.log(`latency ${store} /${route}: p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, ${(commands / r.requests.total).toFixed(2)} Redis commands per request`)
+        }
+      } finally {
+        await app.stop()
+      }
+    }
+  } finally {
+    proxy.close()
+  }
+  return out
+}
+
 function topologyTable(lines, topo, summary) {
   const anchor = topo.anchor
   const label = ANCHOR_LABEL[anchor]
@@ -347,6 +445,7 @@ async function main() {
         }
       }
     }
+    const latencyResults = plainRedis && !(only && !only.includes('latency')) ? await latency(plainRedis) : null
     for (const env of envs) await env.close()
     envs.length = 0
     const faultResults = only && !only.includes('faults') ? null : await faults()
@@ -373,6 +472,22 @@ async function main() {
       lines.push(`Plain TCP, JS-thread CPU above the pure-JS floor (the harness's own JSON and promise work taken out), geomean: ours ${fmt(above(OURS), 2)} µs, connect-redis ${fmt(above(ANCHOR), 2)} µs, ratio **${fmt(above(OURS) / above(ANCHOR), 2)}×**.`, '')
     }
     for (const topo of TOPOLOGIES) if (results[topo.name]) topologyTable(lines, topo, results[topo.name])
+
+    if (latencyResults) {
+      const L = latencyResults
+      lines.push('## At a network round trip: round trips saved per request', '')
+      lines.push(`Express + express-session behind a delay proxy (median round trip ${fmt(L.rttMs, 2)} ms, measured with PING through it; Node's timers add at least 1 ms each way), ${L.rate} requests/s for ${L.seconds} s per route over 50 sessions. \`/read\` does get + touch, \`/write\` get + set. Commands per request from \`INFO commandstats\` (the stores' health-check PINGs included).`, '')
+      lines.push('| store | /read p50 ms | /read p99 ms | Redis commands per /read | /write p50 ms | /write p99 ms | Redis commands per /write |')
+      lines.push('|---|---:|---:|---:|---:|---:|---:|')
+      const label = { 'connect-redis': 'connect-redis 10 + node-redis 5', ferrisession: 'ferrisession (defaults)', 'ferrisession-near': 'ferrisession, touchAfter: 60, cache: true' }
+      for (const [store, r] of Object.entries(L.stores)) {
+        lines.push(`| ${label[store]} | ${r.read.p50} | ${r.read.p99} | ${fmt(r.read.commandsPerRequest, 2)} | ${r.write.p50} | ${r.write.p99} | ${fmt(r.write.commandsPerRequest, 2)} |`)
+      }
+      const cr = L.stores['connect-redis']
+      const near = L.stores['ferrisession-near']
+      if (cr && near) lines.push('', `/read p50: ${fmt(cr.read.p50 - near.read.p50, 1)} ms lower with touchAfter + cache than connect-redis.`)
+      lines.push('')
+    }
 
     if (faultResults) {
       lines.push('## Faults ridden through', '')
@@ -421,7 +536,7 @@ async function main() {
       chart(summary, path.join(__dirname, 'chart.svg'))
     }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, e2e, faults: faultResults }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, e2e, latency: latencyResults, faults: faultResults }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

@@ -70,6 +70,12 @@ const STORES = {
     const store = new RedisStore(oursFor(t))
     return { store, close: async () => store.close() }
   },
+  /** Ours with the round-trip savers on: touchAfter 60 s and the near cache. */
+  async 'ferrisession-near'(t) {
+    const { RedisStore } = require('..')
+    const store = new RedisStore({ ...oursFor(t), touchAfter: 60, cache: true })
+    return { store, close: async () => store.close() }
+  },
   async 'connect-redis'(t) {
     const { RedisStore } = require('connect-redis')
     const client = await nodeRedisFor(t)
