@@ -5,7 +5,10 @@ const fs = require('node:fs')
 const { STORES } = require('./stores.js')
 
 // The target is the JSON of bench/stores.js's target: which servers, which topology.
-const [name, targetJson, opsArg, concArg] = process.argv.slice(2)
+// `phases` defaults to set,get,touch,destroy; `hot` reads 1,000 sessions over and over.
+const [name, targetJson, opsArg, concArg, phasesArg] = process.argv.slice(2)
+const PHASE_LIST = (phasesArg || 'set,get,touch,destroy').split(',')
+const HOT = 1_000
 const OPS = Number(opsArg) || 100_000
 const CONCURRENCY = Number(concArg) || 64
 const IDS = 10_000
@@ -51,9 +54,9 @@ async function phase(store, op, sessions) {
   async function lane() {
     while (next < OPS) {
       const i = next++
-      const sid = `bench-${i % IDS}`
+      const sid = `bench-${i % (op === 'hot' ? HOT : IDS)}`
       if (op === 'set') await store.set(sid, sessions[i % IDS])
-      else if (op === 'get') await store.get(sid)
+      else if (op === 'get' || op === 'hot') await store.get(sid)
       else if (op === 'touch') await store.touch(sid, sessions[i % IDS])
       else await store.destroy(sid)
     }
@@ -77,7 +80,11 @@ async function main() {
     )
   }
   const result = { name, sessionBytes: JSON.stringify(sessions[0]).length, phases: {} }
-  for (const op of ['set', 'get', 'touch', 'destroy']) result.phases[op] = await phase(store, op, sessions)
+  for (const op of PHASE_LIST) {
+    // A hot session has been read before: one read of each first.
+    if (op === 'hot') await Promise.all(Array.from({ length: HOT }, (_, i) => store.get(`bench-${i}`)))
+    result.phases[op] = await phase(store, op, sessions)
+  }
   result.peakRssMb = process.resourceUsage().maxRSS / 1024
   await close()
   process.stdout.write(JSON.stringify(result) + '\n')
