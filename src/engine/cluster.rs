@@ -12,7 +12,7 @@ use napi::sys;
 use redis::cluster_routing::Slot;
 
 use super::cache::{CacheStats, NearCache};
-use super::connection::{Direct, LinkHook, NodeEvent, SlotRange, Target, Waiting};
+use super::connection::{Direct, LinkHook, NodeEvent, SlotRange, Target};
 use super::{Bounce, Engine, EngineReport, Reporter};
 use crate::backend::Command;
 use crate::config::{ClusterSpec, ConnectionSpec};
@@ -249,20 +249,12 @@ impl Router {
                     };
                     if !r.ask {
                         moved = true;
-                        if let Some(slot) = r.slot {
+                        if let Some(slot) = r.call.slot {
                             self.slots.borrow_mut().insert(slot, to);
                         }
                     }
                     let node = self.nodes.borrow()[to].clone();
-                    node.push_waiting(
-                        Waiting {
-                            id: r.id,
-                            deadline: r.deadline,
-                            bytes: r.bytes,
-                            slot: r.slot,
-                        },
-                        r.ask,
-                    );
+                    node.push_waiting(r.call, r.ask);
                     self.dirty.borrow_mut().push(to);
                 }
                 self.flush();

@@ -365,10 +365,7 @@ pub type LinkHook = Rc<dyn Fn(Option<&str>)>;
 /// A call this connection's server sent elsewhere (`MOVED`/`ASK`), handed to the cluster
 /// router with its encoded command.
 pub struct Redirect {
-    pub id: u32,
-    pub deadline: Instant,
-    pub bytes: Vec<u8>,
-    pub slot: Option<Slot>,
+    pub call: Waiting,
     pub to: (String, u16),
     pub ask: bool,
 }
@@ -416,6 +413,18 @@ struct Pending {
     abandoned: bool,
     /// What its reply tells the near cache.
     cache: Fill,
+}
+
+impl Pending {
+    /// This call as one to send elsewhere, with its encoded command.
+    fn waiting(&self, bytes: &[u8]) -> Waiting {
+        Waiting {
+            id: self.id,
+            deadline: self.deadline,
+            bytes: bytes.to_vec(),
+            slot: self.slot,
+        }
+    }
 }
 
 /// How a reply feeds the near cache.
@@ -691,12 +700,7 @@ impl Direct {
         let pending = std::mem::take(&mut s.pending);
         for p in pending {
             if !p.abandoned {
-                out.push(Waiting {
-                    id: p.id,
-                    deadline: p.deadline,
-                    bytes: s.journal[start..p.end].to_vec(),
-                    slot: p.slot,
-                });
+                out.push(p.waiting(&s.journal[start..p.end]));
             }
             start = p.end;
         }
@@ -1116,10 +1120,7 @@ fn read_and_deliver(state: &Rc<Shared>) {
                     s.journal_head = p.end;
                     if !p.abandoned {
                         redirects.push(Redirect {
-                            id: p.id,
-                            deadline: p.deadline,
-                            bytes: s.journal[start..p.end].to_vec(),
-                            slot: p.slot,
+                            call: p.waiting(&s.journal[start..p.end]),
                             to,
                             ask,
                         });
