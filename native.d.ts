@@ -29,6 +29,12 @@ export declare class NativeStore {
    */
   get batchCap(): number
   /**
+   * The near cache's live value of `key` (before the namespace), answered on the spot: a
+   * hot `get` costs one small native call, no batch and no promise on this side. JS asks
+   * only when none of its calls wait to be sent, so no earlier write is overtaken.
+   */
+  cached(key: string): string | null
+  /**
    * The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
    * is off.
    */

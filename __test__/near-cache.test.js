@@ -86,6 +86,14 @@ describe('near cache', () => {
       assert.deepEqual(await a.get('own'), { cookie: {}, v: 2 })
       await a.destroy('own')
       assert.equal(await a.get('own'), null)
+      // Un-awaited: the read after a write still sees it, whether or not it was cached.
+      for (let i = 0; i < 50; i++) {
+        await a.get('own')
+        const write = a.set('own', { cookie: {}, v: 100 + i })
+        const read = a.get('own')
+        await write
+        assert.deepEqual(await read, { cookie: {}, v: 100 + i })
+      }
     } finally {
       a.close()
       await redis.close()

@@ -41,9 +41,11 @@ class RedisStore extends Store {
   // one promise and one microtask fewer per call.
   get(sid, cb) {
     return settle(
-      this.#start(sid, (key) =>
-        this.link.call(OP.GET, key).then((data) => (data ? parseStored(this.serializer, data, key) : null)),
-      ),
+      this.#start(sid, (key) => {
+        const hit = this.link.cached(key)
+        if (hit !== undefined) return Promise.resolve(parseStored(this.serializer, hit, key))
+        return this.link.call(OP.GET, key).then((data) => (data ? parseStored(this.serializer, data, key) : null))
+      }),
       cb,
     )
   }

@@ -227,6 +227,7 @@ class Link {
       throw nativeError(err)
     }
     this.batchCap = this.native.batchCap
+    this.cacheOn = !!opts.cache
     this.flush = this.flush.bind(this)
   }
 
@@ -335,6 +336,15 @@ class Link {
       else p.resolve(v)
     }
     if (this.held !== null) this.release()
+  }
+
+  /**
+   * The near cache's live value of `key`, or undefined. Asked only when no call of this store
+   * waits to be sent or is held back, so a read never overtakes an earlier write.
+   */
+  cached(key) {
+    if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
+    return this.native.cached(key) ?? undefined
   }
 
   /** The near cache's counters, or null when it is off. */

@@ -336,6 +336,19 @@ impl NativeStore {
         }
     }
 
+    /// The near cache's live value of `key` (before the namespace), answered on the spot: a
+    /// hot `get` costs one small native call, no batch and no promise on this side. JS asks
+    /// only when none of its calls wait to be sent, so no earlier write is overtaken.
+    #[napi]
+    pub fn cached(&self, key: String) -> Option<String> {
+        let engine = self.engine.as_ref()?;
+        if self.namespace.is_empty() {
+            engine.cached(&key)
+        } else {
+            engine.cached(&format!("{}{key}", self.namespace))
+        }
+    }
+
     /// The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
     /// is off.
     #[napi]

@@ -30,6 +30,10 @@ pub struct NearCache {
     order: VecDeque<String>,
     bytes: usize,
     stats: CacheStats,
+    /// Keys with a write of this process's on the way, and how many: they are neither served
+    /// nor filled until the writes are answered, so a read sent before a write cannot bring the
+    /// old value back while the write is in flight.
+    writing: HashMap<String, u32>,
 }
 
 impl NearCache {
@@ -40,12 +44,33 @@ impl NearCache {
             order: VecDeque::new(),
             bytes: 0,
             stats: CacheStats::default(),
+            writing: HashMap::new(),
+        }
+    }
+
+    /// This process is sending a write of `key`.
+    pub fn writing(&mut self, key: &str) {
+        self.remove(key);
+        *self.writing.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// The write of `key` was answered.
+    pub fn written(&mut self, key: &str) {
+        if let Some(n) = self.writing.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.writing.remove(key);
+            }
         }
     }
 
     /// The cached value of `key`, if it is there and has not expired.
     pub fn get(&mut self, key: &str) -> Option<String> {
         let now = Instant::now();
+        if self.writing.contains_key(key) {
+            self.stats.misses += 1;
+            return None;
+        }
         match self.entries.get(key) {
             Some(e) if e.expires.is_none_or(|at| at > now) => {
                 self.stats.hits += 1;
@@ -63,9 +88,27 @@ impl NearCache {
         }
     }
 
+    /// The cached value of `key` when there is a live one (counted as a hit); nothing is
+    /// counted otherwise, since the call then goes the usual way and is counted there.
+    pub fn peek(&mut self, key: &str) -> Option<String> {
+        let now = Instant::now();
+        if self.writing.contains_key(key) {
+            return None;
+        }
+        let e = self.entries.get(key)?;
+        if e.expires.is_some_and(|at| at <= now) {
+            return None;
+        }
+        self.stats.hits += 1;
+        Some(e.value.clone())
+    }
+
     /// Keeps the value a `GET` of `key` returned.
     pub fn fill(&mut self, key: &str, value: &str) {
         self.remove(key);
+        if self.writing.contains_key(key) {
+            return;
+        }
         let size = key.len() + value.len();
         if size > self.limits.max_bytes {
             return;
@@ -159,6 +202,19 @@ mod tests {
         assert_eq!(c.get("a"), None);
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.invalidations), (1, 2, 1));
+    }
+
+    #[test]
+    fn a_key_being_written_is_neither_served_nor_filled() {
+        let mut c = cache(10, 1000);
+        c.fill("a", "old");
+        c.writing("a");
+        assert_eq!(c.peek("a"), None);
+        c.fill("a", "old"); // a read sent before the write answers after it was sent
+        assert_eq!(c.get("a"), None);
+        c.written("a");
+        c.fill("a", "new");
+        assert_eq!(c.peek("a").as_deref(), Some("new"));
     }
 
     #[test]

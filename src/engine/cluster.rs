@@ -171,6 +171,10 @@ impl Router {
         self.slots.borrow().get(&slot).copied().unwrap_or(0)
     }
 
+    pub fn cached(&self, key: &str) -> Option<String> {
+        self.cache.as_ref()?.borrow_mut().peek(key)
+    }
+
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.borrow().stats())
     }

@@ -435,6 +435,8 @@ enum Fill {
     Value(String),
     /// A `PTTL` of this key, sent beside the `GET`: when the value expires.
     Ttl(String),
+    /// A write of these keys: answered, they may be cached again.
+    Wrote(Vec<String>),
 }
 
 struct State {
@@ -617,8 +619,13 @@ impl Direct {
                     Some(value) => return Ok(Some(Reply::Text(value))),
                     None => fill = Fill::Value(key.clone()),
                 },
-                // This process's own writes drop its entries; Redis's invalidations do too.
-                other => other.keys().into_iter().for_each(|k| cache.remove(k)),
+                // This process's own writes drop its entries until answered; Redis's
+                // invalidations drop entries too.
+                other => {
+                    let keys: Vec<String> = other.keys().into_iter().map(str::to_string).collect();
+                    keys.iter().for_each(|k| cache.writing(k));
+                    fill = Fill::Wrote(keys);
+                }
             }
         }
         if s.pending.len() >= s.max_pending {
@@ -713,6 +720,11 @@ impl Direct {
     /// Where this connection goes.
     pub fn target(&self) -> Target {
         self.state.borrow().target.clone()
+    }
+
+    /// The near cache's live value of `key`, if any.
+    pub fn cached(&self, key: &str) -> Option<String> {
+        self.state.borrow().cache.as_ref()?.borrow_mut().peek(key)
     }
 
     /// The near cache's counters, when it is on.
@@ -1136,10 +1148,17 @@ fn read_and_deliver(state: &Rc<Shared>) {
                     used += n;
                     let p = s.pending.pop_front().expect("checked non-empty");
                     s.journal_head = p.end;
-                    if let (Some(cache), Fill::Ttl(key)) = (&s.cache, &p.cache) {
-                        if let Frame::Int(ms) = frame {
-                            cache.borrow_mut().set_ttl(key, ms);
+                    match (&s.cache, &p.cache) {
+                        (Some(cache), Fill::Ttl(key)) => {
+                            if let Frame::Int(ms) = frame {
+                                cache.borrow_mut().set_ttl(key, ms);
+                            }
                         }
+                        (Some(cache), Fill::Wrote(keys)) => {
+                            let mut cache = cache.borrow_mut();
+                            keys.iter().for_each(|k| cache.written(k));
+                        }
+                        _ => {}
                     }
                     if p.abandoned {
                         continue;
@@ -1276,7 +1295,8 @@ fn rebuild_journal(s: &mut State) {
     let mut journal = Vec::with_capacity(s.journal.len() - s.journal_head);
     let mut start = s.journal_head;
     let mut kept = VecDeque::with_capacity(s.pending.len());
-    for mut p in s.pending.drain(..) {
+    let pending = std::mem::take(&mut s.pending);
+    for mut p in pending {
         if !p.abandoned {
             journal.extend_from_slice(&s.journal[start..p.end]);
             start = p.end;
@@ -1284,6 +1304,11 @@ fn rebuild_journal(s: &mut State) {
             kept.push_back(p);
         } else {
             start = p.end;
+            // A write nobody waits for any more is not sent again: its keys may be cached.
+            if let (Some(cache), Fill::Wrote(keys)) = (&s.cache, &p.cache) {
+                let mut cache = cache.borrow_mut();
+                keys.iter().for_each(|k| cache.written(k));
+            }
         }
     }
     s.pending = kept;

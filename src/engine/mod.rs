@@ -78,6 +78,14 @@ impl Engine {
         }
     }
 
+    /// The near cache's live value of `key`, answered on the spot.
+    pub fn cached(&self, key: &str) -> Option<String> {
+        match self {
+            Engine::Single(d) => d.cached(key),
+            Engine::Cluster(r) => r.cached(key),
+        }
+    }
+
     /// The near cache's counters, when it is on.
     pub fn cache_stats(&self) -> Option<CacheStats> {
         match self {
