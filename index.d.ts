@@ -85,6 +85,8 @@ export interface RedisStoreOptions extends ConnectionOptions {
   ttl?: number | ((sess: SessionData) => number)
   disableTTL?: boolean
   disableTouch?: boolean
+  /** Emit `'set'`, `'destroy'` and `'touch'` (with the session id) after each succeeds. Default false. */
+  events?: boolean
 }
 
 type Callback = (err?: unknown, data?: any) => any
@@ -115,6 +117,7 @@ export declare class RedisStore extends Store {
   close(): void
   on(event: 'connect', listener: () => void): this
   on(event: 'disconnect', listener: (reason: string) => void): this
+  on(event: 'set' | 'destroy' | 'touch', listener: (sid: string) => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }
 

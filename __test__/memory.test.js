@@ -63,6 +63,30 @@ describe('memory://', () => {
     await assert.rejects(s.get('a'), (err) => err.code === 'ERR_CLOSED')
   })
 
+  it("emits 'set', 'touch' and 'destroy' only with events: true", async () => {
+    const on = new RedisStore({ url: 'memory://', events: true })
+    const off = new RedisStore({ url: 'memory://' })
+    const seen = []
+    for (const name of ['set', 'touch', 'destroy']) {
+      on.on(name, (sid) => seen.push(`${name} ${sid}`))
+      off.on(name, (sid) => seen.push(`off ${name} ${sid}`))
+    }
+    try {
+      for (const s of [on, off]) {
+        await s.set('a', { cookie: {} })
+        await s.touch('a', { cookie: {} })
+        await s.destroy('a')
+        await s.set('gone', { cookie: { expires: new Date(Date.now() - 1000) } })
+      }
+      assert.deepEqual(seen, ['set a', 'touch a', 'destroy a', 'destroy gone'])
+      await assert.rejects(on.set('', { cookie: {} }), (e) => e.code === 'ERR_BAD_ARGUMENT')
+      assert.equal(seen.length, 4, 'a failed call sends no event')
+    } finally {
+      on.close()
+      off.close()
+    }
+  })
+
   it('keeps two stores apart', async () => {
     const a = new RedisStore({ url: 'memory://' })
     const b = new RedisStore({ url: 'memory://' })

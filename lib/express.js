@@ -33,6 +33,9 @@ class RedisStore extends Store {
     this.disableTTL = opts.disableTTL || false
     this.disableTouch = opts.disableTouch || false
     this.client = opts.client
+    // Opt-in 'set', 'destroy' and 'touch' events (with the session id) after each succeeds,
+    // for audit logs.
+    this.events = opts.events === true
     if (typeof this.prefix !== 'string') throw new TypeError('prefix must be a string')
     this.link = new Link(opts, (name, detail) => this.emit(name, detail))
   }
@@ -54,10 +57,10 @@ class RedisStore extends Store {
     return settle(
       this.#start(sid, (key) => {
         const ttl = this.getTTL(sess)
-        if (!(ttl > 0)) return this.link.call(OP.DESTROY, key).then(toNull)
+        if (!(ttl > 0)) return this.link.call(OP.DESTROY, key).then(this.#done('destroy', sid))
         const value = this.serializer.stringify(sess)
         if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
-        return this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl).then(toNull)
+        return this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl).then(this.#done('set', sid))
       }),
       cb,
     )
@@ -67,7 +70,7 @@ class RedisStore extends Store {
     return settle(
       this.#start(sid, (key) => {
         if (this.disableTouch || this.disableTTL) return Promise.resolve(null)
-        return this.link.call(OP.TOUCH, key, undefined, this.getTTL(sess)).then(toNull)
+        return this.link.call(OP.TOUCH, key, undefined, this.getTTL(sess)).then(this.#done('touch', sid))
       }),
       cb,
     )
@@ -75,9 +78,18 @@ class RedisStore extends Store {
 
   destroy(sid, cb) {
     return settle(
-      this.#start(sid, (key) => this.link.call(OP.DESTROY, key).then(toNull)),
+      this.#start(sid, (key) => this.link.call(OP.DESTROY, key).then(this.#done('destroy', sid))),
       cb,
     )
+  }
+
+  /** What a write resolves through: null, after the event when `events` is on. */
+  #done(event, sid) {
+    if (!this.events) return toNull
+    return () => {
+      this.emit(event, sid)
+      return null
+    }
   }
 
   /** Runs `work(key)`; a bad id or a throwing serializer becomes a rejected promise. */
