@@ -87,6 +87,10 @@ export interface RedisStoreOptions extends ConnectionOptions {
   disableTouch?: boolean
   /** Emit `'set'`, `'destroy'` and `'touch'` (with the session id) after each succeeds. Default false. */
   events?: boolean
+  /** Log out everywhere: the user a session belongs to, if any; indexes sessions by user. */
+  userId?: (sess: SessionData) => string | number | undefined | null
+  /** Where the user indexes live. Default: `prefix` without its trailing `:`, plus `-users:`. */
+  userPrefix?: string
 }
 
 type Callback = (err?: unknown, data?: any) => any
@@ -111,6 +115,10 @@ export declare class RedisStore extends Store {
   all(cb?: Callback): Promise<any>
   /** Seconds the session should live. */
   getTTL(sess: SessionData): number
+  /** The user's live sessions, each with its `id` (needs `userId`). */
+  userSessions(userId: string, cb?: Callback): Promise<Array<SessionData & { id: string }>>
+  /** Destroys the user's sessions but `except`; resolves to how many (needs `userId`). */
+  destroyUserSessions(userId: string, opts?: { except?: string }, cb?: Callback): Promise<number>
   /** Counters an operator can watch; `cache` is null when the near cache is off. */
   stats(): { cache: { hits: number; misses: number; invalidations: number; entries: number } | null }
   /** Releases the connection; calls in flight still settle. */

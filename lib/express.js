@@ -11,7 +11,7 @@ try {
 } catch {
   Store = EventEmitter
 }
-const { Link, OP, checkId, parseStored } = require('./native.js')
+const { Link, OP, badArgument, checkId, parseStored } = require('./native.js')
 
 const toNull = () => null
 
@@ -36,7 +36,15 @@ class RedisStore extends Store {
     // Opt-in 'set', 'destroy' and 'touch' events (with the session id) after each succeeds,
     // for audit logs.
     this.events = opts.events === true
+    // Log out everywhere: with `userId(sess)`, each session joins its user's index (a SET at
+    // `userPrefix + userId`) as it is written. Readers check each member's owner and skip the
+    // dead, so a destroy, an expiry or a change of owner needs no index write.
+    this.userId = opts.userId
+    this.userPrefix = opts.userPrefix == null ? `${this.prefix.replace(/:$/, '')}-users:` : opts.userPrefix
     if (typeof this.prefix !== 'string') throw new TypeError('prefix must be a string')
+    if (this.userId !== undefined && typeof this.userId !== 'function') throw badArgument('userId must be a function of the session')
+    if (this.userId && this.disableTTL) throw badArgument('userId needs session TTLs (it cannot be used with disableTTL)')
+    if (this.userId && this.prefix && this.userPrefix.startsWith(this.prefix)) throw badArgument('userPrefix must not start with prefix: the index would be listed as sessions')
     this.link = new Link(opts, (name, detail) => this.emit(name, detail))
   }
 
@@ -60,6 +68,11 @@ class RedisStore extends Store {
         if (!(ttl > 0)) return this.link.call(OP.DESTROY, key).then(this.#done('destroy', sid))
         const value = this.serializer.stringify(sess)
         if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
+        const owner = this.userId ? this.userId(sess) : undefined
+        if (owner != null) {
+          const at = Math.ceil(Date.now() / 1000) + ttl
+          return this.link.call(OP.INDEXED_SET, key, value, at, [this.userPrefix + checkId(String(owner), 'user id'), sid]).then(this.#done('set', sid))
+        }
         return this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl).then(this.#done('set', sid))
       }),
       cb,
@@ -99,6 +112,39 @@ class RedisStore extends Store {
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /** The user's live sessions, each with its `id` (needs the `userId` option). */
+  userSessions(userId, cb) {
+    return settle(this.#userSessions(userId), cb)
+  }
+
+  async #userSessions(userId) {
+    if (!this.userId) throw badArgument('userSessions needs the userId option')
+    const index = this.userPrefix + checkId(String(userId), 'user id')
+    const flat = await this.link.call(OP.INDEX_READ, index, this.prefix, 1)
+    const out = []
+    for (let i = 0; i < flat.length; i += 2) {
+      const sess = await parseStored(this.serializer, flat[i + 1], this.prefix + flat[i])
+      // A session that changed owner stays in its old index until it goes; skip it there.
+      if (String(this.userId(sess)) !== String(userId)) continue
+      sess.id = flat[i]
+      out.push(sess)
+    }
+    return out
+  }
+
+  /** Destroys the user's sessions but `except` (a session id); resolves to how many. */
+  destroyUserSessions(userId, opts, cb) {
+    if (typeof opts === 'function') [cb, opts] = [opts, undefined]
+    return settle(this.#destroyUserSessions(userId, (opts && opts.except) || undefined), cb)
+  }
+
+  async #destroyUserSessions(userId, except) {
+    const ids = (await this.#userSessions(userId)).map((s) => s.id).filter((id) => id !== except)
+    if (ids.length === 0) return 0
+    await this.link.call(OP.DESTROY, '', undefined, undefined, ids.map((id) => this.prefix + id))
+    return ids.length
   }
 
   clear(cb) {

@@ -218,6 +218,7 @@ fn to_request(
         op::INDEX_READ => Request::IndexRead {
             index_key: key,
             key_prefix: value_or_err(value)?,
+            with_members: num.is_some_and(|n| n == 1.0),
         },
         op::INDEX_DROP => Request::IndexDrop {
             index_key: key,

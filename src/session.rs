@@ -88,10 +88,12 @@ pub enum Request {
         field: String,
     },
     /// The live values of the members of the set at `index_key` (each stored at
-    /// `key_prefix + member`); members whose value has expired are removed from the set.
+    /// `key_prefix + member`), as `[member, value, …]` pairs with `with_members`; members whose
+    /// value has expired are removed from the set.
     IndexRead {
         index_key: String,
         key_prefix: String,
+        with_members: bool,
     },
     /// Deletes every value the set at `index_key` points to, and the set.
     IndexDrop {
@@ -160,6 +162,7 @@ impl Request {
             Request::IndexRead {
                 index_key,
                 key_prefix,
+                ..
             }
             | Request::IndexDrop {
                 index_key,
@@ -727,11 +730,15 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
         Request::IndexRead {
             index_key,
             key_prefix,
+            with_members,
         } => Ok(Reply::List(
             read_index(inner, &index_key, &key_prefix)
                 .await?
                 .into_iter()
-                .map(Some)
+                .flat_map(|(member, value)| {
+                    let member = with_members.then_some(Some(member));
+                    member.into_iter().chain([Some(value)])
+                })
                 .collect(),
         )),
         Request::IndexDrop {
@@ -817,7 +824,11 @@ async fn smembers(inner: &Inner, index_key: &str) -> StoreResult<Vec<String>> {
 }
 
 /// Live values of an index's members; members whose value is gone are removed from the set.
-async fn read_index(inner: &Inner, index_key: &str, key_prefix: &str) -> StoreResult<Vec<String>> {
+async fn read_index(
+    inner: &Inner,
+    index_key: &str,
+    key_prefix: &str,
+) -> StoreResult<Vec<(String, String)>> {
     let members = smembers(inner, index_key).await?;
     let mut live = Vec::with_capacity(members.len());
     let mut dead = Vec::new();
@@ -825,7 +836,7 @@ async fn read_index(inner: &Inner, index_key: &str, key_prefix: &str) -> StoreRe
         let keys = chunk.iter().map(|m| format!("{key_prefix}{m}")).collect();
         for (member, value) in chunk.iter().zip(mget(inner, keys).await?) {
             match value {
-                Some(v) => live.push(v),
+                Some(v) => live.push((member.clone(), v)),
                 None => dead.push(member.clone()),
             }
         }
@@ -1155,6 +1166,7 @@ mod tests {
             Request::IndexRead {
                 index_key: "user_sessions:u1".into(),
                 key_prefix: "session:".into(),
+                with_members: false,
             },
         ) else {
             panic!("index read gives a list")
