@@ -111,6 +111,25 @@ fn live<'a>(t: &'a mut Table, key: &str, now: u128) -> Option<&'a mut Entry> {
     t.get_mut(key)
 }
 
+/// The live entry at `key`, or a new empty one without expiry made by `empty`.
+fn live_or_new<'a>(
+    t: &'a mut Table,
+    key: &str,
+    now: u128,
+    empty: impl FnOnce() -> Stored,
+) -> &'a mut Entry {
+    if live(t, key, now).is_none() {
+        t.insert(
+            key.to_string(),
+            Entry {
+                value: empty(),
+                expires_at: None,
+            },
+        );
+    }
+    t.get_mut(key).expect("just made")
+}
+
 fn store_text(t: &mut Table, key: String, value: String, expiry: Expiry, now: u128) {
     let expires_at = match expiry {
         Expiry::Never => None,
@@ -181,14 +200,7 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             Reply::Int(n)
         }
         Command::SAdd { key, members } => {
-            let entry = match live(t, key, now) {
-                Some(e) => e,
-                None => t.entry(key.clone()).or_insert(Entry {
-                    value: Stored::Set(BTreeSet::new()),
-                    expires_at: None,
-                }),
-            };
-            match &mut entry.value {
+            match &mut live_or_new(t, key, now, || Stored::Set(BTreeSet::new())).value {
                 Stored::Set(set) => {
                     let added = members.iter().filter(|m| set.insert((*m).clone())).count();
                     Reply::Int(added as i64)
@@ -211,14 +223,7 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             Some(_) => wrong_type(),
         },
         Command::LPush { key, member } => {
-            let entry = match live(t, key, now) {
-                Some(e) => e,
-                None => t.entry(key.clone()).or_insert(Entry {
-                    value: Stored::List(VecDeque::new()),
-                    expires_at: None,
-                }),
-            };
-            match &mut entry.value {
+            match &mut live_or_new(t, key, now, || Stored::List(VecDeque::new())).value {
                 Stored::List(list) => {
                     list.push_front(member.clone());
                     Reply::Int(list.len() as i64)

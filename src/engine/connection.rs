@@ -109,12 +109,10 @@ impl Target {
 
     pub fn from_spec(spec: &ConnectionSpec) -> Option<Target> {
         let tcp = |info: &redis::ConnectionInfo| match info.addr() {
-            ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                Some((host.clone(), *port))
+            }
             _ => None,
-        };
-        let tcp = |info: &redis::ConnectionInfo| match info.addr() {
-            ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
-            _ => tcp(info),
         };
         let (place, r, tls) = match &spec.topology {
             Topology::Standalone(endpoint) => {
