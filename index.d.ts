@@ -52,6 +52,14 @@ export interface ConnectionOptions {
    * Redis (RESP3 client tracking) says they changed. Off by default.
    */
   cache?: boolean | { maxBytes?: number; maxEntries?: number }
+  /**
+   * Store `base64url(SHA-256(id))` in keys and indexes instead of session ids, so a dump
+   * cannot be replayed as cookies. `'migrate'` also reads sessions still under their plain key
+   * and moves them. `ids()` and `all()` then give hashed ids. Not for unstorage.
+   */
+  hashIds?: boolean | 'migrate'
+  /** AES-256-GCM for stored values; see README "Encryption at rest". */
+  encryption?: EncryptionOptions
   /** Milliseconds allowed to open a connection. Default 5000. */
   connectTimeout?: number
   /** Milliseconds within which every call settles. Default 3000. */
@@ -67,6 +75,15 @@ export interface ConnectionOptions {
     username?: string
     password?: string
   }
+}
+
+export interface EncryptionOptions {
+  /** Key id (letters, digits, `_`, `-`, `.`) to 32-byte key: a Buffer, base64 or 64 hex digits. */
+  keys: Record<string, Buffer | Uint8Array | string>
+  /** The key id new writes use; may be left out when there is one key. */
+  current?: string
+  /** Read values stored before encryption was on, as they are. Default false. */
+  acceptPlaintext?: boolean
 }
 
 export interface Serializer {

@@ -34,6 +34,15 @@ export declare class NativeStore {
    * only when none of its calls wait to be sent, so no earlier write is overtaken.
    */
   cached(key: string): string | null
+  /** `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself. */
+  sealId(id: string): string
+  /**
+   * The plain value of what a read returned from `key` (before the namespace), opened with
+   * the store's encryption keys. Throws `ERR_BAD_DATA` when it does not open.
+   */
+  open(key: string, stored: string): string
+  /** `open` for many values at once; `null` stays `null`. */
+  openMany(keys: Array<string>, values: Array<string | undefined | null>): Array<string | undefined | null>
   /**
    * The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
    * is off.

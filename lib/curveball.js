@@ -4,7 +4,7 @@
 
 const { randomBytes } = require('node:crypto')
 const { promisify } = require('node:util')
-const { Link, OP, checkId, parseStored } = require('./native.js')
+const { Link, OP, parseStored } = require('./native.js')
 
 const random = promisify(randomBytes)
 
@@ -13,8 +13,9 @@ class RedisStore {
     this.opts = { clientOptions: {}, prefix: 'session', ...opts }
     this.link = new Link(this.opts, () => {})
   }
+  /** The key of session `id`; the id is hashed with `hashIds`. */
   key(id) {
-    return `${this.opts.prefix}-${checkId(id)}`
+    return this.link.key(`${this.opts.prefix}-`, id)
   }
   /** `expire` is an absolute UNIX time in seconds; one in the past deletes the session. */
   async set(id, values, expire) {
@@ -22,11 +23,11 @@ class RedisStore {
   }
   async get(id) {
     const key = this.key(id)
-    const raw = await this.link.call(OP.GET, key)
+    const raw = await this.link.read(key, `${this.opts.prefix}-`, id)
     return raw === null ? null : parseStored(JSON, raw, key)
   }
   async delete(id) {
-    await this.link.call(OP.DESTROY, this.key(id))
+    await this.link.call(OP.DESTROY, '', undefined, undefined, this.link.sessionKeys(`${this.opts.prefix}-`, id))
   }
   async newSessionId() {
     return (await random(32)).toString('base64')

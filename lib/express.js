@@ -55,7 +55,7 @@ class RedisStore extends Store {
       this.#start(sid, (key) => {
         const hit = this.link.cached(key)
         if (hit !== undefined) return Promise.resolve(parseStored(this.serializer, hit, key))
-        return this.link.call(OP.GET, key).then((data) => (data ? parseStored(this.serializer, data, key) : null))
+        return this.link.read(key, this.prefix, sid).then((data) => (data ? parseStored(this.serializer, data, key) : null))
       }),
       cb,
     )
@@ -65,13 +65,13 @@ class RedisStore extends Store {
     return settle(
       this.#start(sid, (key) => {
         const ttl = this.getTTL(sess)
-        if (!(ttl > 0)) return this.link.call(OP.DESTROY, key).then(this.#done('destroy', sid))
+        if (!(ttl > 0)) return this.#drop(key, sid).then(this.#done('destroy', sid))
         const value = this.serializer.stringify(sess)
         if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
         const owner = this.userId ? this.userId(sess) : undefined
         if (owner != null) {
           const at = Math.ceil(Date.now() / 1000) + ttl
-          return this.link.call(OP.INDEXED_SET, key, value, at, [this.userPrefix + checkId(String(owner), 'user id'), sid]).then(this.#done('set', sid))
+          return this.link.call(OP.INDEXED_SET, key, value, at, [this.userPrefix + checkId(String(owner), 'user id'), this.link.sid(sid)]).then(this.#done('set', sid))
         }
         return this.link.call(OP.SET, key, value, this.disableTTL ? undefined : ttl).then(this.#done('set', sid))
       }),
@@ -91,7 +91,7 @@ class RedisStore extends Store {
 
   destroy(sid, cb) {
     return settle(
-      this.#start(sid, (key) => this.link.call(OP.DESTROY, key).then(this.#done('destroy', sid))),
+      this.#start(sid, (key) => this.#drop(key, sid).then(this.#done('destroy', sid))),
       cb,
     )
   }
@@ -105,10 +105,16 @@ class RedisStore extends Store {
     }
   }
 
+  /** Deletes the session at `key`, and its plain key too while `hashIds` migrates. */
+  #drop(key, sid) {
+    if (!this.link.migrating) return this.link.call(OP.DESTROY, key)
+    return this.link.call(OP.DESTROY, '', undefined, undefined, this.link.sessionKeys(this.prefix, sid))
+  }
+
   /** Runs `work(key)`; a bad id or a throwing serializer becomes a rejected promise. */
   #start(sid, work) {
     try {
-      return work(this.prefix + checkId(sid))
+      return work(this.link.key(this.prefix, sid))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -140,7 +146,9 @@ class RedisStore extends Store {
     return settle(this.#destroyUserSessions(userId, (opts && opts.except) || undefined), cb)
   }
 
-  async #destroyUserSessions(userId, except) {
+  async #destroyUserSessions(userId, plainExcept) {
+    // Index members are ids as keys hold them: hashed with `hashIds`.
+    const except = plainExcept === undefined ? undefined : this.link.sid(plainExcept)
     const ids = (await this.#userSessions(userId)).map((s) => s.id).filter((id) => id !== except)
     if (ids.length === 0) return 0
     await this.link.call(OP.DESTROY, '', undefined, undefined, ids.map((id) => this.prefix + id))

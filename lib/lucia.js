@@ -32,23 +32,29 @@ class SessionIndex {
     this.ownerField = ownerField
     Object.assign(this, layout(prefixes, hashTag))
   }
+  // Session ids become keys and index members through `link.sid`: hashed with `hashIds`.
   async read(sessionId) {
-    const key = this.sessionPrefix + checkId(sessionId)
-    const raw = await this.link.call(OP.GET, key)
+    const key = this.link.key(this.sessionPrefix, sessionId)
+    const raw = await this.link.read(key, this.sessionPrefix, sessionId)
     return raw ? parseStored(JSON, raw, key) : null
   }
   write(sessionId, ownerId, json, expiresAtSeconds) {
-    return this.link.call(OP.INDEXED_SET, this.sessionPrefix + checkId(sessionId), json, expiresAtSeconds, [
+    const member = this.link.sid(sessionId)
+    return this.link.call(OP.INDEXED_SET, this.sessionPrefix + member, json, expiresAtSeconds, [
       this.userPrefix + checkId(String(ownerId), 'user id'),
-      sessionId,
+      member,
     ])
   }
-  remove(sessionId) {
-    return this.link.call(OP.INDEXED_DELETE, this.sessionPrefix + checkId(sessionId), undefined, undefined, [
-      sessionId,
+  async remove(sessionId) {
+    const member = this.link.sid(sessionId)
+    const removed = this.link.call(OP.INDEXED_DELETE, this.sessionPrefix + member, undefined, undefined, [
+      member,
       this.userPrefix,
       this.ownerField,
     ])
+    // While migrating, the plain key goes too, or the next read would move it back.
+    if (this.link.migrating) await this.link.call(OP.DESTROY, this.sessionPrefix + sessionId)
+    return removed
   }
   async listByUser(userId) {
     const key = this.userPrefix + checkId(String(userId), 'user id')
@@ -90,6 +96,9 @@ function originalAdapter(clients, handleError) {
   let adapter
   return () => {
     if (adapter) return adapter
+    for (const c of [clients.session, clients.userSessions]) {
+      if (c && !isClient(c) && c.hashIds) throw badArgument('hashIds is not available in the lucia-auth layout: its user lists hold session ids')
+    }
     const sessions = linkFor(clients.session)
     const users = clients.userSessions === clients.session ? sessions : linkFor(clients.userSessions)
     const read = async (ids) => {

@@ -25,7 +25,12 @@ const OP = {
   LIST_PUSH: 17,
   LIST_READ: 18,
   LIST_REMOVE: 19,
+  ADOPT: 20,
 }
+
+// Calls whose replies hold stored values, opened with the store's encryption keys when it has
+// them (see `Link#opened`).
+const OPENED_OPS = new Set([OP.GET, OP.MGET, OP.ENTRIES, OP.INDEX_READ, OP.ADOPT])
 
 // Calls that read or change a whole keyspace (SCAN walks). Each waits for every earlier call
 // of its store to settle, and later calls wait for it: no call overtakes another across one,
@@ -48,7 +53,7 @@ const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'passw
 const SERVER_KEYS = ['url', 'host', 'port', 'path', 'socket', 'sentinels', 'db', 'database']
 const SOCKET_KEYS = ['host', 'port', 'path', 'tls', 'ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized']
-const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'touchAfter', 'cache', 'cluster', 'sentinel']
+const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'connectTimeout', 'commandTimeout', 'maxPending', 'touchAfter', 'cache', 'cluster', 'sentinel', 'hashIds', 'encryption']
 
 function pemText(v) {
   if (v == null) return undefined
@@ -82,6 +87,14 @@ function plainTls(tls) {
 }
 
 const plainSocket = (socket) => pickWithPem(socket, SOCKET_KEYS)
+
+/** `encryption` with its keys as base64 text: Buffers and Uint8Arrays are encoded, strings kept. */
+function plainEncryption(enc) {
+  if (!enc || typeof enc !== 'object' || !enc.keys || typeof enc.keys !== 'object') return enc
+  const keys = {}
+  for (const [id, k] of Object.entries(enc.keys)) keys[id] = k instanceof Uint8Array ? Buffer.from(k).toString('base64') : k
+  return { ...enc, keys }
+}
 
 /** A client's options as JSON for the core: see SERVER_KEYS. */
 function plainOptions(options) {
@@ -142,6 +155,7 @@ function connectionOptions(opts = {}) {
   const otherKeys = Object.keys(opts).filter((k) => !CONNECTION_KEYS.includes(k) && k !== 'client' && k !== 'clientOptions')
   if (otherKeys.length > 0) out.otherKeys = otherKeys
   if ('tls' in out) out.tls = plainTls(out.tls)
+  if ('encryption' in out) out.encryption = plainEncryption(out.encryption)
   if (opts.client) out.client = clientSettings(opts.client)
   else if (opts.clientOptions != null) {
     if (typeof opts.clientOptions !== 'object') throw badArgument('clientOptions must be an object')
@@ -228,11 +242,90 @@ class Link {
     }
     this.batchCap = this.native.batchCap
     this.cacheOn = !!opts.cache
+    // The core has checked both options by now.
+    this.hashing = opts.hashIds === true || opts.hashIds === 'migrate'
+    this.migrating = opts.hashIds === 'migrate'
+    this.opening = !!opts.encryption
     this.flush = this.flush.bind(this)
+  }
+
+  /** A session id as keys and indexes hold it: checked, and hashed with `hashIds`. */
+  sid(id) {
+    checkId(id)
+    return this.hashing ? this.native.sealId(id) : id
+  }
+
+  /** The key of session `id` under `prefix`. */
+  key(prefix, id) {
+    return prefix + this.sid(id)
+  }
+
+  /**
+   * The stored text of session `id` at `key` (= `this.key(prefix, id)`), opened, or null. With
+   * `hashIds: 'migrate'`, a session still under its plain key moves to its hashed key.
+   */
+  read(key, prefix, id) {
+    const found = this.call(OP.GET, key)
+    if (!this.migrating) return found
+    return found.then((v) => (v !== null ? v : this.call(OP.ADOPT, prefix + id, undefined, undefined, [key])))
+  }
+
+  /** The keys that destroying session `id` deletes: its key, and its plain key while migrating. */
+  sessionKeys(prefix, id) {
+    const key = this.key(prefix, id)
+    return this.migrating && key !== prefix + id ? [key, prefix + id] : [key]
   }
 
   /** `key` and `value` are strings (`value` may be undefined), `num` a number or undefined, `list` strings. */
   call(op, key, value, num, list) {
+    if (this.opening && OPENED_OPS.has(op)) return this.opened(op, key, value, num, list)
+    return this.ordered(op, key, value, num, list)
+  }
+
+  /**
+   * A read whose stored values are opened (decrypted and checked) in the core before anyone
+   * sees them. The key each value was sealed under is its associated data: GET and ADOPT name
+   * it, MGET lists it, ENTRIES and INDEX_READ give `prefix + id` pairs.
+   */
+  opened(op, key, value, num, list) {
+    const native = this.native
+    const open = (k, v) => {
+      try {
+        return native.open(k, v)
+      } catch (err) {
+        throw nativeError(err)
+      }
+    }
+    const openPairs = (prefix, flat, keepIds) => {
+      const out = []
+      for (let i = 0; i < flat.length; i += 2) {
+        if (keepIds) out.push(flat[i])
+        out.push(open(prefix + flat[i], flat[i + 1]))
+      }
+      return out
+    }
+    switch (op) {
+      case OP.GET:
+        return this.ordered(op, key).then((v) => (v === null ? null : open(key, v)))
+      case OP.ADOPT:
+        return this.ordered(op, key, value, num, list).then((v) => (v === null ? null : open(list[0], v)))
+      case OP.MGET:
+        return this.ordered(op, key, value, num, list).then((vs) => {
+          try {
+            return native.openMany(list, vs)
+          } catch (err) {
+            throw nativeError(err)
+          }
+        })
+      case OP.ENTRIES:
+        return this.ordered(op, key, value, num, list).then((flat) => openPairs(key, flat, true))
+      case OP.INDEX_READ:
+        // Members are needed to name each value's key, so they are always asked for.
+        return this.ordered(op, key, value, 1, list).then((flat) => openPairs(value, flat, num === 1))
+    }
+  }
+
+  ordered(op, key, value, num, list) {
     if (this.closed) return Promise.reject(closedError())
     if (this.held !== null || (KEYSPACE_OPS.has(op) && this.pending.size > 0)) {
       if (this.held === null) this.held = []
@@ -344,7 +437,14 @@ class Link {
    */
   cached(key) {
     if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
-    return this.native.cached(key) ?? undefined
+    const hit = this.native.cached(key)
+    if (hit == null) return undefined
+    if (!this.opening) return hit
+    try {
+      return this.native.open(key, hit)
+    } catch (err) {
+      throw nativeError(err)
+    }
   }
 
   /** The near cache's counters, or null when it is off. */

@@ -1,7 +1,7 @@
 'use strict'
 // An unstorage driver with the options and key layout of unstorage/drivers/redis (`base:key`).
 
-const { Link, OP } = require('./native.js')
+const { Link, OP, badArgument } = require('./native.js')
 
 function normalizeKey(key) {
   if (!key) return ''
@@ -14,6 +14,7 @@ function joinKeys(...keys) {
 
 function ferrisessionDriver(opts = {}) {
   const base = (opts.base || '').replace(/:$/, '')
+  if (opts.hashIds) throw badArgument('hashIds does not apply to unstorage: its keys must stay listable by name')
   const link = new Link(opts, () => {})
   const p = (...keys) => joinKeys(base, ...keys)
   const d = (key) => (base ? key.slice(base.length + 1) : key)

@@ -30,6 +30,7 @@ pub mod op {
     pub const LIST_PUSH: u32 = 17;
     pub const LIST_READ: u32 = 18;
     pub const LIST_REMOVE: u32 = 19;
+    pub const ADOPT: u32 = 20;
 }
 
 const HEADER: usize = 6;
@@ -196,6 +197,10 @@ fn to_request(
             member: value_or_err(value)?,
         },
         op::MGET => Request::MGet { keys: list },
+        op::ADOPT => {
+            let [to] = extra(list)?;
+            Request::Adopt { from: key, to }
+        }
         op::INDEXED_SET => {
             let [index_key, member] = extra(list)?;
             Request::IndexedSet {

@@ -38,6 +38,8 @@ pub struct ConnectionSpec {
     /// The key prefix of the client whose settings were copied (ioredis `keyPrefix`, node_redis
     /// v3 `prefix`): every key the store names lives under it, as the client would have put it.
     pub namespace: String,
+    /// `hashIds` and `encryption`.
+    pub seal: std::sync::Arc<crate::seal::Seal>,
 }
 
 #[derive(Clone, Debug)]
@@ -140,6 +142,10 @@ struct RawOptions {
     touch_after: Option<f64>,
     /// `true`, or `{maxBytes, maxEntries}`.
     cache: Option<Value>,
+    /// `true`, `false` or `"migrate"`.
+    hash_ids: Option<Value>,
+    /// `{keys: {id: key}, current, acceptPlaintext}`.
+    encryption: Option<Value>,
     /// Settings copied from a node-redis or ioredis client: `{flavor, options}`.
     client: Option<RawClient>,
     cluster: Option<RawCluster>,
@@ -502,6 +508,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
             )))
         }
     };
+    let seal = crate::seal::Seal::from_options(raw.hash_ids.as_ref(), raw.encryption.as_ref())?;
     let max_pending = match raw.max_pending {
         None => DEFAULT_MAX_PENDING,
         Some(n) if n.is_finite() && n >= 1.0 => n as usize,
@@ -572,6 +579,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         touch_after,
         cache,
         namespace,
+        seal: std::sync::Arc::new(seal),
     })
 }
 

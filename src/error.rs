@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Closed,
     /// Redis refused the credentials, or the ACL user lacks a permission.
     Auth,
+    /// A stored value cannot be read: it does not parse, was altered, or does not open with
+    /// the store's encryption keys.
+    BadData,
 }
 
 impl ErrorKind {
@@ -33,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "ERR_OVERLOADED",
             ErrorKind::Closed => "ERR_CLOSED",
             ErrorKind::Auth => "ERR_AUTH",
+            ErrorKind::BadData => "ERR_BAD_DATA",
         }
     }
 }

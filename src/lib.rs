@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod refresh;
 pub mod runtime;
+pub mod seal;
 pub mod session;
 
 use std::cell::Cell;
@@ -125,6 +126,8 @@ pub struct NativeStore {
     namespace: String,
     /// `touchAfter`, when set.
     gate: Option<std::cell::RefCell<refresh::RefreshGate>>,
+    /// `hashIds` and `encryption`.
+    seal: Arc<seal::Seal>,
 }
 
 impl Drop for NativeStore {
@@ -157,6 +160,7 @@ impl NativeStore {
     pub fn new(env: Env, options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
+        let seal = spec.seal.clone();
         let gate = spec
             .touch_after
             .map(|t| std::cell::RefCell::new(refresh::RefreshGate::new(t)));
@@ -216,6 +220,7 @@ impl NativeStore {
             hold,
             namespace,
             gate,
+            seal,
         })
     }
 
@@ -249,7 +254,9 @@ impl NativeStore {
         // embedded store.
         let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
         let mut admit = |request: Request| -> std::result::Result<Request, Reply> {
-            let request = request.in_namespace(&self.namespace);
+            let request = self
+                .seal
+                .close_request(request.in_namespace(&self.namespace));
             match gate.as_mut().and_then(|g| g.admit(&request)) {
                 Some(reply) => Err(reply),
                 None => Ok(request),
@@ -349,6 +356,41 @@ impl NativeStore {
         }
     }
 
+    /// `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself.
+    #[napi]
+    pub fn seal_id(&self, id: String) -> String {
+        self.seal.id(&id)
+    }
+
+    /// The plain value of what a read returned from `key` (before the namespace), opened with
+    /// the store's encryption keys. Throws `ERR_BAD_DATA` when it does not open.
+    #[napi]
+    pub fn open(&self, key: String, stored: String) -> Result<String> {
+        self.seal
+            .open(&self.full_key(key), stored)
+            .map_err(to_napi_err)
+    }
+
+    /// `open` for many values at once; `null` stays `null`.
+    #[napi]
+    pub fn open_many(
+        &self,
+        keys: Vec<String>,
+        values: Vec<Option<String>>,
+    ) -> Result<Vec<Option<String>>> {
+        keys.into_iter()
+            .zip(values)
+            .map(|(key, value)| match value {
+                None => Ok(None),
+                Some(v) => self
+                    .seal
+                    .open(&self.full_key(key), v)
+                    .map(Some)
+                    .map_err(to_napi_err),
+            })
+            .collect()
+    }
+
     /// The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
     /// is off.
     #[napi]
@@ -360,6 +402,14 @@ impl NativeStore {
             s.invalidations as f64,
             s.entries as f64,
         ])
+    }
+
+    fn full_key(&self, key: String) -> String {
+        if self.namespace.is_empty() {
+            key
+        } else {
+            format!("{}{key}", self.namespace)
+        }
     }
 
     /// Stops new calls; calls in flight still settle. The connection closes once they have.

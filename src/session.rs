@@ -122,6 +122,12 @@ pub enum Request {
         key: String,
         member: String,
     },
+    /// Moves the value at `from` (a key written before `hashIds`) to `to`, with its expiry, and
+    /// replies with it as stored at `to`; `Nil` when `from` holds nothing.
+    Adopt {
+        from: String,
+        to: String,
+    },
     /// One command, already built and named: what the engine hands back when it does not
     /// carry it (keys on several cluster slots).
     Command(Command),
@@ -173,6 +179,7 @@ impl Request {
                 key_prefix,
                 ..
             } => vec![index_prefix, key_prefix],
+            Request::Adopt { from, to } => vec![from, to],
             Request::Command(_) => vec![],
         }
     }
@@ -712,7 +719,14 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                 Reply::Error(e) => return Err(e),
                 _ => return Ok(Reply::Int(0)),
             };
-            let owner = json_field(&stored, &field);
+            // A value that does not open (altered) is still deleted; its index entry goes
+            // when the index is next read.
+            let owner = inner
+                .spec
+                .seal
+                .open(&key, stored)
+                .ok()
+                .and_then(|plain| json_field(&plain, &field));
             let mut commands = vec![Command::Del(vec![key])];
             if let Some(owner) = owner {
                 commands.push(Command::SRem {
@@ -777,6 +791,42 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                 Some(Reply::Error(e)) => Err(e),
                 _ => Ok(Reply::Nil),
             }
+        }
+        Request::Adopt { from, to } => {
+            let commands = [Command::Get(from.clone()), Command::PTtl(from.clone())];
+            let mut replies = inner.round_trip(&commands).await?.into_iter();
+            let stored = match replies.next() {
+                Some(Reply::Text(s)) => s,
+                Some(Reply::Error(e)) => return Err(e),
+                _ => return Ok(Reply::Nil),
+            };
+            let expiry = match replies.next() {
+                Some(Reply::Int(-1)) => Expiry::Never,
+                Some(Reply::Int(ms)) if ms > 0 => Expiry::In((ms as u64).div_ceil(1000)),
+                Some(Reply::Error(e)) => return Err(e),
+                // Expired between the two reads.
+                _ => return Ok(Reply::Nil),
+            };
+            let seal = &inner.spec.seal;
+            let value = if seal.encrypts() {
+                seal.close(&to, seal.open(&from, stored)?)
+            } else {
+                stored
+            };
+            let set = Command::Set {
+                key: to,
+                value: value.clone(),
+                expiry,
+            };
+            if let Reply::Error(e) = first_reply(inner.round_trip(&[set]).await?) {
+                return Err(e);
+            }
+            if let Reply::Error(e) =
+                first_reply(inner.round_trip(&[Command::Del(vec![from])]).await?)
+            {
+                return Err(e);
+            }
+            Ok(Reply::Text(value))
         }
         simple => match simple.into_command() {
             Ok(command) => Ok(first_reply(inner.round_trip(&[command]).await?)),

@@ -256,6 +256,16 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             Some(_) => wrong_type(),
         },
         Command::Exists(key) => Reply::Int(live(t, key, now).is_some() as i64),
+        Command::PTtl(key) => Reply::Int(match live(t, key, now) {
+            None => -2,
+            Some(Entry {
+                expires_at: None, ..
+            }) => -1,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => at.saturating_sub(now).min(i64::MAX as u128) as i64,
+        }),
         Command::SMembers(key) => match live(t, key, now) {
             None => Reply::List(vec![]),
             Some(Entry {

@@ -62,6 +62,8 @@ pub enum Command {
     /// `LRANGE key 0 -1`: the whole list.
     LRange(String),
     Exists(String),
+    /// `PTTL key`: milliseconds left, -1 with no expiry, -2 when missing.
+    PTtl(String),
     Ping,
 }
 
@@ -80,9 +82,11 @@ impl Command {
     pub fn keys(&self) -> Vec<&str> {
         match self {
             Command::Ping => vec![],
-            Command::Get(k) | Command::SMembers(k) | Command::Exists(k) | Command::LRange(k) => {
-                vec![k]
-            }
+            Command::Get(k)
+            | Command::SMembers(k)
+            | Command::Exists(k)
+            | Command::PTtl(k)
+            | Command::LRange(k) => vec![k],
             Command::Set { key, .. }
             | Command::Expire { key, .. }
             | Command::SAdd { key, .. }

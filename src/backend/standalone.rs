@@ -145,6 +145,10 @@ pub(super) fn to_cmd(command: &Command) -> redis::Cmd {
             c = redis::cmd("EXISTS");
             c.arg(key);
         }
+        Command::PTtl(key) => {
+            c = redis::cmd("PTTL");
+            c.arg(key);
+        }
         Command::LPush { key, member } => {
             c = redis::cmd("LPUSH");
             c.arg(key).arg(member);

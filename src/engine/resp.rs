@@ -238,6 +238,7 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::backend::Command) {
         Command::Ping => encode(out, &[b"PING"]),
         Command::Get(key) => encode(out, &[b"GET", key.as_bytes()]),
         Command::Exists(key) => encode(out, &[b"EXISTS", key.as_bytes()]),
+        Command::PTtl(key) => encode(out, &[b"PTTL", key.as_bytes()]),
         Command::SMembers(key) => encode(out, &[b"SMEMBERS", key.as_bytes()]),
         Command::LPush { key, member } => {
             encode(out, &[b"LPUSH", key.as_bytes(), member.as_bytes()])
