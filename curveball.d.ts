@@ -1,4 +1,4 @@
-import type { ConnectionOptions } from './index.js'
+import type { ConnectionOptions, StoreStats } from './index.js'
 
 export interface CurveballStoreOptions extends ConnectionOptions {
   /** Default `"session"`: sessions live at `${prefix}-${id}`. */
@@ -19,6 +19,8 @@ export declare class RedisStore {
   get(id: string): Promise<Record<string, any> | null>
   delete(id: string): Promise<void>
   newSessionId(): Promise<string>
+  /** Numbers an operator can watch, as the express store's. */
+  stats(): StoreStats
   close(): void
 }
 export default RedisStore

@@ -110,6 +110,25 @@ export interface RedisStoreOptions extends ConnectionOptions {
   userPrefix?: string
 }
 
+/** Latency percentiles in milliseconds. */
+export interface LatencyStats {
+  p50: number
+  p90: number
+  p99: number
+  max: number
+}
+
+/** What `stats()` returns; `calls` has an entry per operation used so far (get, set, touch, …). */
+export interface StoreStats {
+  calls: Record<string, { calls: number; errors: Partial<Record<ErrorCode | 'OTHER', number>>; latency: LatencyStats }>
+  /** Calls started and not yet settled. */
+  inFlight: number
+  /** Connections established, established again after a loss, and new primaries followed. */
+  link: { connects: number; reconnects: number; failovers: number }
+  /** The near cache's counters; null when it is off. */
+  cache: { hits: number; misses: number; invalidations: number; entries: number } | null
+}
+
 type Callback = (err?: unknown, data?: any) => any
 
 /** An express-session store with connect-redis's options, keys and stored values. */
@@ -137,7 +156,7 @@ export declare class RedisStore extends Store {
   /** Destroys the user's sessions but `except`; resolves to how many (needs `userId`). */
   destroyUserSessions(userId: string, opts?: { except?: string }, cb?: Callback): Promise<number>
   /** Counters an operator can watch; `cache` is null when the near cache is off. */
-  stats(): { cache: { hits: number; misses: number; invalidations: number; entries: number } | null }
+  stats(): StoreStats
   /** Releases the connection; calls in flight still settle. */
   close(): void
   on(event: 'connect', listener: () => void): this

@@ -1,4 +1,4 @@
-import type { ConnectionOptions } from './index.js'
+import type { ConnectionOptions, StoreStats } from './index.js'
 
 export interface LuciaPrefixes {
   /** Default `"session"`: sessions live at `session:<id>`. */
@@ -96,6 +96,8 @@ export declare class LuciaAdapter {
   deleteSession(sessionId: string): Promise<void>
   deleteUserSessions(userId: string): Promise<void>
   deleteExpiredSessions(): Promise<void>
+  /** Numbers an operator can watch, as the express store's. */
+  stats(): StoreStats
   close(): void
 }
 

@@ -44,6 +44,15 @@ export declare class NativeStore {
   /** `open` for many values at once; `null` stays `null`. */
   openMany(keys: Array<string>, values: Array<string | undefined | null>): Array<string | undefined | null>
   /**
+   * Takes settled calls as `[op, micros, code, …]` (code: 0 for success, else 1 + the
+   * index in `errorCodes`).
+   */
+  record(entries: Float64Array, len: number): void
+  /** The error codes `record` numbers, in order. */
+  get errorCodes(): Array<string>
+  /** `{"calls": {op: {calls, errors, latency}}, "link": {connects, reconnects, failovers}}`. */
+  statsJson(): string
+  /**
    * The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it
    * is off.
    */

@@ -28,6 +28,9 @@ describe('riding through faults (8 lanes of set + get)', () => {
       assert.equal(r.failed, 0, JSON.stringify(r.codes))
       assert.ok(r.okAfter > 0, 'calls succeed after the restart')
       assert.ok(!events.includes('disconnect'), `events: ${events}`)
+      const { link } = store.stats()
+      assert.ok(link.reconnects >= 1 && link.connects >= 2, `stats: ${JSON.stringify(link)}`)
+      assert.equal(link.failovers, 0, 'the same server came back')
     } finally {
       store.close()
       await redis.close()
@@ -48,6 +51,7 @@ describe('riding through faults (8 lanes of set + get)', () => {
       t.diagnostic(`cluster failover: ${r.ok} calls succeeded (${r.okAfter} after it), ${r.failed} rejected ${JSON.stringify(r.codes)}`)
       assert.equal(r.failed, 0, JSON.stringify(r.codes))
       assert.ok(r.okAfter > 0, 'calls succeed after the failover')
+      assert.ok(store.stats().link.failovers >= 1, `stats: ${JSON.stringify(store.stats().link)}`)
     } finally {
       store.close()
       await cluster.close()
@@ -68,6 +72,8 @@ describe('riding through faults (8 lanes of set + get)', () => {
       assert.notEqual(group.masterPort(), oldPort, 'the sentinels promoted the replica')
       assert.equal(r.failed, 0, JSON.stringify(r.codes))
       assert.ok(r.okAfter > 0, 'calls succeed on the new primary')
+      const { link } = store.stats()
+      assert.ok(link.failovers >= 1 && link.reconnects >= 1, `stats: ${JSON.stringify(link)}`)
     } finally {
       store.close()
       await group.close()

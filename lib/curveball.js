@@ -32,6 +32,10 @@ class RedisStore {
   async newSessionId() {
     return (await random(32)).toString('base64')
   }
+  /** Numbers an operator can watch, as the express store's `stats()`. */
+  stats() {
+    return this.link.stats()
+  }
   /** Releases the connection. */
   close() {
     this.link.close()

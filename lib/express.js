@@ -192,9 +192,13 @@ class RedisStore extends Store {
     return this.ttl
   }
 
-  /** Counters an operator can watch: `{cache: {hits, misses, invalidations, entries} | null}`. */
+  /**
+   * Numbers an operator can watch: `{calls: {op: {calls, errors: {code: n}, latency: {p50, p90,
+   * p99, max}}}, inFlight, link: {connects, reconnects, failovers}, cache}` (latency in ms;
+   * `cache` null when the near cache is off). Cheap enough to call on every scrape.
+   */
   stats() {
-    return { cache: this.link.cacheStats() }
+    return this.link.stats()
   }
 
   /** Releases the connection; calls in flight still settle. */

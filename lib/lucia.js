@@ -243,6 +243,10 @@ class LuciaAdapter {
   async deleteExpiredSessions() {
     await this.index.prune()
   }
+  /** Numbers an operator can watch, as the express store's `stats()`. */
+  stats() {
+    return this.index.link.stats()
+  }
   /** Releases the connection. */
   close() {
     this.index.link.close()

@@ -242,6 +242,10 @@ class Link {
     }
     this.batchCap = this.native.batchCap
     this.cacheOn = !!opts.cache
+    // Settled calls, handed to the core's histograms 256 at a time (see `note`).
+    this.record = new Float64Array(3 * 256)
+    this.recorded = 0
+    this.errorCodes = this.native.errorCodes
     // The core has checked both options by now.
     this.hashing = opts.hashIds === true || opts.hashIds === 'migrate'
     this.migrating = opts.hashIds === 'migrate'
@@ -352,7 +356,7 @@ class Link {
     const id = this.nextId
     this.nextId = id >= 0xfffffff0 ? 1 : id + 1
     const promise = new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
+      this.pending.set(id, { resolve, reject, op, started: performance.now() })
     })
     const listLength = list === undefined ? 0 : list.length
     if (this.used + 6 + listLength > this.nums.length) {
@@ -402,6 +406,7 @@ class Link {
         const p = this.pending.get(this.nums[i + 1])
         if (p) {
           this.pending.delete(this.nums[i + 1])
+          this.note(p, e)
           p.reject(e)
         }
       }
@@ -425,10 +430,44 @@ class Link {
       if (p === undefined) continue
       this.pending.delete(payload[i])
       const v = payload[i + 1]
-      if (v instanceof Error) p.reject(v)
-      else p.resolve(v)
+      if (v instanceof Error) {
+        this.note(p, v)
+        p.reject(v)
+      } else {
+        this.note(p, null)
+        p.resolve(v)
+      }
     }
     if (this.held !== null) this.release()
+  }
+
+  /** Records a settled call for `stats()`: op, microseconds, error code number (0: none). */
+  note(p, err) {
+    const r = this.record
+    let n = this.recorded
+    r[n] = p.op
+    r[n + 1] = (performance.now() - p.started) * 1000
+    r[n + 2] = err === null ? 0 : this.errorCodes.indexOf(err.code) + 1 || this.errorCodes.length + 1
+    n += 3
+    if (n === r.length) {
+      this.native.record(r, n)
+      n = 0
+    }
+    this.recorded = n
+  }
+
+  /**
+   * What an operator watches: per operation, calls, errors by code and latency percentiles
+   * (ms); calls in flight; connects, reconnects and failovers followed; the near cache.
+   */
+  stats() {
+    if (this.closed) return null
+    if (this.recorded > 0) this.native.record(this.record, this.recorded)
+    this.recorded = 0
+    const s = JSON.parse(this.native.statsJson())
+    s.inFlight = this.pending.size + (this.held === null ? 0 : this.held.length)
+    s.cache = this.cacheStats()
+    return s
   }
 
   /**

@@ -33,6 +33,34 @@ pub mod op {
     pub const ADOPT: u32 = 20;
 }
 
+/// The name `stats()` gives each op code.
+pub fn op_name(code: usize) -> &'static str {
+    const NAMES: [&str; 21] = [
+        "unknown",
+        "get",
+        "set",
+        "setUntil",
+        "touch",
+        "destroy",
+        "count",
+        "ids",
+        "entries",
+        "clear",
+        "exists",
+        "mget",
+        "indexedSet",
+        "indexedDelete",
+        "indexRead",
+        "indexDrop",
+        "pruneIndexes",
+        "listPush",
+        "listRead",
+        "listRemove",
+        "adopt",
+    ];
+    NAMES.get(code).copied().unwrap_or("unknown")
+}
+
 const HEADER: usize = 6;
 
 /// Walks the text in UTF-16 units while slicing it as UTF-8.

@@ -40,6 +40,9 @@ pub struct ConnectionSpec {
     pub namespace: String,
     /// `hashIds` and `encryption`.
     pub seal: std::sync::Arc<crate::seal::Seal>,
+    /// What every connection of the store adds to (`stats()`): created with the spec, shared by
+    /// its clones.
+    pub counters: std::sync::Arc<crate::stats::LinkCounters>,
 }
 
 #[derive(Clone, Debug)]
@@ -580,6 +583,7 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         cache,
         namespace,
         seal: std::sync::Arc::new(seal),
+        counters: Default::default(),
     })
 }
 

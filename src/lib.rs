@@ -11,6 +11,7 @@ pub mod refresh;
 pub mod runtime;
 pub mod seal;
 pub mod session;
+pub mod stats;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -128,6 +129,9 @@ pub struct NativeStore {
     gate: Option<std::cell::RefCell<refresh::RefreshGate>>,
     /// `hashIds` and `encryption`.
     seal: Arc<seal::Seal>,
+    /// Calls per operation, as JS records them, and what the connections went through.
+    calls: std::cell::RefCell<stats::CallStats>,
+    counters: Arc<stats::LinkCounters>,
 }
 
 impl Drop for NativeStore {
@@ -161,6 +165,7 @@ impl NativeStore {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
         let seal = spec.seal.clone();
+        let counters = spec.counters.clone();
         let gate = spec
             .touch_after
             .map(|t| std::cell::RefCell::new(refresh::RefreshGate::new(t)));
@@ -221,6 +226,8 @@ impl NativeStore {
             namespace,
             gate,
             seal,
+            calls: Default::default(),
+            counters,
         })
     }
 
@@ -389,6 +396,35 @@ impl NativeStore {
                     .map_err(to_napi_err),
             })
             .collect()
+    }
+
+    /// Takes settled calls as `[op, micros, code, …]` (code: 0 for success, else 1 + the
+    /// index in `errorCodes`).
+    #[napi]
+    pub fn record(&self, entries: Float64ArraySlice, len: u32) {
+        if let Some(entries) = entries.get(..len as usize) {
+            self.calls.borrow_mut().record(entries);
+        }
+    }
+
+    /// The error codes `record` numbers, in order.
+    #[napi(getter)]
+    pub fn error_codes(&self) -> Vec<&'static str> {
+        stats::ERROR_KINDS.iter().map(|k| k.code()).collect()
+    }
+
+    /// `{"calls": {op: {calls, errors, latency}}, "link": {connects, reconnects, failovers}}`.
+    #[napi]
+    pub fn stats_json(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        format!(
+            "{{\"calls\":{},\"link\":{{\"connects\":{},\"reconnects\":{},\"failovers\":{}}}}}",
+            self.calls.borrow().to_json(batch::op_name),
+            c.connects.load(Relaxed),
+            c.reconnects.load(Relaxed),
+            c.failovers.load(Relaxed),
+        )
     }
 
     /// The near cache's counters (`[hits, misses, invalidations, entries]`), or `null` when it

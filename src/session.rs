@@ -550,7 +550,10 @@ impl Inner {
             Ok(_) => {
                 self.last_ok.store(now, Ordering::Relaxed);
                 self.failing_since.store(u64::MAX, Ordering::Relaxed);
-                self.state.store(STATE_UP, Ordering::Release);
+                let before = self.state.swap(STATE_UP, Ordering::AcqRel);
+                if before == STATE_RECONNECTING || before == STATE_DOWN {
+                    crate::stats::LinkCounters::add(&self.spec.counters.reconnects);
+                }
                 if self.last_event.swap(EVENT_CONNECT, Ordering::AcqRel) != EVENT_CONNECT {
                     (self.sink)(Delivery::Event(LinkEvent::Connect));
                 }

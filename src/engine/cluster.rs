@@ -4,6 +4,7 @@
 //! call there once. A lost node, or a redirect, re-reads the map; calls waiting on a node that
 //! is down move to wherever their slot lives now, so a failover is ridden through.
 
+use crate::stats::LinkCounters;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -321,6 +322,13 @@ impl Router {
         serving.sort_unstable();
         serving.dedup();
         self.primaries.set(serving.len());
+        {
+            // Slots that changed owner: a primary failed over, or slots were migrated.
+            let before = self.slots.borrow();
+            if !before.is_empty() && slots.iter().any(|(slot, to)| before.get(slot) != Some(to)) {
+                LinkCounters::add(&self.settings.spec.counters.failovers);
+            }
+        }
         *self.slots.borrow_mut() = slots;
         let nodes = self.nodes.borrow().clone();
         for (i, node) in nodes.iter().enumerate() {

@@ -33,6 +33,7 @@ use super::{EngineReport, Reporter};
 use crate::backend::{Command, Reply};
 use crate::config::{ConnectionSpec, TlsSettings, Topology};
 use crate::error::ErrorKind;
+use crate::stats::LinkCounters;
 use redis::cluster_routing::Slot;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -462,6 +463,10 @@ struct State {
     last_loss: String,
     closing: bool,
     closed: bool,
+    /// Connects, reconnects and failovers, for `stats()`.
+    counters: std::sync::Arc<LinkCounters>,
+    /// The server the last connection reached, to tell a failover from a reconnect.
+    peer: Option<std::net::SocketAddr>,
     /// False once JS may no longer be called (after close, or inside a finalizer).
     callback_live: bool,
     report: Option<Reporter>,
@@ -559,6 +564,8 @@ impl Direct {
                 last_loss: String::new(),
                 closing: false,
                 closed: false,
+                counters: spec.counters.clone(),
+                peer: None,
                 callback_live: true,
                 report: None,
                 on_link: None,
@@ -881,6 +888,15 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
                 s.cache = None;
             }
         }
+        LinkCounters::add(&s.counters.connects);
+        let peer = wire.tcp().peer_addr().ok();
+        if let Some(before) = s.peer {
+            LinkCounters::add(&s.counters.reconnects);
+            if peer.is_some_and(|p| p != before) {
+                LinkCounters::add(&s.counters.failovers);
+            }
+        }
+        s.peer = peer.or(s.peer);
         let written = s.journal_head;
         s.conn = Some(Conn {
             wire,
