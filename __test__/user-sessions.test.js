@@ -4,7 +4,42 @@
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
 const { RedisStore } = require('..')
+const { fork } = require('node:child_process')
+const path = require('node:path')
 const { startRedis, startCluster } = require('./support/redis.js')
+
+/** A store in a child process; `call(method, ...args)` runs `store[method](...args)` there. */
+function storeProcess(options) {
+  const child = fork(path.join(__dirname, 'support', 'store-process.js'), [JSON.stringify(options)], { stdio: 'inherit' })
+  const waiting = new Map()
+  let next = 1
+  const ready = new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.on('message', (m) => {
+      if (m.ready) return resolve()
+      const w = waiting.get(m.id)
+      waiting.delete(m.id)
+      if (m.error) w.reject(new Error(m.error))
+      else w.resolve(m.value)
+    })
+  })
+  return {
+    ready,
+    call(method, ...args) {
+      const id = next++
+      return new Promise((resolve, reject) => {
+        waiting.set(id, { resolve, reject })
+        child.send({ id, method, args })
+      })
+    },
+    stop() {
+      return new Promise((resolve) => {
+        child.once('exit', resolve)
+        child.disconnect()
+      })
+    },
+  }
+}
 
 const sess = (user, n) => ({ cookie: { originalMaxAge: 600_000, expires: new Date(Date.now() + 600_000) }, user, n })
 
@@ -55,6 +90,38 @@ describe('log out everywhere (userId)', () => {
       assert.equal(redis.cli('TYPE', 'sess-users:u2'), 'set')
     } finally {
       store.close()
+      await redis.close()
+    }
+  })
+
+  it('three processes: sessions written by each are destroyed from one, and none of them reads one again', async () => {
+    const redis = await startRedis()
+    // The near cache on: each process has read its sessions, and must not serve them after.
+    const options = { url: redis.url, userField: 'user', cache: true, hashIds: true }
+    const procs = [0, 1, 2].map(() => storeProcess(options))
+    try {
+      await Promise.all(procs.map((p) => p.ready))
+      const ids = (k) => [0, 1, 2].map((i) => `p${k}-s${i}`)
+      for (const [k, p] of procs.entries()) {
+        for (const sid of ids(k)) await p.call('set', sid, sess('ada', k))
+        await p.call('set', `p${k}-other`, sess('bob', k))
+        for (const sid of ids(k)) assert.equal((await p.call('get', sid)).n, k)
+      }
+      assert.equal((await procs[1].call('userSessions', 'ada')).length, 9)
+      // Process 2 logs ada out everywhere but its own first session.
+      assert.equal(await procs[2].call('destroyUserSessions', 'ada', { except: 'p2-s0' }), 8)
+      await new Promise((r) => setTimeout(r, 20))
+      for (const [k, p] of procs.entries()) {
+        for (const sid of ids(k)) {
+          const got = await p.call('get', sid)
+          if (sid === 'p2-s0') assert.equal(got.n, 2, 'the session kept')
+          else assert.equal(got, null, `${sid} is still readable in process ${k}`)
+        }
+        assert.equal((await p.call('get', `p${k}-other`)).n, k, "bob's session stays")
+      }
+      assert.equal((await procs[0].call('userSessions', 'ada')).length, 1)
+    } finally {
+      await Promise.all(procs.map((p) => p.stop()))
       await redis.close()
     }
   })
