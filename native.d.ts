@@ -29,20 +29,14 @@ export declare class NativeStore {
    */
   get batchCap(): number
   /**
-   * The near cache's live value of `key` (before the namespace), answered on the spot: a
-   * hot `get` costs one small native call, no batch and no promise on this side. JS asks
-   * only when none of its calls wait to be sent, so no earlier write is overtaken.
+   * The near cache's live value of session `id` under `prefix` (the id hashed with
+   * `hashIds`, the namespace before), opened: a hot `get` costs one small native call, no
+   * batch and no promise on this side. JS asks only when none of its calls wait to be sent,
+   * so no earlier write is overtaken. Throws `ERR_BAD_DATA` when the value does not open.
    */
-  cached(key: string): string | null
+  cached(prefix: string, id: string): string | null
   /** `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself. */
   sealId(id: string): string
-  /**
-   * The plain value of what a read returned from `key` (before the namespace), opened with
-   * the store's encryption keys. Throws `ERR_BAD_DATA` when it does not open.
-   */
-  open(key: string, stored: string): string
-  /** `open` for many values at once; `null` stays `null`. */
-  openMany(keys: Array<string>, values: Array<string | undefined | null>): Array<string | undefined | null>
   /**
    * Takes settled calls as `[op, micros, code, …]` (code: 0 for success, else 1 + the
    * index in `errorCodes`).

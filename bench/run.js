@@ -127,21 +127,21 @@ ${bars.join('\n')}
 }
 
 /** Runs the phases for `stores` on one topology, rounds alternating; returns medians. */
-function measure(title, stores, target, flush) {
+function measure(title, stores, target, flush, phases = PHASES) {
   const runs = Object.fromEntries(stores.map((s) => [s, []]))
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order each round so drift and warm-up favour no store.
     for (const store of stores.map((_, i) => stores[(i + round) % stores.length])) {
       flush()
-      const r = runWorker(store, target)
+      const r = runWorker(store, target, phases)
       runs[store].push(r)
-      console.log(`${title} round ${round + 1} ${store}: ` + PHASES.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
+      console.log(`${title} round ${round + 1} ${store}: ` + phases.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
     }
   }
   const summary = {}
   for (const store of stores) {
     summary[store] = { peakRssMb: Math.max(...runs[store].map((r) => r.peakRssMb)), sessionBytes: runs[store][0].sessionBytes }
-    for (const p of PHASES) {
+    for (const p of phases) {
       summary[store][p] = Object.fromEntries(
         ['opsPerSec', 'jsCpuUsPerOp', 'processCpuUsPerOp'].map((k) => [k, median(runs[store].map((r) => r.phases[p][k]))]),
       )
@@ -216,6 +216,16 @@ const TOPOLOGIES = [
     },
   },
 ]
+
+const OPTION_STORES = [OURS, ANCHOR, 'ferrisession-hashids', 'ferrisession-encrypted', 'ferrisession-hashids-encrypted', 'ferrisession-userid']
+const OPTION_LABEL = {
+  [OURS]: 'ferrisession, no option',
+  [ANCHOR]: 'connect-redis 10 + node-redis 5',
+  'ferrisession-hashids': 'ferrisession, hashIds',
+  'ferrisession-encrypted': 'ferrisession, encryption (AES-256-GCM)',
+  'ferrisession-hashids-encrypted': 'ferrisession, hashIds + encryption',
+  'ferrisession-userid': 'ferrisession, userId (log out everywhere index)',
+}
 
 const ANCHOR_LABEL = { 'connect-redis': 'connect-redis 10 + node-redis 5', memorystore: 'express-session MemoryStore' }
 
@@ -459,6 +469,17 @@ async function main() {
       }
     }
     const latencyResults = plainRedis && !(only && !only.includes('latency')) ? await latency(plainRedis) : null
+    let optionResults = null
+    if (!only || only.includes('options')) {
+      // The cost of each opt-in option, on a plain server of its own: set and get only.
+      const r = await startRedis()
+      try {
+        console.log(`options: ${ROUNDS} rounds × ${OPS} ops per phase`)
+        optionResults = measure('options', OPTION_STORES, { kind: 'plain', url: r.url }, () => r.cli('FLUSHALL'), ['set', 'get'])
+      } finally {
+        await r.close()
+      }
+    }
     for (const env of envs) await env.close()
     envs.length = 0
     const faultResults = only && !only.includes('faults') ? null : await faults()
@@ -501,6 +522,20 @@ async function main() {
       if (cr && near) lines.push('', `/read p50: ${fmt(cr.read.p50 - near.read.p50, 1)} ms lower with touchAfter + cache than connect-redis.`)
       const h = L.hotGet
       lines.push('', `Store-level \`get\` of hot sessions (plain harness, no proxy, 64 in flight, 1,000 sessions each read once before and then over and over, median of ${ROUNDS} rounds): ours with \`cache: true\` ${fmt(h.ours.opsPerSec)} ops/s, connect-redis ${fmt(h.anchor.opsPerSec)} ops/s, **${fmt(h.ours.opsPerSec / h.anchor.opsPerSec, 2)}×**; whole-process CPU per op ${fmt(h.ours.processCpuUsPerOp, 2)} µs against ${fmt(h.anchor.processCpuUsPerOp, 2)} µs.`)
+      lines.push('')
+    }
+
+    if (optionResults) {
+      const O = optionResults
+      const ratio = (store, p) => O[store][p].opsPerSec / O[ANCHOR][p].opsPerSec
+      const both = (store) => Math.sqrt(ratio(store, 'set') * ratio(store, 'get'))
+      lines.push('## What each option costs', '')
+      lines.push('Plain TCP, a server of its own, set and get only; each store in its own process, alternating rounds. The ratio column is against connect-redis 10 + node-redis 5 in the same run; the last column against ferrisession with no option.', '')
+      lines.push('| store | set ops/s | get ops/s | set+get geomean vs connect-redis | whole-process CPU µs per set | per get | throughput vs no option |')
+      lines.push('|---|---:|---:|---:|---:|---:|---:|')
+      for (const store of OPTION_STORES) {
+        lines.push(`| ${OPTION_LABEL[store]} | ${fmt(O[store].set.opsPerSec)} | ${fmt(O[store].get.opsPerSec)} | **${fmt(both(store), 2)}×** | ${fmt(O[store].set.processCpuUsPerOp, 2)} | ${fmt(O[store].get.processCpuUsPerOp, 2)} | ${fmt(both(store) / both(OURS), 2)}× |`)
+      }
       lines.push('')
     }
 
@@ -551,7 +586,7 @@ async function main() {
       chart(summary, path.join(__dirname, 'chart.svg'))
     }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, e2e, latency: latencyResults, faults: faultResults }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, e2e, latency: latencyResults, options: optionResults, faults: faultResults }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

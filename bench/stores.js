@@ -30,6 +30,9 @@ class FloorStore extends EventEmitter {
   close() {}
 }
 
+// A fixed key: the benchmark's sessions are throwaway.
+const BENCH_KEY = Buffer.alloc(32, 7)
+
 const hostPort = (url) => {
   const u = new URL(url)
   return { host: u.hostname, port: Number(u.port) }
@@ -76,6 +79,22 @@ const STORES = {
     const store = new RedisStore({ ...oursFor(t), touchAfter: 60, cache: true })
     return { store, close: async () => store.close() }
   },
+  /** Ours with each opt-in option of its own, for the cost of each (see OPTION_STORES). */
+  ...Object.fromEntries(
+    Object.entries({
+      'ferrisession-hashids': { hashIds: true },
+      'ferrisession-encrypted': { encryption: { keys: { k1: BENCH_KEY } } },
+      'ferrisession-hashids-encrypted': { hashIds: true, encryption: { keys: { k1: BENCH_KEY } } },
+      'ferrisession-userid': { userId: (sess) => sess.userId },
+    }).map(([name, extra]) => [
+      name,
+      async (t) => {
+        const { RedisStore } = require('..')
+        const store = new RedisStore({ ...oursFor(t), ...extra })
+        return { store, close: async () => store.close() }
+      },
+    ]),
+  ),
   async 'connect-redis'(t) {
     const { RedisStore } = require('connect-redis')
     const client = await nodeRedisFor(t)

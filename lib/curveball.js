@@ -13,21 +13,17 @@ class RedisStore {
     this.opts = { clientOptions: {}, prefix: 'session', ...opts }
     this.link = new Link(this.opts, () => {})
   }
-  /** The key of session `id`; the id is hashed with `hashIds`. */
-  key(id) {
-    return this.link.key(`${this.opts.prefix}-`, id)
-  }
+  // Keys are `${prefix}-${id}`, through `link.callId` (the core hashes the id with `hashIds`).
   /** `expire` is an absolute UNIX time in seconds; one in the past deletes the session. */
   async set(id, values, expire) {
-    await this.link.call(OP.SET_UNTIL, this.key(id), JSON.stringify(values), expire)
+    await this.link.callId(OP.SET_UNTIL, `${this.opts.prefix}-`, id, JSON.stringify(values), expire)
   }
   async get(id) {
-    const key = this.key(id)
-    const raw = await this.link.read(key, `${this.opts.prefix}-`, id)
-    return raw === null ? null : parseStored(JSON, raw, key)
+    const raw = await this.link.read(`${this.opts.prefix}-`, id)
+    return raw === null ? null : parseStored(JSON, raw, `${this.opts.prefix}-${id}`)
   }
   async delete(id) {
-    await this.link.call(OP.DESTROY, '', undefined, undefined, this.link.sessionKeys(`${this.opts.prefix}-`, id))
+    await this.link.callId(OP.DESTROY, `${this.opts.prefix}-`, id)
   }
   async newSessionId() {
     return (await random(32)).toString('base64')

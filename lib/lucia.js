@@ -32,29 +32,22 @@ class SessionIndex {
     this.ownerField = ownerField
     Object.assign(this, layout(prefixes, hashTag))
   }
-  // Session ids become keys and index members through `link.sid`: hashed with `hashIds`.
+  // Session keys go through `link.callId`: the core hashes the id (`hashIds`), in the key and
+  // in the index member that repeats it.
   async read(sessionId) {
-    const key = this.link.key(this.sessionPrefix, sessionId)
-    const raw = await this.link.read(key, this.sessionPrefix, sessionId)
-    return raw ? parseStored(JSON, raw, key) : null
+    const raw = await this.link.read(this.sessionPrefix, sessionId)
+    return raw ? parseStored(JSON, raw, this.sessionPrefix + sessionId) : null
   }
   write(sessionId, ownerId, json, expiresAtSeconds) {
-    const member = this.link.sid(sessionId)
-    return this.link.call(OP.INDEXED_SET, this.sessionPrefix + member, json, expiresAtSeconds, [
+    return this.link.callId(OP.INDEXED_SET, this.sessionPrefix, sessionId, json, expiresAtSeconds, [
       this.userPrefix + checkId(String(ownerId), 'user id'),
-      member,
+      sessionId,
     ])
   }
   async remove(sessionId) {
-    const member = this.link.sid(sessionId)
-    const removed = this.link.call(OP.INDEXED_DELETE, this.sessionPrefix + member, undefined, undefined, [
-      member,
-      this.userPrefix,
-      this.ownerField,
-    ])
+    await this.link.callId(OP.INDEXED_DELETE, this.sessionPrefix, sessionId, undefined, undefined, [sessionId, this.userPrefix, this.ownerField])
     // While migrating, the plain key goes too, or the next read would move it back.
-    if (this.link.migrating) await this.link.call(OP.DESTROY, this.sessionPrefix + sessionId)
-    return removed
+    if (this.link.migrating) await this.link.callId(OP.DESTROY, this.sessionPrefix, sessionId)
   }
   async listByUser(userId) {
     const key = this.userPrefix + checkId(String(userId), 'user id')

@@ -28,9 +28,6 @@ const OP = {
   ADOPT: 20,
 }
 
-// Calls whose replies hold stored values, opened with the store's encryption keys when it has
-// them (see `Link#opened`).
-const OPENED_OPS = new Set([OP.GET, OP.MGET, OP.ENTRIES, OP.INDEX_READ, OP.ADOPT])
 
 // Calls that read or change a whole keyspace (SCAN walks). Each waits for every earlier call
 // of its store to settle, and later calls wait for it: no call overtakes another across one,
@@ -246,97 +243,50 @@ class Link {
     this.record = new Float64Array(3 * 256)
     this.recorded = 0
     this.errorCodes = this.native.errorCodes
-    // The core has checked both options by now.
-    this.hashing = opts.hashIds === true || opts.hashIds === 'migrate'
+    // The core has checked the option by now.
     this.migrating = opts.hashIds === 'migrate'
-    this.opening = !!opts.encryption
     this.flush = this.flush.bind(this)
   }
 
   /** A session id as keys and indexes hold it: checked, and hashed with `hashIds`. */
   sid(id) {
-    checkId(id)
-    return this.hashing ? this.native.sealId(id) : id
-  }
-
-  /** The key of session `id` under `prefix`. */
-  key(prefix, id) {
-    return prefix + this.sid(id)
+    return this.native.sealId(checkId(id))
   }
 
   /**
-   * The stored text of session `id` at `key` (= `this.key(prefix, id)`), opened, or null. With
-   * `hashIds: 'migrate'`, a session still under its plain key moves to its hashed key.
+   * Reads session `id` under `prefix`: its stored text, or null. With `hashIds: 'migrate'`, a
+   * session still under its plain key moves to its hashed key.
    */
-  read(key, prefix, id) {
-    const found = this.call(OP.GET, key)
+  read(prefix, id) {
+    const found = this.callId(OP.GET, prefix, id)
     if (!this.migrating) return found
-    return found.then((v) => (v !== null ? v : this.call(OP.ADOPT, prefix + id, undefined, undefined, [key])))
-  }
-
-  /** The keys that destroying session `id` deletes: its key, and its plain key while migrating. */
-  sessionKeys(prefix, id) {
-    const key = this.key(prefix, id)
-    return this.migrating && key !== prefix + id ? [key, prefix + id] : [key]
+    return found.then((v) => (v !== null ? v : this.callId(OP.ADOPT, prefix, id)))
   }
 
   /** `key` and `value` are strings (`value` may be undefined), `num` a number or undefined, `list` strings. */
   call(op, key, value, num, list) {
-    if (this.opening && OPENED_OPS.has(op)) return this.opened(op, key, value, num, list)
-    return this.ordered(op, key, value, num, list)
+    return this.ordered(op, key, value, num, list, 0)
   }
 
   /**
-   * A read whose stored values are opened (decrypted and checked) in the core before anyone
-   * sees them. The key each value was sealed under is its associated data: GET and ADOPT name
-   * it, MGET lists it, ENTRIES and INDEX_READ give `prefix + id` pairs.
+   * A call on session `id`'s key, `prefix + id`. The core hashes the id there (`hashIds`), in
+   * the index member that repeats it, and in what a destroy or a move deletes; values are
+   * sealed and opened in the core too (`encryption`), so this side never sees either.
    */
-  opened(op, key, value, num, list) {
-    const native = this.native
-    const open = (k, v) => {
-      try {
-        return native.open(k, v)
-      } catch (err) {
-        throw nativeError(err)
-      }
-    }
-    const openPairs = (prefix, flat, keepIds) => {
-      const out = []
-      for (let i = 0; i < flat.length; i += 2) {
-        if (keepIds) out.push(flat[i])
-        out.push(open(prefix + flat[i], flat[i + 1]))
-      }
-      return out
-    }
-    switch (op) {
-      case OP.GET:
-        return this.ordered(op, key).then((v) => (v === null ? null : open(key, v)))
-      case OP.ADOPT:
-        return this.ordered(op, key, value, num, list).then((v) => (v === null ? null : open(list[0], v)))
-      case OP.MGET:
-        return this.ordered(op, key, value, num, list).then((vs) => {
-          try {
-            return native.openMany(list, vs)
-          } catch (err) {
-            throw nativeError(err)
-          }
-        })
-      case OP.ENTRIES:
-        return this.ordered(op, key, value, num, list).then((flat) => openPairs(key, flat, true))
-      case OP.INDEX_READ:
-        // Members are needed to name each value's key, so they are always asked for.
-        return this.ordered(op, key, value, 1, list).then((flat) => openPairs(value, flat, num === 1))
-    }
+  callId(op, prefix, id, value, num, list) {
+    checkId(id)
+    return this.ordered(op, prefix + id, value, num, list, prefix.length + 1)
   }
 
-  ordered(op, key, value, num, list) {
+  /** `mark`: 0, or 1 + the length of the prefix before a session id that ends `key`. */
+  ordered(op, key, value, num, list, mark) {
     if (this.closed) return Promise.reject(closedError())
     if (this.held !== null || (KEYSPACE_OPS.has(op) && this.pending.size > 0)) {
       if (this.held === null) this.held = []
-      return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, resolve, reject }))
+      return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, mark, resolve, reject }))
     }
     if (KEYSPACE_OPS.has(op)) this.held = []
-    return this.send(op, key, value, num, list)
+    return this.send(op, key, value, num, list, mark)
   }
 
   /** Sends what was held back once nothing is in flight, up to and including the next keyspace call. */
@@ -346,13 +296,13 @@ class Link {
       const keyspace = KEYSPACE_OPS.has(this.held[0].op)
       if (keyspace && this.pending.size > 0) return
       const c = this.held.shift()
-      this.send(c.op, c.key, c.value, c.num, c.list).then(c.resolve, c.reject)
+      this.send(c.op, c.key, c.value, c.num, c.list, c.mark).then(c.resolve, c.reject)
       if (keyspace) return
     }
     this.held = null
   }
 
-  send(op, key, value, num, list) {
+  send(op, key, value, num, list, mark) {
     const id = this.nextId
     this.nextId = id >= 0xfffffff0 ? 1 : id + 1
     const promise = new Promise((resolve, reject) => {
@@ -366,7 +316,7 @@ class Link {
     }
     const a = this.nums
     let n = this.used
-    a[n] = op
+    a[n] = op + 256 * mark
     a[n + 1] = id
     a[n + 2] = num === undefined ? NaN : Number(num)
     a[n + 3] = key.length
@@ -471,16 +421,13 @@ class Link {
   }
 
   /**
-   * The near cache's live value of `key`, or undefined. Asked only when no call of this store
+   * The near cache's live value of session `id` under `prefix`, or undefined. Asked only when no call of this store
    * waits to be sent or is held back, so a read never overtakes an earlier write.
    */
-  cached(key) {
+  cached(prefix, id) {
     if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
-    const hit = this.native.cached(key)
-    if (hit == null) return undefined
-    if (!this.opening) return hit
     try {
-      return this.native.open(key, hit)
+      return this.native.cached(prefix, id) ?? undefined
     } catch (err) {
       throw nativeError(err)
     }

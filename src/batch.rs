@@ -7,6 +7,7 @@
 //! then the value, then the list items.
 
 use crate::error::StoreError;
+use crate::seal::Seal;
 use crate::session::Request;
 
 /// Op codes shared with `lib/native.js`.
@@ -111,9 +112,18 @@ fn length(n: f64) -> Result<usize, StoreError> {
 /// One decoded call: its id and the request, or why it cannot run.
 pub type Decoded = (u32, Result<Request, StoreError>);
 
+/// Decodes every record, with no `hashIds` or `encryption`.
+pub fn decode(nums: &[f64], text: &str) -> Result<Vec<Decoded>, StoreError> {
+    decode_sealed(nums, text, &Seal::default())
+}
+
 /// Decodes every record. A record that cannot be read at all ends the batch with an error for
 /// the whole rest, since the text offsets after it are unknown.
-pub fn decode(nums: &[f64], text: &str) -> Result<Vec<Decoded>, StoreError> {
+///
+/// The op field is `op + 256 * (n + 1)` when the key is a prefix of `n` units followed by a
+/// session id: with `hashIds`, the core replaces the id with its hash (see
+/// `Seal::hash_request`).
+pub fn decode_sealed(nums: &[f64], text: &str, seal: &Seal) -> Result<Vec<Decoded>, StoreError> {
     let mut out = Vec::with_capacity(nums.len() / HEADER);
     let mut cursor = Text {
         text,
@@ -123,10 +133,21 @@ pub fn decode(nums: &[f64], text: &str) -> Result<Vec<Decoded>, StoreError> {
     let mut i = 0;
     while i < nums.len() {
         let head = nums.get(i..i + HEADER).ok_or_else(malformed)?;
-        let op = head[0] as u32;
+        let tagged = length(head[0])?;
+        let op = (tagged & 0xff) as u32;
         let id = head[1] as u32;
         let num = (!head[2].is_nan()).then_some(head[2]);
-        let key = cursor.take(length(head[3])?)?.to_string();
+        let key_units = length(head[3])?;
+        // The byte length of the prefix before a session id, when the key ends in one.
+        let (key, id_at) = match tagged >> 8 {
+            0 => (cursor.take(key_units)?.to_string(), None),
+            n if n - 1 <= key_units => {
+                let prefix = cursor.take(n - 1)?;
+                let rest = cursor.take(key_units - (n - 1))?;
+                (format!("{prefix}{rest}"), Some(prefix.len()))
+            }
+            _ => return Err(malformed()),
+        };
         let value = if head[4] < 0.0 {
             None
         } else {
@@ -140,7 +161,14 @@ pub fn decode(nums: &[f64], text: &str) -> Result<Vec<Decoded>, StoreError> {
             list.push(cursor.take(length(n)?)?.to_string());
         }
         i = end;
-        out.push((id, to_request(op, key, value, num, list)));
+        let request = to_request(op, key, value, num, list);
+        out.push((
+            id,
+            match id_at {
+                Some(at) => request.and_then(|r| seal.hash_request(r, at)),
+                None => request,
+            },
+        ));
     }
     Ok(out)
 }
@@ -225,10 +253,11 @@ fn to_request(
             member: value_or_err(value)?,
         },
         op::MGET => Request::MGet { keys: list },
-        op::ADOPT => {
-            let [to] = extra(list)?;
-            Request::Adopt { from: key, to }
-        }
+        // `to` is the key with its id hashed, filled in by `Seal::hash_request`.
+        op::ADOPT => Request::Adopt {
+            to: key.clone(),
+            from: key,
+        },
         op::INDEXED_SET => {
             let [index_key, member] = extra(list)?;
             Request::IndexedSet {

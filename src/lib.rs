@@ -256,7 +256,7 @@ impl NativeStore {
                 "ERR_BAD_ARGUMENT: batch length out of range",
             )
         })?;
-        let calls = batch::decode(records, &text).map_err(to_napi_err)?;
+        let calls = batch::decode_sealed(records, &text, &self.seal).map_err(to_napi_err)?;
         // Calls answered here and now: refreshes `touchAfter` skips, and every call of an
         // embedded store.
         let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
@@ -350,52 +350,24 @@ impl NativeStore {
         }
     }
 
-    /// The near cache's live value of `key` (before the namespace), answered on the spot: a
-    /// hot `get` costs one small native call, no batch and no promise on this side. JS asks
-    /// only when none of its calls wait to be sent, so no earlier write is overtaken.
+    /// The near cache's live value of session `id` under `prefix` (the id hashed with
+    /// `hashIds`, the namespace before), opened: a hot `get` costs one small native call, no
+    /// batch and no promise on this side. JS asks only when none of its calls wait to be sent,
+    /// so no earlier write is overtaken. Throws `ERR_BAD_DATA` when the value does not open.
     #[napi]
-    pub fn cached(&self, key: String) -> Option<String> {
-        let engine = self.engine.as_ref()?;
-        if self.namespace.is_empty() {
-            engine.cached(&key)
-        } else {
-            engine.cached(&format!("{}{key}", self.namespace))
-        }
+    pub fn cached(&self, prefix: String, id: String) -> Result<Option<String>> {
+        let Some(engine) = self.engine.as_ref() else {
+            return Ok(None);
+        };
+        let id = self.seal.id(&id);
+        let key = format!("{}{prefix}{id}", self.namespace);
+        engine.cached(&key).transpose().map_err(to_napi_err)
     }
 
     /// `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself.
     #[napi]
     pub fn seal_id(&self, id: String) -> String {
         self.seal.id(&id)
-    }
-
-    /// The plain value of what a read returned from `key` (before the namespace), opened with
-    /// the store's encryption keys. Throws `ERR_BAD_DATA` when it does not open.
-    #[napi]
-    pub fn open(&self, key: String, stored: String) -> Result<String> {
-        self.seal
-            .open(&self.full_key(key), stored)
-            .map_err(to_napi_err)
-    }
-
-    /// `open` for many values at once; `null` stays `null`.
-    #[napi]
-    pub fn open_many(
-        &self,
-        keys: Vec<String>,
-        values: Vec<Option<String>>,
-    ) -> Result<Vec<Option<String>>> {
-        keys.into_iter()
-            .zip(values)
-            .map(|(key, value)| match value {
-                None => Ok(None),
-                Some(v) => self
-                    .seal
-                    .open(&self.full_key(key), v)
-                    .map(Some)
-                    .map_err(to_napi_err),
-            })
-            .collect()
     }
 
     /// Takes settled calls as `[op, micros, code, …]` (code: 0 for success, else 1 + the
@@ -438,14 +410,6 @@ impl NativeStore {
             s.invalidations as f64,
             s.entries as f64,
         ])
-    }
-
-    fn full_key(&self, key: String) -> String {
-        if self.namespace.is_empty() {
-            key
-        } else {
-            format!("{}{key}", self.namespace)
-        }
     }
 
     /// Stops new calls; calls in flight still settle. The connection closes once they have.

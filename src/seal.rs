@@ -14,9 +14,12 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::backend::{Command, Reply};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::session::Request;
 
@@ -37,6 +40,8 @@ struct Cipher {
     keys: Vec<(String, Aes256Gcm)>,
     current: usize,
     accept_plaintext: bool,
+    /// Nonces: ChaCha20 seeded from the OS once, not a system call per write.
+    nonces: std::sync::Mutex<ChaCha20Rng>,
 }
 
 #[derive(Default)]
@@ -179,6 +184,12 @@ impl Seal {
                     keys: parsed,
                     current,
                     accept_plaintext,
+                    nonces: std::sync::Mutex::new(ChaCha20Rng::from_rng(OsRng).map_err(|e| {
+                        StoreError::new(
+                            ErrorKind::BadArgument,
+                            format!("no randomness from the system for nonces: {e}"),
+                        )
+                    })?),
                 })
             }
             Some(other) => {
@@ -207,7 +218,10 @@ impl Seal {
     pub fn close(&self, key: &str, plain: String) -> String {
         let Some(c) = &self.cipher else { return plain };
         let (id, cipher) = &c.keys[c.current];
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let nonce = {
+            let mut rng = c.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            Aes256Gcm::generate_nonce(&mut *rng)
+        };
         let sealed = cipher
             .encrypt(
                 &nonce,
@@ -277,6 +291,138 @@ impl Seal {
         String::from_utf8(plain).map_err(|_| bad_data(key, "opens to bytes that are not UTF-8"))
     }
 
+    /// The request with the session id that ends its key (after `prefix_len` bytes) hashed,
+    /// in the key and where the id is also an index member. With `hashIds: 'migrate'`, a
+    /// destroy also deletes the plain key. An `Adopt` moves the plain key to the hashed one.
+    pub fn hash_request(&self, request: Request, prefix_len: usize) -> StoreResult<Request> {
+        if self.hash_ids == HashIds::Off {
+            return match request {
+                Request::Adopt { .. } => Err(bad("adopting a plain key needs hashIds: 'migrate'")),
+                other => Ok(other),
+            };
+        }
+        let hashed = |key: &str| -> StoreResult<(String, String)> {
+            let id = key
+                .get(prefix_len..)
+                .ok_or_else(|| bad("the session id mark is past the key"))?;
+            let h = hash_id(id);
+            Ok((format!("{}{h}", &key[..prefix_len]), h))
+        };
+        Ok(match request {
+            Request::Adopt { from, .. } => Request::Adopt {
+                to: hashed(&from)?.0,
+                from,
+            },
+            Request::Destroy { mut keys } if keys.len() == 1 => {
+                let plain = keys.pop().expect("one key");
+                let (key, _) = hashed(&plain)?;
+                if self.hash_ids == HashIds::Migrate {
+                    Request::Destroy {
+                        keys: vec![key, plain],
+                    }
+                } else {
+                    Request::Destroy { keys: vec![key] }
+                }
+            }
+            Request::IndexedSet {
+                key,
+                value,
+                at,
+                index_key,
+                member,
+            } => {
+                let id = key.get(prefix_len..).unwrap_or_default().to_string();
+                let (key, h) = hashed(&key)?;
+                Request::IndexedSet {
+                    key,
+                    value,
+                    at,
+                    index_key,
+                    member: if member == id { h } else { member },
+                }
+            }
+            Request::IndexedDelete {
+                key,
+                member,
+                index_prefix,
+                field,
+            } => {
+                let id = key.get(prefix_len..).unwrap_or_default().to_string();
+                let (key, h) = hashed(&key)?;
+                Request::IndexedDelete {
+                    key,
+                    member: if member == id { h } else { member },
+                    index_prefix,
+                    field,
+                }
+            }
+            Request::Get { key } => Request::Get {
+                key: hashed(&key)?.0,
+            },
+            Request::Set { key, value, ttl } => Request::Set {
+                key: hashed(&key)?.0,
+                value,
+                ttl,
+            },
+            Request::SetUntil { key, value, at } => Request::SetUntil {
+                key: hashed(&key)?.0,
+                value,
+                at,
+            },
+            Request::Touch { key, ttl } => Request::Touch {
+                key: hashed(&key)?.0,
+                ttl,
+            },
+            Request::Exists { key } => Request::Exists {
+                key: hashed(&key)?.0,
+            },
+            other => {
+                return Err(bad(format!(
+                    "a session id mark on a call that takes none: {other:?}"
+                )))
+            }
+        })
+    }
+
+    /// What opening a command's reply needs: the key (or keys) its values were sealed under.
+    pub fn opener(&self, command: &Command) -> Option<Opener> {
+        self.cipher.as_ref()?;
+        match command {
+            Command::Get(key) => Some(Opener::Key(key.clone())),
+            Command::MGet(keys) => Some(Opener::Keys(keys.clone())),
+            _ => None,
+        }
+    }
+
+    /// `reply` with the values in it opened; a value that does not open becomes the error.
+    pub fn open_reply(&self, opener: &Opener, reply: Reply) -> Reply {
+        match (opener, reply) {
+            (Opener::Key(key), Reply::Text(v)) => match self.open(key, v) {
+                Ok(plain) => Reply::Text(plain),
+                Err(e) => Reply::Error(e),
+            },
+            (Opener::Keys(keys), Reply::List(values)) => {
+                let mut out = Vec::with_capacity(values.len());
+                for (key, v) in keys.iter().zip(values) {
+                    match v.map(|v| self.open(key, v)).transpose() {
+                        Ok(v) => out.push(v),
+                        Err(e) => return Reply::Error(e),
+                    }
+                }
+                Reply::List(out)
+            }
+            (_, other) => other,
+        }
+    }
+
+    /// `open_reply` for a reply to `command`, when the command carries its keys still.
+    pub fn open_reply_to(&self, command: &Command, reply: Reply) -> Reply {
+        match self.opener(command) {
+            Some(opener) => self.open_reply(&opener, reply),
+            None => reply,
+        }
+    }
+
     /// Seals the value a write carries, under the key it is written to.
     pub fn close_request(&self, request: Request) -> Request {
         if self.cipher.is_none() {
@@ -310,6 +456,13 @@ impl Seal {
             other => other,
         }
     }
+}
+
+/// The keys a read's values were sealed under.
+#[derive(Clone, Debug)]
+pub enum Opener {
+    Key(String),
+    Keys(Vec<String>),
 }
 
 pub fn hash_id(id: &str) -> String {

@@ -339,7 +339,13 @@ impl SessionCore {
         // so no call overtakes an earlier one.
         let mut ids = Vec::new();
         let mut commands = Vec::new();
-        let flush = |ids: &mut Vec<u32>, commands: &mut Vec<Command>, out: &mut Vec<_>| {
+        // With encryption, what each reply is opened with; the commands are consumed.
+        let seal = &inner.spec.seal;
+        let mut openers = Vec::new();
+        let flush = |ids: &mut Vec<u32>,
+                     commands: &mut Vec<Command>,
+                     openers: &mut Vec<Option<crate::seal::Opener>>,
+                     out: &mut Vec<_>| {
             if commands.is_empty() {
                 return;
             }
@@ -347,16 +353,28 @@ impl SessionCore {
                 Some(memory) => memory.execute_owned(std::mem::take(commands)),
                 None => unreachable!("only embedded stores answer inline"),
             };
-            out.extend(ids.drain(..).zip(replies));
+            if openers.is_empty() {
+                out.extend(ids.drain(..).zip(replies));
+            } else {
+                out.extend(ids.drain(..).zip(openers.drain(..).zip(replies).map(
+                    |(opener, reply)| match opener {
+                        Some(o) => seal.open_reply(&o, reply),
+                        None => reply,
+                    },
+                )));
+            }
         };
         for (id, request) in calls {
             match request.into_command() {
                 Ok(c) => {
                     ids.push(id);
+                    if seal.encrypts() {
+                        openers.push(seal.opener(&c));
+                    }
                     commands.push(c);
                 }
                 Err(request) => {
-                    flush(&mut ids, &mut commands, &mut out);
+                    flush(&mut ids, &mut commands, &mut openers, &mut out);
                     let reply = match guard(run_bulk(inner, request)).now_or_never() {
                         Some(Ok(r)) => r,
                         Some(Err(e)) => Reply::Error(e),
@@ -369,7 +387,7 @@ impl SessionCore {
                 }
             }
         }
-        flush(&mut ids, &mut commands, &mut out);
+        flush(&mut ids, &mut commands, &mut openers, &mut out);
         out
     }
 
@@ -426,7 +444,13 @@ impl SessionCore {
             let inner = inner.clone();
             runtime::get().spawn(async move {
                 let result = guard(inner.round_trip(&simple)).await;
+                let seal = &inner.spec.seal;
                 let replies = match result {
+                    Ok(replies) if seal.encrypts() => simple_ids
+                        .into_iter()
+                        .zip(simple.iter().zip(replies))
+                        .map(|(id, (command, reply))| (id, seal.open_reply_to(command, reply)))
+                        .collect(),
                     Ok(replies) => simple_ids.into_iter().zip(replies).collect(),
                     Err(e) => simple_ids
                         .into_iter()
@@ -660,7 +684,7 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                     // A key that expired between SCAN and MGET is skipped.
                     if let Some(v) = value {
                         out.push(Some(key[prefix.len()..].to_string()));
-                        out.push(Some(v));
+                        out.push(Some(inner.spec.seal.open(key, v)?));
                     }
                 }
             }
@@ -675,7 +699,8 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             for chunk in keys.chunks(BULK_CHUNK) {
                 out.extend(mget(inner, chunk.to_vec()).await?);
             }
-            Ok(Reply::List(out))
+            let seal = &inner.spec.seal;
+            Ok(seal.open_reply(&crate::seal::Opener::Keys(keys), Reply::List(out)))
         }
         Request::IndexedSet {
             key,
@@ -748,16 +773,18 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             index_key,
             key_prefix,
             with_members,
-        } => Ok(Reply::List(
-            read_index(inner, &index_key, &key_prefix)
-                .await?
-                .into_iter()
-                .flat_map(|(member, value)| {
-                    let member = with_members.then_some(Some(member));
-                    member.into_iter().chain([Some(value)])
-                })
-                .collect(),
-        )),
+        } => {
+            let seal = &inner.spec.seal;
+            let mut out = Vec::new();
+            for (member, value) in read_index(inner, &index_key, &key_prefix).await? {
+                let value = seal.open(&format!("{key_prefix}{member}"), value)?;
+                if with_members {
+                    out.push(Some(member));
+                }
+                out.push(Some(value));
+            }
+            Ok(Reply::List(out))
+        }
         Request::IndexDrop {
             index_key,
             key_prefix,
@@ -810,15 +837,12 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                 // Expired between the two reads.
                 _ => return Ok(Reply::Nil),
             };
+            // Opened under the old key, sealed under the new one; the caller gets it plain.
             let seal = &inner.spec.seal;
-            let value = if seal.encrypts() {
-                seal.close(&to, seal.open(&from, stored)?)
-            } else {
-                stored
-            };
+            let plain = seal.open(&from, stored)?;
             let set = Command::Set {
+                value: seal.close(&to, plain.clone()),
                 key: to,
-                value: value.clone(),
                 expiry,
             };
             if let Reply::Error(e) = first_reply(inner.round_trip(&[set]).await?) {
@@ -829,7 +853,7 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             {
                 return Err(e);
             }
-            Ok(Reply::Text(value))
+            Ok(Reply::Text(plain))
         }
         simple => match simple.into_command() {
             Ok(command) => Ok(first_reply(inner.round_trip(&[command]).await?)),

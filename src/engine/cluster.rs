@@ -172,8 +172,9 @@ impl Router {
         self.slots.borrow().get(&slot).copied().unwrap_or(0)
     }
 
-    pub fn cached(&self, key: &str) -> Option<String> {
-        self.cache.as_ref()?.borrow_mut().peek(key)
+    pub fn cached(&self, key: &str) -> Option<Result<String, crate::error::StoreError>> {
+        let hit = self.cache.as_ref()?.borrow_mut().peek(key)?;
+        Some(self.settings.spec.seal.open(key, hit))
     }
 
     pub fn cache_stats(&self) -> Option<CacheStats> {

@@ -33,6 +33,7 @@ use super::{EngineReport, Reporter};
 use crate::backend::{Command, Reply};
 use crate::config::{ConnectionSpec, TlsSettings, Topology};
 use crate::error::ErrorKind;
+use crate::seal::{Opener, Seal};
 use crate::stats::LinkCounters;
 use redis::cluster_routing::Slot;
 
@@ -384,6 +385,8 @@ pub struct Waiting {
     pub deadline: Instant,
     pub bytes: Vec<u8>,
     pub slot: Option<Slot>,
+    /// What its reply is opened with, under encryption.
+    pub open: Option<Opener>,
 }
 
 struct Conn {
@@ -412,6 +415,8 @@ struct Pending {
     abandoned: bool,
     /// What its reply tells the near cache.
     cache: Fill,
+    /// What its reply is opened with, under encryption.
+    open: Option<Opener>,
 }
 
 impl Pending {
@@ -422,6 +427,7 @@ impl Pending {
             deadline: self.deadline,
             bytes: bytes.to_vec(),
             slot: self.slot,
+            open: self.open.clone(),
         }
     }
 }
@@ -465,6 +471,8 @@ struct State {
     closed: bool,
     /// Connects, reconnects and failovers, for `stats()`.
     counters: std::sync::Arc<LinkCounters>,
+    /// Opens what reads return, under encryption.
+    seal: std::sync::Arc<Seal>,
     /// The server the last connection reached, to tell a failover from a reconnect.
     peer: Option<std::net::SocketAddr>,
     /// False once JS may no longer be called (after close, or inside a finalizer).
@@ -565,6 +573,7 @@ impl Direct {
                 closing: false,
                 closed: false,
                 counters: spec.counters.clone(),
+                seal: spec.seal.clone(),
                 peer: None,
                 callback_live: true,
                 report: None,
@@ -621,7 +630,12 @@ impl Direct {
             let mut cache = cache.borrow_mut();
             match command {
                 Command::Get(key) => match cache.get(key) {
-                    Some(value) => return Ok(Some(Reply::Text(value))),
+                    Some(value) => {
+                        return Ok(Some(match s.seal.open(key, value) {
+                            Ok(plain) => Reply::Text(plain),
+                            Err(e) => Reply::Error(e),
+                        }))
+                    }
                     None => fill = Fill::Value(key.clone()),
                 },
                 // This process's own writes drop its entries until answered; Redis's
@@ -647,6 +661,7 @@ impl Direct {
             Fill::Value(key) => Some(key.clone()),
             _ => None,
         };
+        let open = s.seal.opener(command);
         s.pending.push_back(Pending {
             id,
             slot,
@@ -654,6 +669,7 @@ impl Direct {
             end,
             abandoned: false,
             cache: fill,
+            open,
         });
         if let Some(key) = ttl_of {
             // The key's TTL, so the entry also expires locally; its reply goes only to the cache.
@@ -666,6 +682,7 @@ impl Direct {
                 end,
                 abandoned: true,
                 cache: Fill::Ttl(key),
+                open: None,
             });
         }
         Ok(None)
@@ -685,6 +702,7 @@ impl Direct {
                 end,
                 abandoned: true,
                 cache: Fill::None,
+                open: None,
             });
         }
         s.journal.extend_from_slice(&call.bytes);
@@ -696,6 +714,7 @@ impl Direct {
             end,
             abandoned: false,
             cache: Fill::None,
+            open: call.open,
         });
     }
 
@@ -728,8 +747,11 @@ impl Direct {
     }
 
     /// The near cache's live value of `key`, if any.
-    pub fn cached(&self, key: &str) -> Option<String> {
-        self.state.borrow().cache.as_ref()?.borrow_mut().peek(key)
+    /// The near cache's live value of `key`, opened; `Err` when it does not open.
+    pub fn cached(&self, key: &str) -> Option<Result<String, crate::error::StoreError>> {
+        let s = self.state.borrow();
+        let hit = s.cache.as_ref()?.borrow_mut().peek(key)?;
+        Some(s.seal.open(key, hit))
     }
 
     /// The near cache's counters, when it is on.
@@ -1188,7 +1210,11 @@ fn read_and_deliver(state: &Rc<Shared>) {
                         let mut js_id = std::ptr::null_mut();
                         sys::napi_create_uint32(env, p.id, &mut js_id);
                         sys::napi_set_element(env, array, index, js_id);
-                        sys::napi_set_element(env, array, index + 1, frame_to_js(env, &frame));
+                        let value = match &p.open {
+                            Some(opener) => opened_to_js(env, &s.seal, opener, &frame),
+                            None => frame_to_js(env, &frame),
+                        };
+                        sys::napi_set_element(env, array, index + 1, value);
                     }
                     index += 2;
                     delivered += 1;
@@ -1365,6 +1391,54 @@ fn null_js(env: sys::napi_env) -> sys::napi_value {
 fn text_to_js(env: sys::napi_env, bytes: &[u8]) -> sys::napi_value {
     str_to_js(env, bytes)
         .unwrap_or_else(|| error_to_js(env, ErrorKind::Redis, "stored value is not valid UTF-8"))
+}
+
+/// A read's reply with its values opened (`encryption`); one that does not open makes the
+/// reply an `ERR_BAD_DATA` error.
+fn opened_to_js(
+    env: sys::napi_env,
+    seal: &Seal,
+    opener: &Opener,
+    frame: &Frame<'_>,
+) -> sys::napi_value {
+    let open = |key: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(text) => seal.open(key, text.to_string()),
+        Err(_) => Err(crate::error::StoreError::new(
+            ErrorKind::Redis,
+            "stored value is not valid UTF-8",
+        )),
+    };
+    match (opener, frame) {
+        (Opener::Key(key), Frame::Bulk(Some(b))) => match open(key, b) {
+            Ok(plain) => text_to_js(env, plain.as_bytes()),
+            Err(e) => error_to_js(env, e.kind, &e.message),
+        },
+        (Opener::Keys(keys), Frame::Array(Some(items))) => {
+            let mut values = Vec::with_capacity(items.len());
+            for (key, item) in keys.iter().zip(items.iter()) {
+                match item {
+                    Frame::Bulk(Some(b)) => match open(key, b) {
+                        Ok(plain) => values.push(Some(plain)),
+                        Err(e) => return error_to_js(env, e.kind, &e.message),
+                    },
+                    _ => values.push(None),
+                }
+            }
+            unsafe {
+                let mut v = std::ptr::null_mut();
+                sys::napi_create_array_with_length(env, values.len(), &mut v);
+                for (i, value) in values.iter().enumerate() {
+                    let js = match value {
+                        Some(text) => text_to_js(env, text.as_bytes()),
+                        None => null_js(env),
+                    };
+                    sys::napi_set_element(env, v, i as u32, js);
+                }
+                v
+            }
+        }
+        _ => frame_to_js(env, frame),
+    }
 }
 
 fn frame_to_js(env: sys::napi_env, frame: &Frame<'_>) -> sys::napi_value {

@@ -78,8 +78,9 @@ impl Engine {
         }
     }
 
-    /// The near cache's live value of `key`, answered on the spot.
-    pub fn cached(&self, key: &str) -> Option<String> {
+    /// The near cache's live value of `key`, answered on the spot (and opened, under
+    /// encryption: `Err` when it does not open).
+    pub fn cached(&self, key: &str) -> Option<Result<String, StoreError>> {
         match self {
             Engine::Single(d) => d.cached(key),
             Engine::Cluster(r) => r.cached(key),
