@@ -126,6 +126,24 @@ describe('log out everywhere (userId)', () => {
     }
   })
 
+  it('an index write that Redis refuses rejects with its error, and the next ones go on', async () => {
+    const redis = await startRedis()
+    const store = new RedisStore({ url: redis.url, userId: (s) => s.user })
+    try {
+      // The index key holds a string: SADD fails inside the transaction with WRONGTYPE.
+      redis.cli('SET', 'sess-users:mallory', 'not a set')
+      await assert.rejects(store.set('w1', sess('mallory', 1)), (e) => e.code === 'ERR_WRONG_TYPE')
+      await store.set('w2', sess('eve', 2))
+      assert.deepEqual((await store.userSessions('eve')).map((s) => s.id), ['w2'])
+      assert.equal(redis.cli('SISMEMBER', 'sess-users:eve', 'w2'), '1')
+      const ttl = Number(redis.cli('TTL', 'sess:w2'))
+      assert.ok(ttl > 590 && ttl <= 601, `ttl ${ttl}`)
+    } finally {
+      store.close()
+      await redis.close()
+    }
+  })
+
   it('Cluster, keys without hash tags', async () => {
     const cluster = await startCluster()
     const store = new RedisStore({ cluster: { nodes: cluster.seeds }, userId: (s) => s.user })

@@ -312,6 +312,14 @@ impl NativeStore {
                         }
                         Err(Bounce::Answered(reply)) => inline.push((id, reply)),
                     },
+                    Err(request) if e.carries_atomic() => match request.into_transaction() {
+                        Ok(commands) => {
+                            if let Err(err) = e.push_atomic(id, &commands) {
+                                refused.push((id, Reply::Error(err)));
+                            }
+                        }
+                        Err(request) => requests.push((id, request)),
+                    },
                     Err(request) => requests.push((id, request)),
                 },
                 None => requests.push((id, request)),

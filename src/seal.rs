@@ -246,12 +246,21 @@ impl Seal {
     /// moved from another key, sealed with a key this store does not have, or is plain while
     /// plain values are not accepted.
     pub fn open(&self, key: &str, stored: String) -> StoreResult<String> {
+        match &self.cipher {
+            None => Ok(stored),
+            Some(c) if c.accept_plaintext && !stored.starts_with(ENVELOPE) => Ok(stored),
+            Some(_) => self.open_str(key, &stored),
+        }
+    }
+
+    /// `open` of a borrowed value: copied only when it is returned as it is.
+    pub fn open_str(&self, key: &str, stored: &str) -> StoreResult<String> {
         let Some(c) = &self.cipher else {
-            return Ok(stored);
+            return Ok(stored.to_string());
         };
         let Some(rest) = stored.strip_prefix(ENVELOPE) else {
             if c.accept_plaintext {
-                return Ok(stored);
+                return Ok(stored.to_string());
             }
             return Err(bad_data(
                 key,

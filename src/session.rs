@@ -184,6 +184,41 @@ impl Request {
         }
     }
 
+    /// The commands of a call that one connection runs as a transaction (`MULTI`/`EXEC`):
+    /// the index writes, as `run_bulk` runs them.
+    pub fn into_transaction(self) -> Result<Vec<Command>, Request> {
+        match self {
+            Request::IndexedSet {
+                key,
+                value,
+                at,
+                index_key,
+                member,
+            } => Ok(if at <= unix_now() {
+                vec![
+                    Command::Del(vec![key]),
+                    Command::SRem {
+                        key: index_key,
+                        members: vec![member],
+                    },
+                ]
+            } else {
+                vec![
+                    Command::Set {
+                        key,
+                        value,
+                        expiry: Expiry::At(at as u64),
+                    },
+                    Command::SAdd {
+                        key: index_key,
+                        members: vec![member],
+                    },
+                ]
+            }),
+            other => Err(other),
+        }
+    }
+
     /// The single command this request needs, if it is that simple; otherwise the request
     /// itself, for the bulk path.
     pub fn into_command(self) -> Result<Command, Request> {
@@ -702,33 +737,14 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             let seal = &inner.spec.seal;
             Ok(seal.open_reply(&crate::seal::Opener::Keys(keys), Reply::List(out)))
         }
-        Request::IndexedSet {
-            key,
-            value,
-            at,
-            index_key,
-            member,
-        } => {
-            let commands = if at <= unix_now() {
-                vec![
-                    Command::Del(vec![key]),
-                    Command::SRem {
-                        key: index_key,
-                        members: vec![member],
-                    },
-                ]
-            } else {
-                vec![
-                    Command::Set {
-                        key,
-                        value,
-                        expiry: Expiry::At(at as u64),
-                    },
-                    Command::SAdd {
-                        key: index_key,
-                        members: vec![member],
-                    },
-                ]
+        indexed @ Request::IndexedSet { .. } => {
+            let commands = match indexed.into_transaction() {
+                Ok(commands) => commands,
+                Err(other) => {
+                    return Err(StoreError::bad_argument(format!(
+                        "not an index write: {other:?}"
+                    )))
+                }
             };
             let replies = inner.round_trip_atomic(&commands).await?;
             match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {

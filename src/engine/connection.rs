@@ -417,6 +417,11 @@ struct Pending {
     cache: Fill,
     /// What its reply is opened with, under encryption.
     open: Option<Opener>,
+    /// A leading command of a transaction (`push_atomic`): its reply is not the call's, but
+    /// an error in it is.
+    lead: bool,
+    /// The `EXEC` of a transaction: the call's reply is `null`, or the first error in it.
+    exec: bool,
 }
 
 impl Pending {
@@ -473,6 +478,8 @@ struct State {
     counters: std::sync::Arc<LinkCounters>,
     /// Opens what reads return, under encryption.
     seal: std::sync::Arc<Seal>,
+    /// The error a leading command of call `.0` got, for its last command's reply.
+    lead_error: Option<(u32, String)>,
     /// The server the last connection reached, to tell a failover from a reconnect.
     peer: Option<std::net::SocketAddr>,
     /// False once JS may no longer be called (after close, or inside a finalizer).
@@ -574,6 +581,7 @@ impl Direct {
                 closed: false,
                 counters: spec.counters.clone(),
                 seal: spec.seal.clone(),
+                lead_error: None,
                 peer: None,
                 callback_live: true,
                 report: None,
@@ -615,6 +623,60 @@ impl Direct {
         command: &Command,
     ) -> Result<Option<Reply>, crate::error::StoreError> {
         self.push_to_slot(id, command, None)
+    }
+
+    /// Queues one call made of several commands, sent as one transaction (`MULTI` … `EXEC`)
+    /// on this connection: all of them apply, together, or (the connection lost before `EXEC`)
+    /// none, and the whole transaction goes again on the next connection. Its reply is `null`,
+    /// or the first error a command got.
+    pub fn push_atomic(
+        &self,
+        id: u32,
+        commands: &[Command],
+    ) -> Result<(), crate::error::StoreError> {
+        let mut s = self.state.borrow_mut();
+        if s.pending.len() + commands.len() + 2 > s.max_pending {
+            let max = s.max_pending;
+            return Err(crate::error::StoreError::new(
+                ErrorKind::Overloaded,
+                format!("more than {max} calls are waiting on Redis"),
+            ));
+        }
+        let mut fill = Fill::None;
+        if let Some(cache) = &s.cache {
+            let mut cache = cache.borrow_mut();
+            let keys: Vec<String> = commands
+                .iter()
+                .flat_map(|c| c.keys())
+                .map(str::to_string)
+                .collect();
+            keys.iter().for_each(|k| cache.writing(k));
+            fill = Fill::Wrote(keys);
+        }
+        let deadline = Instant::now() + s.command_timeout;
+        let part = |end: usize, last: bool, cache: Fill| Pending {
+            id,
+            slot: None,
+            deadline,
+            end,
+            abandoned: false,
+            cache,
+            open: None,
+            lead: !last,
+            exec: last,
+        };
+        resp::encode(&mut s.journal, &[b"MULTI"]);
+        let end = s.journal.len();
+        s.pending.push_back(part(end, false, Fill::None));
+        for command in commands {
+            resp::encode_command(&mut s.journal, command);
+            let end = s.journal.len();
+            s.pending.push_back(part(end, false, Fill::None));
+        }
+        resp::encode(&mut s.journal, &[b"EXEC"]);
+        let end = s.journal.len();
+        s.pending.push_back(part(end, true, fill));
+        Ok(())
     }
 
     /// `push`, remembering the cluster slot the command's keys hash to.
@@ -670,6 +732,8 @@ impl Direct {
             abandoned: false,
             cache: fill,
             open,
+            lead: false,
+            exec: false,
         });
         if let Some(key) = ttl_of {
             // The key's TTL, so the entry also expires locally; its reply goes only to the cache.
@@ -683,6 +747,8 @@ impl Direct {
                 abandoned: true,
                 cache: Fill::Ttl(key),
                 open: None,
+                lead: false,
+                exec: false,
             });
         }
         Ok(None)
@@ -703,6 +769,8 @@ impl Direct {
                 abandoned: true,
                 cache: Fill::None,
                 open: None,
+                lead: false,
+                exec: false,
             });
         }
         s.journal.extend_from_slice(&call.bytes);
@@ -715,6 +783,8 @@ impl Direct {
             abandoned: false,
             cache: Fill::None,
             open: call.open,
+            lead: false,
+            exec: false,
         });
     }
 
@@ -1039,7 +1109,9 @@ unsafe extern "C" fn on_timer(handle: *mut uv::Handle) {
             }
             if !p.abandoned {
                 p.abandoned = true;
-                expired.push(p.id);
+                if !p.lead {
+                    expired.push(p.id);
+                }
             }
         }
         let limit = s.command_timeout;
@@ -1199,6 +1271,37 @@ fn read_and_deliver(state: &Rc<Shared>) {
                     if p.abandoned {
                         continue;
                     }
+                    if p.lead {
+                        if let Frame::Error(e) = frame {
+                            s.lead_error = Some((p.id, String::from_utf8_lossy(e).into_owned()));
+                        }
+                        continue;
+                    }
+                    let mut lead_error = match s.lead_error.take() {
+                        Some((id, e)) if id == p.id => Some(e),
+                        other => {
+                            s.lead_error = other;
+                            None
+                        }
+                    };
+                    // A transaction answers null, or its first error.
+                    let null = Frame::Bulk(None);
+                    let frame = if p.exec {
+                        if let Frame::Array(Some(items)) = &frame {
+                            if let Some(Frame::Error(e)) =
+                                items.iter().find(|f| matches!(f, Frame::Error(_)))
+                            {
+                                lead_error
+                                    .get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
+                            }
+                        }
+                        match frame {
+                            Frame::Error(_) => frame,
+                            _ => null,
+                        }
+                    } else {
+                        frame
+                    };
                     if let (Some(cache), Fill::Value(key), Frame::Bulk(Some(b))) =
                         (&s.cache, &p.cache, &frame)
                     {
@@ -1210,9 +1313,10 @@ fn read_and_deliver(state: &Rc<Shared>) {
                         let mut js_id = std::ptr::null_mut();
                         sys::napi_create_uint32(env, p.id, &mut js_id);
                         sys::napi_set_element(env, array, index, js_id);
-                        let value = match &p.open {
-                            Some(opener) => opened_to_js(env, &s.seal, opener, &frame),
-                            None => frame_to_js(env, &frame),
+                        let value = match (&lead_error, &p.open) {
+                            (Some(e), _) => frame_to_js(env, &Frame::Error(e.as_bytes())),
+                            (None, Some(opener)) => opened_to_js(env, &s.seal, opener, &frame),
+                            (None, None) => frame_to_js(env, &frame),
                         };
                         sys::napi_set_element(env, array, index + 1, value);
                     }
@@ -1402,7 +1506,7 @@ fn opened_to_js(
     frame: &Frame<'_>,
 ) -> sys::napi_value {
     let open = |key: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
-        Ok(text) => seal.open(key, text.to_string()),
+        Ok(text) => seal.open_str(key, text),
         Err(_) => Err(crate::error::StoreError::new(
             ErrorKind::Redis,
             "stored value is not valid UTF-8",
@@ -1624,7 +1728,7 @@ fn shut_down(state: &Rc<Shared>) {
         let ids = s
             .pending
             .drain(..)
-            .filter(|p| !p.abandoned)
+            .filter(|p| !p.abandoned && !p.lead)
             .map(|p| p.id)
             .collect();
         s.journal = Vec::new();

@@ -132,6 +132,23 @@ impl Engine {
         }
     }
 
+    /// Whether `push_atomic` carries transactions (one connection only; a cluster's would
+    /// span slots).
+    pub fn carries_atomic(&self) -> bool {
+        matches!(self, Engine::Single(_))
+    }
+
+    /// Queues one call made of several commands, as one transaction; see
+    /// `Direct::push_atomic`.
+    pub fn push_atomic(&self, id: u32, commands: &[Command]) -> Result<(), StoreError> {
+        match self {
+            Engine::Single(d) => d.push_atomic(id, commands),
+            Engine::Cluster(_) => Err(StoreError::bad_argument(
+                "a transaction across cluster slots cannot be routed",
+            )),
+        }
+    }
+
     pub fn flush(&self) {
         match self {
             Engine::Single(d) => d.flush(),
