@@ -5,7 +5,7 @@ const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const Redis = require('ioredis')
 const { RedisStore } = require('..')
-const { startSentinels, sleep, measureRecovery } = require('./support/redis.js')
+const { startSentinels, sleep, measureRecovery, until } = require('./support/redis.js')
 
 describe('Redis Sentinel', () => {
   let group
@@ -52,5 +52,39 @@ describe('Redis Sentinel', () => {
   it('rejects bad sentinel options with a coded TypeError', () => {
     assert.throws(() => new RedisStore({ sentinel: { nodes: [] , name: 'x' } }), (e) => e.code === 'ERR_BAD_ARGUMENT')
     assert.throws(() => new RedisStore({ sentinel: { nodes: ['127.0.0.1:1'] } }), (e) => e.code === 'ERR_BAD_ARGUMENT')
+  })
+})
+
+describe('Redis Sentinel, a failover the old primary does not hear of', () => {
+  it('follows +switch-master to the new primary while the old one still answers as a primary', async () => {
+    // The old primary cannot be told to become a replica (its REPLICAOF is renamed away), so
+    // it keeps answering reads and writes: only the sentinels' announcement tells the store.
+    const g = await startSentinels({ primaryArgs: ['--rename-command', 'REPLICAOF', '', '--rename-command', 'SLAVEOF', ''] })
+    const store = new RedisStore({ sentinel: { nodes: g.sentinels.map((s) => s.url), name: 'mymaster' } })
+    try {
+      await store.set('k', { cookie: {}, n: 1 })
+      assert.equal((await store.get('k')).n, 1)
+      const oldPort = g.primary.port
+      g.sentinels[0].cli('SENTINEL', 'FAILOVER', 'mymaster')
+      await until(() => g.masterPort() === g.replica.port, 20000, 'the sentinels to promote the replica')
+      assert.match(g.primary.cli('INFO', 'replication'), /role:master/, 'the old primary still thinks it is one')
+      // A write on the new primary only: a store still on the old one never sees it.
+      g.replica.cli('SET', 'sess:k', JSON.stringify({ cookie: {}, n: 2 }))
+      let seen = null
+      const deadline = Date.now() + 10000
+      while (Date.now() < deadline) {
+        seen = (await store.get('k')).n
+        if (seen === 2) break
+        await sleep(50)
+      }
+      assert.equal(seen, 2, `reads moved to the new primary (old ${oldPort}, new ${g.replica.port})`)
+      await store.set('after', { cookie: {}, n: 3 })
+      assert.ok(g.replica.cli('GET', 'sess:after').includes('"n":3'), 'writes go to the new primary')
+      assert.equal(g.primary.cli('EXISTS', 'sess:after'), '0', 'and not to the old one')
+      assert.ok(store.stats().link.failovers >= 1, JSON.stringify(store.stats().link))
+    } finally {
+      store.close()
+      await g.close()
+    }
   })
 })

@@ -43,6 +43,9 @@ pub struct LinkCounters {
     /// A new primary followed: Sentinel named another server, or a cluster's slots moved to
     /// another node.
     pub failovers: AtomicU64,
+    /// `+switch-master` announcements of our primary heard from the sentinels: each makes
+    /// every connection to the old primary go and find the new one.
+    pub switches_announced: AtomicU64,
 }
 
 impl LinkCounters {

@@ -160,8 +160,8 @@ async function startCluster() {
  * A primary, one replica and three sentinels monitoring them as `mymaster`, with a 1 s
  * down-after so failover takes seconds.
  */
-async function startSentinels() {
-  const primary = await startRedis()
+async function startSentinels({ primaryArgs = [] } = {}) {
+  const primary = await startRedis(primaryArgs)
   const replica = await startRedis(['--replicaof', '127.0.0.1', String(primary.port)])
   await until(() => /master_link_status:up/.test(replica.cli('INFO', 'replication')), 10000, 'replica sync')
   const sentinels = []

@@ -48,6 +48,7 @@ impl Sentinel {
             sentinel.sentinels.clone(),
             sentinel.name.clone(),
             Arc::downgrade(&conn),
+            spec.counters.clone(),
         );
         Ok(Sentinel {
             client: Mutex::new(client),
@@ -110,16 +111,19 @@ impl Sentinel {
 }
 
 /// Listens on every sentinel for `+switch-master` of our primary and drops the cached
-/// connection when it comes, so the next call connects to the new primary.
+/// connection when it comes, so the next call connects to the new primary. The engine's
+/// connection hears of it through `counters.switches_announced`.
 fn watch_switch_master(
     sentinels: Vec<redis::ConnectionInfo>,
     name: String,
     conn: std::sync::Weak<Mutex<Option<MultiplexedConnection>>>,
+    counters: Arc<crate::stats::LinkCounters>,
 ) {
     use futures_util::StreamExt;
     for info in sentinels {
         let name = name.clone();
         let conn = conn.clone();
+        let counters = counters.clone();
         crate::runtime::get().spawn(async move {
             loop {
                 if conn.strong_count() == 0 {
@@ -133,6 +137,7 @@ fn watch_switch_master(
                     while let Some(msg) = messages.next().await {
                         let payload: String = msg.get_payload().unwrap_or_default();
                         if payload.split(' ').next() == Some(name.as_str()) {
+                            crate::stats::LinkCounters::add(&counters.switches_announced);
                             match conn.upgrade() {
                                 Some(c) => {
                                     c.lock().await.take();

@@ -480,6 +480,8 @@ struct State {
     seal: std::sync::Arc<Seal>,
     /// The error a leading command of call `.0` got, for its last command's reply.
     lead_error: Option<(u32, String)>,
+    /// `counters.switches_announced` as last followed.
+    switches_seen: u64,
     /// The server the last connection reached, to tell a failover from a reconnect.
     peer: Option<std::net::SocketAddr>,
     /// False once JS may no longer be called (after close, or inside a finalizer).
@@ -582,6 +584,7 @@ impl Direct {
                 counters: spec.counters.clone(),
                 seal: spec.seal.clone(),
                 lead_error: None,
+                switches_seen: 0,
                 peer: None,
                 callback_live: true,
                 report: None,
@@ -819,6 +822,7 @@ impl Direct {
     /// The near cache's live value of `key`, if any.
     /// The near cache's live value of `key`, opened; `Err` when it does not open.
     pub fn cached(&self, key: &str) -> Option<Result<String, crate::error::StoreError>> {
+        self.follow_switch();
         let s = self.state.borrow();
         let hit = s.cache.as_ref()?.borrow_mut().peek(key)?;
         Some(s.seal.open(key, hit))
@@ -846,11 +850,34 @@ impl Direct {
     /// Writes what `push` queued, or starts a connection for it. Replies arrive through the JS
     /// callback.
     pub fn flush(&self) {
+        self.follow_switch();
         if self.state.borrow().pending.is_empty() {
             return;
         }
         if send_waiting(&self.state) && self.state.borrow().conn.is_none() {
             connect(&self.state);
+        }
+    }
+
+    /// After the sentinels announced a new primary (`+switch-master`), the connection to the
+    /// old one goes: calls in flight are sent again on a new connection, found anew, and the
+    /// near cache is emptied. Checked before calls are sent and before the cache answers.
+    fn follow_switch(&self) {
+        let switched = {
+            let mut s = self.state.borrow_mut();
+            let heard = s
+                .counters
+                .switches_announced
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if heard == s.switches_seen {
+                false
+            } else {
+                s.switches_seen = heard;
+                s.conn.is_some() && matches!(s.target.place, Place::Sentinel { .. })
+            }
+        };
+        if switched {
+            lose_connection(&self.state, "the sentinels announced a new primary");
         }
     }
 
