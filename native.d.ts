@@ -24,6 +24,14 @@ export declare class NativeStore {
    */
   submit(nums: Float64Array, len: number, text: string): JsDelivery | null
   /**
+   * One call of an embedded (`memory://`) store, answered on the spot: its reply (an
+   * `Error` value for a failed call), without a batch. JS uses it when no earlier call of
+   * the store waits, so call order holds.
+   */
+  runNow(op: number, key: string, value: string | undefined | null, num: number | undefined | null, mark: number): JsReply
+  /** True for an embedded (`memory://`) store, whose calls `runNow` answers. */
+  get inline(): boolean
+  /**
    * How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
    * fewer crossings is all that counts), the engine's advice otherwise.
    */

@@ -73,6 +73,22 @@ describe('stats()', () => {
     }
   })
 
+  it('memory:// counts every call it answers on the spot, and times some of them', async () => {
+    const store = new RedisStore({ url: 'memory://' })
+    try {
+      for (let i = 0; i < 40; i++) await store.set(`m${i}`, session())
+      for (let i = 0; i < 40; i++) await store.get(`m${i}`)
+      await assert.rejects(store.get(''), { code: 'ERR_BAD_ARGUMENT' })
+      const s = store.stats()
+      assert.equal(s.calls.set.calls, 40)
+      assert.equal(s.calls.get.calls, 40, 'a bad id never reaches the core, so it is not a call')
+      assert.ok(s.calls.set.latency.max > 0 && s.calls.set.latency.max < 100, JSON.stringify(s.calls.set.latency))
+      assert.equal(s.inFlight, 0)
+    } finally {
+      store.close()
+    }
+  })
+
   it('the Lucia adapter reports the operations it runs', async () => {
     const adapter = luciaAdapter({ url: server.url, getUser: async () => null })
     try {

@@ -34,6 +34,9 @@ const OP = {
 // so an un-awaited set() followed by ids() is seen, and clear() never deletes a later set().
 const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
 
+// Single-key calls that a memory:// store answers inside the call (`Link#now`).
+const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS])
+
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
 // calls from every request handled in one loop turn share a write), at most `batchCap` per
 // native call (the core's advice: 16 per connection, so Redis starts on the first calls while
@@ -238,6 +241,9 @@ class Link {
       throw nativeError(err)
     }
     this.batchCap = this.native.batchCap
+    // memory:// answers single-key calls on the spot (see `now`).
+    this.direct = this.native.inline
+    this.untimed = 0
     this.cacheOn = !!opts.cache
     // Settled calls, handed to the core's histograms 256 at a time (see `note`).
     this.record = new Float64Array(3 * 256)
@@ -282,12 +288,37 @@ class Link {
   /** `mark`: 0, or 1 + the length of the prefix before a session id that ends `key`. */
   ordered(op, key, value, num, list, mark) {
     if (this.closed) return Promise.reject(closedError())
+    if (this.direct && this.count === 0 && this.held === null && list === undefined && DIRECT_OPS.has(op)) return this.now(op, key, value, num, mark)
     if (this.held !== null || (KEYSPACE_OPS.has(op) && this.pending.size > 0)) {
       if (this.held === null) this.held = []
       return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, mark, resolve, reject }))
     }
     if (KEYSPACE_OPS.has(op)) this.held = []
     return this.send(op, key, value, num, list, mark)
+  }
+
+  /**
+   * A memory:// call answered inside the native call, with no batch: only when nothing of
+   * this store waits to be sent or is held back, so no call overtakes an earlier one.
+   */
+  now(op, key, value, num, mark) {
+    // Every call is counted; one in 16 is timed, since reading the clock costs as much as the
+    // call itself here. -1 marks "not timed".
+    const timed = (++this.untimed & 15) === 0
+    const p = { op, started: timed ? performance.now() : 0 }
+    let v
+    try {
+      v = this.native.runNow(op, key, value, num, mark)
+    } catch (err) {
+      v = nativeError(err)
+    }
+    const done = timed ? performance.now() : -1
+    if (v instanceof Error) {
+      this.note(p, v, done)
+      return Promise.reject(v)
+    }
+    this.note(p, null, done)
+    return Promise.resolve(v)
   }
 
   /** Sends what was held back once nothing is in flight, up to and including the next keyspace call. */
@@ -403,7 +434,7 @@ class Link {
     const r = this.record
     let n = this.recorded
     r[n] = p.op
-    r[n + 1] = (now - p.started) * 1000
+    r[n + 1] = now < 0 ? -1 : (now - p.started) * 1000
     r[n + 2] = err === null ? 0 : this.errorCodes.indexOf(err.code) + 1 || this.errorCodes.length + 1
     n += 3
     if (n === r.length) {

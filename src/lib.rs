@@ -80,6 +80,15 @@ impl ToNapiValue for JsDelivery {
     }
 }
 
+/// One reply as a JS value (an `Error` value for a failed call).
+pub struct JsReply(Reply);
+
+impl ToNapiValue for JsReply {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        unsafe { reply_to_js(env, val.0) }
+    }
+}
+
 /// What other threads hand to the JS thread.
 pub enum Wake {
     Core(Delivery),
@@ -260,15 +269,7 @@ impl NativeStore {
         // Calls answered here and now: refreshes `touchAfter` skips, and every call of an
         // embedded store.
         let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
-        let mut admit = |request: Request| -> std::result::Result<Request, Reply> {
-            let request = self
-                .seal
-                .close_request(request.in_namespace(&self.namespace));
-            match gate.as_mut().and_then(|g| g.admit(&request)) {
-                Some(reply) => Err(reply),
-                None => Ok(request),
-            }
-        };
+        let mut admit = |request: Request| self.admit(gate.as_deref_mut(), request);
         if core.answers_inline() {
             let mut replies = Vec::with_capacity(calls.len());
             let mut requests = Vec::with_capacity(calls.len());
@@ -345,6 +346,67 @@ impl NativeStore {
         }
         core.submit(requests);
         Ok((!inline.is_empty()).then_some(JsDelivery(Delivery::Replies(inline))))
+    }
+
+    /// One call of an embedded (`memory://`) store, answered on the spot: its reply (an
+    /// `Error` value for a failed call), without a batch. JS uses it when no earlier call of
+    /// the store waits, so call order holds.
+    #[napi]
+    pub fn run_now(
+        &self,
+        op: u32,
+        key: String,
+        value: Option<String>,
+        num: Option<f64>,
+        mark: u32,
+    ) -> Result<JsReply> {
+        let core = match &self.core {
+            Some(core) if core.answers_inline() => core,
+            Some(_) => {
+                return Err(napi::Error::new(
+                    Status::InvalidArg,
+                    "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
+                ))
+            }
+            None => {
+                return Err(napi::Error::new(
+                    Status::GenericFailure,
+                    "ERR_CLOSED: the store is closed",
+                ))
+            }
+        };
+        let request = match batch::decode_one(op, key, value, num, mark, &self.seal) {
+            Ok(r) => r,
+            Err(e) => return Ok(JsReply(Reply::Error(e))),
+        };
+        let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
+        let reply = match self.admit(gate.as_deref_mut(), request) {
+            Ok(request) => core.run_one_inline(request),
+            Err(reply) => reply,
+        };
+        Ok(JsReply(reply))
+    }
+
+    /// A request as it goes to Redis: under the namespace, its value sealed; or the reply
+    /// `touchAfter` gives it without a round trip.
+    fn admit(
+        &self,
+        gate: Option<&mut refresh::RefreshGate>,
+        request: Request,
+    ) -> std::result::Result<Request, Reply> {
+        let request = self
+            .seal
+            .close_request(request.in_namespace(&self.namespace));
+        match gate.and_then(|g| g.admit(&request)) {
+            Some(reply) => Err(reply),
+            None => Ok(request),
+        }
+    }
+
+    /// True for an embedded (`memory://`) store, whose calls `runNow` answers.
+    #[napi(getter)]
+    pub fn inline(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.answers_inline())
     }
 
     /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so

@@ -356,6 +356,41 @@ impl SessionCore {
         !self.inner.backend.is_remote()
     }
 
+    /// `run_inline` for one call.
+    pub fn run_one_inline(&self, request: Request) -> Reply {
+        use futures_util::FutureExt;
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Reply::Error(StoreError::new(ErrorKind::Closed, "the store is closed"));
+        }
+        let Some(memory) = inner.backend.embedded() else {
+            return Reply::Error(StoreError::new(
+                ErrorKind::Redis,
+                "internal error: only embedded stores answer inline",
+            ));
+        };
+        match request.into_command() {
+            Ok(command) => {
+                let seal = &inner.spec.seal;
+                match seal.opener(&command) {
+                    Some(opener) => seal.open_reply(&opener, memory.execute_one(command)),
+                    None => memory.execute_one(command),
+                }
+            }
+            Err(request) => {
+                let _guard = runtime::get().enter();
+                match guard(run_bulk(inner, request)).now_or_never() {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => Reply::Error(e),
+                    None => Reply::Error(StoreError::new(
+                        ErrorKind::Redis,
+                        "internal error: an embedded call waited",
+                    )),
+                }
+            }
+        }
+    }
+
     /// Runs the calls on the embedded backend and returns their replies, in call order.
     /// Only for `answers_inline` stores.
     pub fn run_inline(&self, calls: Vec<(u32, Request)>) -> Vec<(u32, Reply)> {

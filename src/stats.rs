@@ -67,7 +67,8 @@ pub struct CallStats {
 }
 
 impl CallStats {
-    /// Takes `[op, micros, code, op, micros, code, …]`. Entries that make no sense are skipped.
+    /// Takes `[op, micros, code, op, micros, code, …]`; `micros` is -1 for a call counted but
+    /// not timed. Entries that make no sense are skipped.
     pub fn record(&mut self, entries: &[f64]) {
         if self.ops.is_empty() {
             self.ops.resize_with(OPS + 1, || None);
@@ -91,9 +92,11 @@ impl CallStats {
             if code > 0 {
                 stats.errors[code] += 1;
             }
-            stats
-                .latency
-                .saturating_record((micros.max(1.0) as u64).min(MAX_MICROS));
+            if micros >= 0.0 {
+                stats
+                    .latency
+                    .saturating_record((micros.max(1.0) as u64).min(MAX_MICROS));
+            }
         }
     }
 

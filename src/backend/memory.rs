@@ -85,6 +85,19 @@ impl Memory {
             .collect()
     }
 
+    /// `execute_owned` for one command.
+    pub fn execute_one(&self, command: Command) -> Reply {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        match command {
+            Command::Set { key, value, expiry } => {
+                store_text(&mut t, key, value, expiry, now);
+                Reply::Text("OK".into())
+            }
+            other => apply(&mut t, &other, now),
+        }
+    }
+
     pub fn scan_prefix(&self, prefix: &str) -> Vec<String> {
         let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
