@@ -235,8 +235,11 @@ class Link {
     this.closed = false
     // Calls held back behind a keyspace call, in call order; null when nothing is held.
     this.held = null
+    // The near cache's change count and the time left of its last hit, written by the core
+    // (see `cached`).
+    this.shared = new Float64Array(2)
     try {
-      this.native = new NativeStore(JSON.stringify(connectionOptions(opts)), (payload) => this.receive(payload))
+      this.native = new NativeStore(JSON.stringify(connectionOptions(opts)), (payload) => this.receive(payload), this.shared)
     } catch (err) {
       throw nativeError(err)
     }
@@ -245,6 +248,11 @@ class Link {
     this.direct = this.native.inline
     this.untimed = 0
     this.cacheOn = !!opts.cache
+    // Copies of near-cache hits, valid while the core's cache has not changed since (shared[0])
+    // and the key's TTL has not run out: a hot read then needs no native call at all.
+    this.mirror = new Map()
+    this.mirrorCap = (opts.cache && opts.cache.maxEntries) || 10_000
+    this.mirrorHits = 0
     // Settled calls, handed to the core's histograms 256 at a time (see `note`).
     this.record = new Float64Array(3 * 256)
     this.recorded = 0
@@ -464,21 +472,36 @@ class Link {
    */
   cached(prefix, id) {
     if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
+    const key = prefix + id
+    const copy = this.mirror.get(key)
+    if (copy !== undefined) {
+      if (copy.epoch === this.shared[0] && copy.until > Date.now()) {
+        this.mirrorHits++
+        return copy.value
+      }
+      this.mirror.delete(key)
+    }
+    let value
     try {
-      return this.native.cached(prefix, id) ?? undefined
+      value = this.native.cached(prefix, id)
     } catch (err) {
       throw nativeError(err)
     }
+    if (value == null) return undefined
+    if (this.mirror.size >= this.mirrorCap) this.mirror.clear()
+    this.mirror.set(key, { value, epoch: this.shared[0], until: Date.now() + this.shared[1] })
+    return value
   }
 
   /** The near cache's counters, or null when it is off. */
   cacheStats() {
     const s = this.closed ? null : this.native.cacheStats()
-    return s ? { hits: s[0], misses: s[1], invalidations: s[2], entries: s[3] } : null
+    return s ? { hits: s[0] + this.mirrorHits, misses: s[1], invalidations: s[2], entries: s[3] } : null
   }
 
   close() {
     if (this.closed) return
+    this.mirror.clear()
     this.flush()
     this.closed = true
     if (this.held !== null) {

@@ -170,7 +170,15 @@ impl NativeStore {
     /// `options` is the JSON of the connection options; `onDelivery` receives replies and
     /// connection events.
     #[napi(constructor)]
-    pub fn new(env: Env, options: String, on_delivery: Function<JsDelivery, ()>) -> Result<Self> {
+    ///
+    /// `shared` (two numbers) is where the near cache tells JS it changed; see
+    /// `engine::cache::Epoch`.
+    pub fn new(
+        env: Env,
+        options: String,
+        on_delivery: Function<JsDelivery, ()>,
+        shared: Option<Float64Array>,
+    ) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
         let seal = spec.seal.clone();
@@ -178,7 +186,9 @@ impl NativeStore {
         let gate = spec
             .touch_after
             .map(|t| std::cell::RefCell::new(refresh::RefreshGate::new(t)));
-        let engine = unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec) }.map(Rc::new);
+        let epoch = shared.map(engine::cache::Epoch);
+        let engine =
+            unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec, epoch) }.map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
         let hold_in_cb = hold.clone();
         let engine_in_cb = engine.as_ref().map(Rc::downgrade);
@@ -215,6 +225,15 @@ impl NativeStore {
         let sink: session::Sink = Arc::new(move |d| {
             sink_waker.call(Wake::Core(d), ThreadsafeFunctionCallMode::NonBlocking);
         });
+        let switch_waker = Arc::downgrade(&waker);
+        let _ = spec.counters.on_switch.set(Box::new(move || {
+            if let Some(w) = switch_waker.upgrade() {
+                w.call(
+                    Wake::Engine(EngineReport::Switched),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            }
+        }));
         let core = SessionCore::open(spec, sink).map_err(to_napi_err)?;
         if let Some(e) = &engine {
             let report_waker = waker.clone();

@@ -34,7 +34,7 @@ const OPS: usize = 20;
 const MAX_MICROS: u64 = 600_000_000;
 
 /// What the connections of one store went through, added to by every connection of it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LinkCounters {
     /// Connections established, the first ones included.
     pub connects: AtomicU64,
@@ -46,6 +46,18 @@ pub struct LinkCounters {
     /// `+switch-master` announcements of our primary heard from the sentinels: each makes
     /// every connection to the old primary go and find the new one.
     pub switches_announced: AtomicU64,
+    /// Tells the JS thread of an announcement at once (set by the napi layer).
+    pub on_switch: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for LinkCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkCounters")
+            .field("connects", &self.connects)
+            .field("reconnects", &self.reconnects)
+            .field("failovers", &self.failovers)
+            .finish()
+    }
 }
 
 impl LinkCounters {

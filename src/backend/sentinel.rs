@@ -138,6 +138,9 @@ fn watch_switch_master(
                         let payload: String = msg.get_payload().unwrap_or_default();
                         if payload.split(' ').next() == Some(name.as_str()) {
                             crate::stats::LinkCounters::add(&counters.switches_announced);
+                            if let Some(tell) = counters.on_switch.get() {
+                                tell();
+                            }
                             match conn.upgrade() {
                                 Some(c) => {
                                     c.lock().await.take();

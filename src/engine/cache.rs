@@ -22,8 +22,34 @@ pub struct CacheStats {
     pub entries: u64,
 }
 
+/// Where JS sees the cache change, for the copies of hits it keeps (`Link#cached`): slot 0
+/// counts every change that may have made such a copy stale (a write, an invalidation, a TTL
+/// learned, a flush); slot 1 is the time left, in ms, of the entry `peek` last returned.
+pub struct Epoch(pub napi::bindgen_prelude::Float64Array);
+
+impl Epoch {
+    fn slots(&mut self) -> &mut [f64] {
+        // SAFETY: the array is JS's, kept alive by this reference, and both sides touch it
+        // only on the JS thread (the cache lives there).
+        unsafe { self.0.as_mut() }
+    }
+
+    fn bump(&mut self) {
+        if let Some(n) = self.slots().get_mut(0) {
+            *n += 1.0;
+        }
+    }
+
+    fn left(&mut self, ms: f64) {
+        if let Some(n) = self.slots().get_mut(1) {
+            *n = ms;
+        }
+    }
+}
+
 pub struct NearCache {
     limits: CacheLimits,
+    epoch: Option<Epoch>,
     entries: HashMap<String, Entry>,
     /// Keys in the order they were filled, for eviction (oldest first); may name keys since
     /// dropped.
@@ -37,9 +63,10 @@ pub struct NearCache {
 }
 
 impl NearCache {
-    pub fn new(limits: CacheLimits) -> NearCache {
+    pub fn new(limits: CacheLimits, epoch: Option<Epoch>) -> NearCache {
         NearCache {
             limits,
+            epoch,
             entries: HashMap::new(),
             order: VecDeque::new(),
             bytes: 0,
@@ -51,6 +78,7 @@ impl NearCache {
     /// This process is sending a write of `key`.
     pub fn writing(&mut self, key: &str) {
         self.remove(key);
+        self.changed();
         *self.writing.entry(key.to_string()).or_insert(0) += 1;
     }
 
@@ -100,7 +128,21 @@ impl NearCache {
             return None;
         }
         self.stats.hits += 1;
-        Some(e.value.clone())
+        let left = e.expires.map_or(f64::INFINITY, |at| {
+            at.duration_since(now).as_secs_f64() * 1000.0
+        });
+        let value = e.value.clone();
+        if let Some(epoch) = &mut self.epoch {
+            epoch.left(left);
+        }
+        Some(value)
+    }
+
+    /// Something changed that a copy JS keeps may reflect.
+    fn changed(&mut self) {
+        if let Some(epoch) = &mut self.epoch {
+            epoch.bump();
+        }
     }
 
     /// Keeps the value a `GET` of `key` returned.
@@ -139,6 +181,7 @@ impl NearCache {
 
     /// The key's TTL as `PTTL` reported it: -2 (gone) drops the entry, -1 (none) keeps it.
     pub fn set_ttl(&mut self, key: &str, pttl_ms: i64) {
+        self.changed();
         match pttl_ms {
             -2 => self.remove(key),
             ms if ms >= 0 => {
@@ -160,6 +203,7 @@ impl NearCache {
     /// Redis said these keys changed (`None`: everything, as after `FLUSHALL`).
     pub fn invalidate(&mut self, keys: Option<Vec<String>>) {
         self.stats.invalidations += 1;
+        self.changed();
         match keys {
             Some(keys) => keys.iter().for_each(|k| self.remove(k)),
             None => self.clear(),
@@ -168,6 +212,7 @@ impl NearCache {
 
     /// Drops everything: a connection was lost, so invalidations may have been missed.
     pub fn clear(&mut self) {
+        self.changed();
         self.entries.clear();
         self.order.clear();
         self.bytes = 0;
@@ -186,10 +231,13 @@ mod tests {
     use super::*;
 
     fn cache(max_entries: usize, max_bytes: usize) -> NearCache {
-        NearCache::new(CacheLimits {
-            max_entries,
-            max_bytes,
-        })
+        NearCache::new(
+            CacheLimits {
+                max_entries,
+                max_bytes,
+            },
+            None,
+        )
     }
 
     #[test]

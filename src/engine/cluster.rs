@@ -233,6 +233,7 @@ impl Router {
                     node.opened(opened);
                 }
             }
+            EngineReport::Switched => {}
             EngineReport::Slots(result) => {
                 self.refreshing.set(false);
                 if let Ok(map) = result {

@@ -861,8 +861,9 @@ impl Direct {
 
     /// After the sentinels announced a new primary (`+switch-master`), the connection to the
     /// old one goes: calls in flight are sent again on a new connection, found anew, and the
-    /// near cache is emptied. Checked before calls are sent and before the cache answers.
-    fn follow_switch(&self) {
+    /// near cache is emptied. Checked before calls are sent and before the cache answers, and
+    /// run as soon as the JS thread hears of the announcement.
+    pub fn follow_switch(&self) {
         let switched = {
             let mut s = self.state.borrow_mut();
             let heard = s

@@ -20,7 +20,7 @@ use napi::sys;
 use crate::backend::Command;
 use crate::config::{ConnectionSpec, Topology};
 use crate::error::StoreError;
-use cache::{CacheStats, NearCache};
+use cache::{CacheStats, Epoch, NearCache};
 use cluster::Router;
 use connection::{Direct, LinkHook, Opened, SlotRange};
 
@@ -29,6 +29,8 @@ pub enum EngineReport {
     Opened(Opened),
     /// A cluster's slot map, freshly read.
     Slots(Result<Vec<SlotRange>, String>),
+    /// The sentinels announced a new primary (`+switch-master`).
+    Switched,
 }
 
 /// Carries reports to the JS thread.
@@ -59,10 +61,11 @@ impl Engine {
         env: sys::napi_env,
         callback: sys::napi_value,
         spec: &ConnectionSpec,
+        epoch: Option<Epoch>,
     ) -> Option<Engine> {
         let cache = spec
             .cache
-            .map(|limits| Rc::new(RefCell::new(NearCache::new(limits))));
+            .map(|limits| Rc::new(RefCell::new(NearCache::new(limits, epoch))));
         match &spec.topology {
             Topology::Cluster(cluster) => {
                 unsafe { Router::new(env, callback, cluster, spec, cache) }
@@ -167,6 +170,7 @@ impl Engine {
     pub fn report(&self, report: EngineReport) {
         match (self, report) {
             (Engine::Single(d), EngineReport::Opened(o)) => d.opened(o),
+            (Engine::Single(d), EngineReport::Switched) => d.follow_switch(),
             (Engine::Cluster(r), report) => r.report(report),
             (Engine::Single(_), EngineReport::Slots(_)) => {}
         }
