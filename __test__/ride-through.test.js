@@ -4,7 +4,11 @@
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
 const { RedisStore } = require('..')
+const { execFile } = require('node:child_process')
+const { promisify } = require('node:util')
 const { startRedis, startCluster, startSentinels, sleep, loadThroughFault } = require('./support/redis.js')
+
+const execFileAsync = promisify(execFile)
 
 function watchEvents(store) {
   const events = []
@@ -31,6 +35,29 @@ describe('riding through faults (8 lanes of set + get)', () => {
       const { link } = store.stats()
       assert.ok(link.reconnects >= 1 && link.connects >= 2, `stats: ${JSON.stringify(link)}`)
       assert.equal(link.failovers, 0, 'the same server came back')
+    } finally {
+      store.close()
+      await redis.close()
+    }
+  })
+
+  it('a keyspace walk goes on where it was after its connection is killed', async () => {
+    const redis = await startRedis()
+    const store = new RedisStore({ url: redis.url, scanCount: 5, commandTimeout: 6000 })
+    try {
+      const n = 20000
+      for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`w${i + j}`, { cookie: {}, i })))
+      // About 4000 SCAN round trips; the connection is killed while they run.
+      let settled = false
+      const walking = store.ids().finally(() => (settled = true))
+      await sleep(20)
+      await execFileAsync('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), 'CLIENT', 'KILL', 'TYPE', 'normal'])
+      assert.equal(settled, false, 'the walk was still running when its connection was killed')
+      const ids = await walking
+      assert.equal(ids.length, n, 'each key once')
+      assert.equal(new Set(ids).size, n)
+      assert.ok(store.stats().link.reconnects >= 1, JSON.stringify(store.stats().link))
+      assert.equal(await store.length(), n)
     } finally {
       store.close()
       await redis.close()

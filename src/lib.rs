@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod seal;
 pub mod session;
 pub mod stats;
+pub mod walk;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -31,7 +32,7 @@ use session::{Delivery, LinkEvent, Request, SessionCore};
 /// `["connect"]` or `["disconnect", reason]`.
 pub struct JsDelivery(Delivery);
 
-unsafe fn reply_to_js(env: sys::napi_env, reply: Reply) -> Result<sys::napi_value> {
+pub(crate) unsafe fn reply_to_js(env: sys::napi_env, reply: Reply) -> Result<sys::napi_value> {
     unsafe {
         match reply {
             Reply::Nil => Null::to_napi_value(env, Null),
@@ -332,14 +333,23 @@ impl NativeStore {
                         }
                         Err(Bounce::Answered(reply)) => inline.push((id, reply)),
                     },
-                    Err(request) if e.carries_atomic() => match request.into_transaction() {
-                        Ok(commands) => {
-                            if let Err(err) = e.push_atomic(id, &commands) {
-                                refused.push((id, Reply::Error(err)));
+                    Err(request) if e.carries_atomic() => {
+                        match walk::start(request, self.seal.clone()) {
+                            Ok((command, walk)) => {
+                                if let Err(err) = e.push_walk(id, &command, walk) {
+                                    refused.push((id, Reply::Error(err)));
+                                }
                             }
+                            Err(request) => match request.into_transaction() {
+                                Ok(commands) => {
+                                    if let Err(err) = e.push_atomic(id, &commands) {
+                                        refused.push((id, Reply::Error(err)));
+                                    }
+                                }
+                                Err(request) => requests.push((id, request)),
+                            },
                         }
-                        Err(request) => requests.push((id, request)),
-                    },
+                    }
                     Err(request) => requests.push((id, request)),
                 },
                 None => requests.push((id, request)),

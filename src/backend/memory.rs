@@ -269,6 +269,11 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             Some(_) => wrong_type(),
         },
         Command::Exists(key) => Reply::Int(live(t, key, now).is_some() as i64),
+        // The embedded table lists keys with `scan_prefix`, in one pass.
+        Command::Scan { .. } => Reply::Error(StoreError::new(
+            crate::error::ErrorKind::Redis,
+            "SCAN is not a command of the embedded table",
+        )),
         Command::PTtl(key) => Reply::Int(match live(t, key, now) {
             None => -2,
             Some(Entry {

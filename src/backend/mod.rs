@@ -64,6 +64,12 @@ pub enum Command {
     Exists(String),
     /// `PTTL key`: milliseconds left, -1 with no expiry, -2 when missing.
     PTtl(String),
+    /// `SCAN cursor MATCH pattern COUNT count`, one page of a keyspace walk (see `walk`).
+    Scan {
+        cursor: String,
+        pattern: String,
+        count: usize,
+    },
     Ping,
 }
 
@@ -81,7 +87,7 @@ impl Command {
     /// The keys this command touches, for routing on a cluster.
     pub fn keys(&self) -> Vec<&str> {
         match self {
-            Command::Ping => vec![],
+            Command::Ping | Command::Scan { .. } => vec![],
             Command::Get(k)
             | Command::SMembers(k)
             | Command::Exists(k)

@@ -149,6 +149,18 @@ pub(super) fn to_cmd(command: &Command) -> redis::Cmd {
             c = redis::cmd("PTTL");
             c.arg(key);
         }
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+        } => {
+            c = redis::cmd("SCAN");
+            c.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(*count);
+        }
         Command::LPush { key, member } => {
             c = redis::cmd("LPUSH");
             c.arg(key).arg(member);

@@ -26,6 +26,7 @@ use napi::sys;
 use redis::ConnectionAddr;
 
 use super::cache::NearCache;
+use super::resp::Tree;
 use super::resp::{self, Frame};
 use super::tls::{TlsTarget, Wire};
 use super::uv;
@@ -35,6 +36,7 @@ use crate::config::{ConnectionSpec, TlsSettings, Topology};
 use crate::error::ErrorKind;
 use crate::seal::{Opener, Seal};
 use crate::stats::LinkCounters;
+use crate::walk::{Step, Walk};
 use redis::cluster_routing::Slot;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -422,6 +424,8 @@ struct Pending {
     lead: bool,
     /// The `EXEC` of a transaction: the call's reply is `null`, or the first error in it.
     exec: bool,
+    /// A keyspace walk's step: its reply gives the walk's next command or the call's reply.
+    walk: Option<Walk>,
 }
 
 impl Pending {
@@ -667,6 +671,7 @@ impl Direct {
             open: None,
             lead: !last,
             exec: last,
+            walk: None,
         };
         resp::encode(&mut s.journal, &[b"MULTI"]);
         let end = s.journal.len();
@@ -679,6 +684,26 @@ impl Direct {
         resp::encode(&mut s.journal, &[b"EXEC"]);
         let end = s.journal.len();
         s.pending.push_back(part(end, true, fill));
+        Ok(())
+    }
+
+    /// Queues a keyspace walk (see `walk`): its first command now, each next one as the
+    /// previous reply arrives, all on this connection.
+    pub fn push_walk(
+        &self,
+        id: u32,
+        command: &Command,
+        walk: Walk,
+    ) -> Result<(), crate::error::StoreError> {
+        let mut s = self.state.borrow_mut();
+        if s.pending.len() >= s.max_pending {
+            let max = s.max_pending;
+            return Err(crate::error::StoreError::new(
+                ErrorKind::Overloaded,
+                format!("more than {max} calls are waiting on Redis"),
+            ));
+        }
+        queue_step(s.queue(), id, command, walk);
         Ok(())
     }
 
@@ -737,6 +762,7 @@ impl Direct {
             open,
             lead: false,
             exec: false,
+            walk: None,
         });
         if let Some(key) = ttl_of {
             // The key's TTL, so the entry also expires locally; its reply goes only to the cache.
@@ -752,6 +778,7 @@ impl Direct {
                 open: None,
                 lead: false,
                 exec: false,
+                walk: None,
             });
         }
         Ok(None)
@@ -774,6 +801,7 @@ impl Direct {
                 open: None,
                 lead: false,
                 exec: false,
+                walk: None,
             });
         }
         s.journal.extend_from_slice(&call.bytes);
@@ -788,6 +816,7 @@ impl Direct {
             open: call.open,
             lead: false,
             exec: false,
+            walk: None,
         });
     }
 
@@ -1220,6 +1249,8 @@ unsafe extern "C" fn on_poll(handle: *mut uv::Handle, status: c_int, events: c_i
 
 fn read_and_deliver(state: &Rc<Shared>) {
     let mut lost: Option<String> = None;
+    // A walk queued its next step: the journal has more to send.
+    let mut more = false;
     let mut redirects = Vec::new();
     let env;
     let mut scope = std::ptr::null_mut();
@@ -1299,6 +1330,38 @@ fn read_and_deliver(state: &Rc<Shared>) {
                     if p.abandoned {
                         continue;
                     }
+                    if let Some(walk) = p.walk {
+                        let reply = match &frame {
+                            Frame::Error(e) => Err(crate::error::StoreError::new(
+                                error_kind(e),
+                                String::from_utf8_lossy(e).into_owned(),
+                            )),
+                            other => Ok(Tree::of(other)),
+                        };
+                        match walk.resume(reply) {
+                            Step::Send(command, next) => {
+                                let q = Queue {
+                                    journal: &mut s.journal,
+                                    pending: &mut s.pending,
+                                    cache: &s.cache,
+                                    timeout: s.command_timeout,
+                                };
+                                queue_step(q, p.id, &command, next);
+                                more = true;
+                            }
+                            Step::Done(reply) => unsafe {
+                                let mut js_id = std::ptr::null_mut();
+                                sys::napi_create_uint32(env, p.id, &mut js_id);
+                                sys::napi_set_element(env, array, index, js_id);
+                                let value =
+                                    crate::reply_to_js(env, reply).unwrap_or_else(|_| null_js(env));
+                                sys::napi_set_element(env, array, index + 1, value);
+                                index += 2;
+                                delivered += 1;
+                            },
+                        }
+                        continue;
+                    }
                     if p.lead {
                         if let Frame::Error(e) = frame {
                             s.lead_error = Some((p.id, String::from_utf8_lossy(e).into_owned()));
@@ -1367,6 +1430,9 @@ fn read_and_deliver(state: &Rc<Shared>) {
             compact(s);
         }
         arm_timer(s);
+    }
+    if more && lost.is_none() && !send_waiting(state) {
+        lost = Some(state.borrow().last_loss.clone());
     }
     if delivered > 0 {
         call_js(state, array);
@@ -1523,6 +1589,64 @@ fn null_js(env: sys::napi_env) -> sys::napi_value {
 fn text_to_js(env: sys::napi_env, bytes: &[u8]) -> sys::napi_value {
     str_to_js(env, bytes)
         .unwrap_or_else(|| error_to_js(env, ErrorKind::Redis, "stored value is not valid UTF-8"))
+}
+
+/// The parts of a connection's state that queueing a call touches, borrowed apart from the
+/// connection itself (which may be reading at the time).
+struct Queue<'a> {
+    journal: &'a mut Vec<u8>,
+    pending: &'a mut VecDeque<Pending>,
+    cache: &'a Option<Rc<RefCell<NearCache>>>,
+    timeout: Duration,
+}
+
+impl State {
+    fn queue(&mut self) -> Queue<'_> {
+        Queue {
+            journal: &mut self.journal,
+            pending: &mut self.pending,
+            cache: &self.cache,
+            timeout: self.command_timeout,
+        }
+    }
+}
+
+/// The error code of a Redis error reply.
+fn error_kind(text: &[u8]) -> ErrorKind {
+    if text.starts_with(b"WRONGTYPE") {
+        ErrorKind::WrongType
+    } else if text.starts_with(b"NOPERM") || text.starts_with(b"NOAUTH") {
+        ErrorKind::Auth
+    } else {
+        ErrorKind::Redis
+    }
+}
+
+/// Queues a walk's next command for call `id`, with a deadline of its own: a walk of a large
+/// keyspace is bounded per round trip, not as a whole. A delete is this process's write, as
+/// for any call.
+fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk) {
+    let mut fill = Fill::None;
+    if let (Some(cache), Command::Del(keys)) = (q.cache, command) {
+        let mut cache = cache.borrow_mut();
+        keys.iter().for_each(|k| cache.writing(k));
+        fill = Fill::Wrote(keys.clone());
+    }
+    resp::encode_command(q.journal, command);
+    let end = q.journal.len();
+    let deadline = Instant::now() + q.timeout;
+    q.pending.push_back(Pending {
+        id,
+        slot: None,
+        deadline,
+        end,
+        abandoned: false,
+        cache: fill,
+        open: None,
+        lead: false,
+        exec: false,
+        walk: Some(walk),
+    });
 }
 
 /// A read's reply with its values opened (`encryption`); one that does not open makes the

@@ -152,6 +152,21 @@ impl Engine {
         }
     }
 
+    /// Queues a keyspace walk on the one connection (see `Direct::push_walk`).
+    pub fn push_walk(
+        &self,
+        id: u32,
+        command: &Command,
+        walk: crate::walk::Walk,
+    ) -> Result<(), StoreError> {
+        match self {
+            Engine::Single(d) => d.push_walk(id, command, walk),
+            Engine::Cluster(_) => Err(StoreError::bad_argument(
+                "a keyspace walk on a cluster covers every primary: not on one connection",
+            )),
+        }
+    }
+
     pub fn flush(&self) {
         match self {
             Engine::Single(d) => d.flush(),

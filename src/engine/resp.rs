@@ -157,7 +157,7 @@ pub enum Tree {
 }
 
 impl Tree {
-    fn of(frame: &Frame<'_>) -> Tree {
+    pub fn of(frame: &Frame<'_>) -> Tree {
         let text = |b: &[u8]| Tree::Text(String::from_utf8_lossy(b).into_owned());
         match frame {
             Frame::Simple(b) | Frame::Bulk(Some(b)) | Frame::Error(b) => text(b),
@@ -239,6 +239,21 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::backend::Command) {
         Command::Get(key) => encode(out, &[b"GET", key.as_bytes()]),
         Command::Exists(key) => encode(out, &[b"EXISTS", key.as_bytes()]),
         Command::PTtl(key) => encode(out, &[b"PTTL", key.as_bytes()]),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+        } => encode(
+            out,
+            &[
+                b"SCAN",
+                cursor.as_bytes(),
+                b"MATCH",
+                pattern.as_bytes(),
+                b"COUNT",
+                count.to_string().as_bytes(),
+            ],
+        ),
         Command::SMembers(key) => encode(out, &[b"SMEMBERS", key.as_bytes()]),
         Command::LPush { key, member } => {
             encode(out, &[b"LPUSH", key.as_bytes(), member.as_bytes()])
