@@ -9,6 +9,7 @@ use crate::backend::{Backend, Command, Expiry, Reply};
 use crate::config::ConnectionSpec;
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::runtime;
+use crate::walk;
 
 /// Keys deleted or fetched per round trip in bulk operations.
 const BULK_CHUNK: usize = 500;
@@ -185,7 +186,7 @@ impl Request {
     }
 
     /// The commands of a call that one connection runs as a transaction (`MULTI`/`EXEC`):
-    /// the index writes, as `run_bulk` runs them.
+    /// the index writes and the list push, as `run_bulk` runs them.
     pub fn into_transaction(self) -> Result<Vec<Command>, Request> {
         match self {
             Request::IndexedSet {
@@ -215,6 +216,13 @@ impl Request {
                     },
                 ]
             }),
+            Request::ListPush { key, member } => Ok(vec![
+                Command::LRem {
+                    key: key.clone(),
+                    member: member.clone(),
+                },
+                Command::LPush { key, member },
+            ]),
             other => Err(other),
         }
     }
@@ -787,124 +795,49 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                 _ => Ok(Reply::Nil),
             }
         }
-        Request::IndexedDelete {
-            key,
-            member,
-            index_prefix,
-            field,
-        } => {
-            let stored = match first_reply(inner.round_trip(&[Command::Get(key.clone())]).await?) {
-                Reply::Text(s) => s,
-                Reply::Error(e) => return Err(e),
-                _ => return Ok(Reply::Int(0)),
-            };
-            // A value that does not open (altered) is still deleted; its index entry goes
-            // when the index is next read.
-            let owner = inner
-                .spec
-                .seal
-                .open(&key, stored)
-                .ok()
-                .and_then(|plain| json_field(&plain, &field));
-            let mut commands = vec![Command::Del(vec![key])];
-            if let Some(owner) = owner {
-                commands.push(Command::SRem {
-                    key: format!("{index_prefix}{owner}"),
-                    members: vec![member],
-                });
-            }
-            let replies = inner.round_trip_atomic(&commands).await?;
-            match replies.into_iter().next() {
-                Some(Reply::Error(e)) => Err(e),
-                Some(Reply::Int(n)) => Ok(Reply::Int(n)),
-                _ => Ok(Reply::Int(0)),
-            }
-        }
-        Request::IndexRead {
-            index_key,
-            key_prefix,
-            with_members,
-        } => {
-            let seal = &inner.spec.seal;
-            let mut out = Vec::new();
-            for (member, value) in read_index(inner, &index_key, &key_prefix).await? {
-                let value = seal.open(&format!("{key_prefix}{member}"), value)?;
-                if with_members {
-                    out.push(Some(member));
-                }
-                out.push(Some(value));
-            }
-            Ok(Reply::List(out))
-        }
-        Request::IndexDrop {
-            index_key,
-            key_prefix,
-        } => {
-            let members = smembers(inner, &index_key).await?;
-            let mut keys: Vec<String> =
-                members.iter().map(|m| format!("{key_prefix}{m}")).collect();
-            keys.push(index_key);
-            Ok(Reply::Int(delete_keys(inner, &keys).await?))
-        }
+        walked @ (Request::IndexedDelete { .. }
+        | Request::IndexRead { .. }
+        | Request::IndexDrop { .. }
+        | Request::Adopt { .. }) => match walk::start(walked, inner.spec.seal.clone()) {
+            Ok((command, walk)) => drive(inner, command, walk).await,
+            Err(other) => Err(StoreError::bad_argument(format!("not a walk: {other:?}"))),
+        },
         Request::PruneIndexes {
             index_prefix,
             key_prefix,
             scan_count,
         } => {
+            // The indexes are found with this backend's own scan (every primary of a cluster),
+            // then each is pruned by the same walk the engine runs.
             let mut removed = 0;
             for index_key in inner.scan(&index_prefix, scan_count).await? {
-                let before = smembers(inner, &index_key).await?.len();
-                let live = read_index(inner, &index_key, &key_prefix).await?.len();
-                removed += before.saturating_sub(live) as i64;
+                let (command, walk) = walk::prune_index(index_key, key_prefix.clone());
+                match drive(inner, command, walk).await? {
+                    Reply::Int(n) => removed += n,
+                    other => {
+                        return Err(StoreError::new(
+                            ErrorKind::Redis,
+                            format!("unexpected index prune reply {other:?}"),
+                        ))
+                    }
+                }
             }
             Ok(Reply::Int(removed))
         }
-        Request::ListPush { key, member } => {
-            let commands = [
-                Command::LRem {
-                    key: key.clone(),
-                    member: member.clone(),
-                },
-                Command::LPush { key, member },
-            ];
+        pushed @ Request::ListPush { .. } => {
+            let commands = match pushed.into_transaction() {
+                Ok(commands) => commands,
+                Err(other) => {
+                    return Err(StoreError::bad_argument(format!(
+                        "not a list push: {other:?}"
+                    )))
+                }
+            };
             let replies = inner.round_trip_atomic(&commands).await?;
             match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
                 Some(Reply::Error(e)) => Err(e),
                 _ => Ok(Reply::Nil),
             }
-        }
-        Request::Adopt { from, to } => {
-            let commands = [Command::Get(from.clone()), Command::PTtl(from.clone())];
-            let mut replies = inner.round_trip(&commands).await?.into_iter();
-            let stored = match replies.next() {
-                Some(Reply::Text(s)) => s,
-                Some(Reply::Error(e)) => return Err(e),
-                _ => return Ok(Reply::Nil),
-            };
-            let expiry = match replies.next() {
-                Some(Reply::Int(-1)) => Expiry::Never,
-                Some(Reply::Int(ms)) if ms > 0 => Expiry::In((ms as u64).div_ceil(1000)),
-                Some(Reply::Error(e)) => return Err(e),
-                // Expired between the two reads.
-                _ => return Ok(Reply::Nil),
-            };
-            // Opened under the old key, sealed under the new one; the caller gets it plain.
-            let seal = &inner.spec.seal;
-            let plain = seal.open(&from, stored)?;
-            let set = Command::Set {
-                value: seal.close(&to, plain.clone()),
-                key: to,
-                expiry,
-            };
-            if let Reply::Error(e) = first_reply(inner.round_trip(&[set]).await?) {
-                return Err(e);
-            }
-            if let Reply::Error(e) =
-                first_reply(inner.round_trip(&[Command::Del(vec![from])]).await?)
-            {
-                return Err(e);
-            }
-            Ok(Reply::Text(plain))
         }
         simple => match simple.into_command() {
             Ok(command) => Ok(first_reply(inner.round_trip(&[command]).await?)),
@@ -939,54 +872,31 @@ async fn mget(inner: &Inner, keys: Vec<String>) -> StoreResult<Vec<Option<String
     }
 }
 
-async fn smembers(inner: &Inner, index_key: &str) -> StoreResult<Vec<String>> {
-    match first_reply(
-        inner
-            .round_trip(&[Command::SMembers(index_key.to_string())])
-            .await?,
-    ) {
-        Reply::List(v) => Ok(v.into_iter().flatten().collect()),
-        Reply::Error(e) => Err(e),
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// Live values of an index's members; members whose value is gone are removed from the set.
-async fn read_index(
-    inner: &Inner,
-    index_key: &str,
-    key_prefix: &str,
-) -> StoreResult<Vec<(String, String)>> {
-    let members = smembers(inner, index_key).await?;
-    let mut live = Vec::with_capacity(members.len());
-    let mut dead = Vec::new();
-    for chunk in members.chunks(BULK_CHUNK) {
-        let keys = chunk.iter().map(|m| format!("{key_prefix}{m}")).collect();
-        for (member, value) in chunk.iter().zip(mget(inner, keys).await?) {
-            match value {
-                Some(v) => live.push((member.clone(), v)),
-                None => dead.push(member.clone()),
+/// Runs a walk (see `walk`) over this backend, one round trip per step.
+async fn drive(inner: &Inner, first: Command, walk: walk::Walk) -> StoreResult<Reply> {
+    let mut step = walk::Step::Send(first, walk);
+    loop {
+        step = match step {
+            walk::Step::Done(reply) => return Ok(reply),
+            walk::Step::Send(command, next) => {
+                let reply = first_reply(inner.round_trip(&[command]).await?);
+                next.resume(walk::tree_of(reply))
             }
-        }
+            walk::Step::Atomic(commands, next) => {
+                let replies = inner.round_trip_atomic(&commands).await?;
+                let tree = replies
+                    .into_iter()
+                    .map(walk::tree_of)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(crate::engine::resp::Tree::List);
+                next.resume(tree)
+            }
+        };
     }
-    if !dead.is_empty() {
-        let reply = first_reply(
-            inner
-                .round_trip(&[Command::SRem {
-                    key: index_key.to_string(),
-                    members: dead,
-                }])
-                .await?,
-        );
-        if let Reply::Error(e) = reply {
-            return Err(e);
-        }
-    }
-    Ok(live)
 }
 
 /// The string form of a top-level field of a JSON object, if it is a string or a number.
-fn json_field(json: &str, field: &str) -> Option<String> {
+pub(crate) fn json_field(json: &str, field: &str) -> Option<String> {
     match serde_json::from_str::<serde_json::Value>(json)
         .ok()?
         .get(field)?

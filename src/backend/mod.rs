@@ -84,6 +84,21 @@ pub enum Reply {
 }
 
 impl Command {
+    /// Whether the command changes its keys (for the near cache: this process's own write).
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            Command::Get(_)
+                | Command::MGet(_)
+                | Command::SMembers(_)
+                | Command::LRange(_)
+                | Command::Exists(_)
+                | Command::PTtl(_)
+                | Command::Scan { .. }
+                | Command::Ping
+        )
+    }
+
     /// The keys this command touches, for routing on a cluster.
     pub fn keys(&self) -> Vec<&str> {
         match self {

@@ -649,41 +649,7 @@ impl Direct {
                 format!("more than {max} calls are waiting on Redis"),
             ));
         }
-        let mut fill = Fill::None;
-        if let Some(cache) = &s.cache {
-            let mut cache = cache.borrow_mut();
-            let keys: Vec<String> = commands
-                .iter()
-                .flat_map(|c| c.keys())
-                .map(str::to_string)
-                .collect();
-            keys.iter().for_each(|k| cache.writing(k));
-            fill = Fill::Wrote(keys);
-        }
-        let deadline = Instant::now() + s.command_timeout;
-        let part = |end: usize, last: bool, cache: Fill| Pending {
-            id,
-            slot: None,
-            deadline,
-            end,
-            abandoned: false,
-            cache,
-            open: None,
-            lead: !last,
-            exec: last,
-            walk: None,
-        };
-        resp::encode(&mut s.journal, &[b"MULTI"]);
-        let end = s.journal.len();
-        s.pending.push_back(part(end, false, Fill::None));
-        for command in commands {
-            resp::encode_command(&mut s.journal, command);
-            let end = s.journal.len();
-            s.pending.push_back(part(end, false, Fill::None));
-        }
-        resp::encode(&mut s.journal, &[b"EXEC"]);
-        let end = s.journal.len();
-        s.pending.push_back(part(end, true, fill));
+        queue_transaction(s.queue(), id, commands, None);
         Ok(())
     }
 
@@ -1331,22 +1297,46 @@ fn read_and_deliver(state: &Rc<Shared>) {
                         continue;
                     }
                     if let Some(walk) = p.walk {
-                        let reply = match &frame {
-                            Frame::Error(e) => Err(crate::error::StoreError::new(
+                        let failed = |e: &[u8]| {
+                            crate::error::StoreError::new(
                                 error_kind(e),
                                 String::from_utf8_lossy(e).into_owned(),
-                            )),
-                            other => Ok(Tree::of(other)),
+                            )
+                        };
+                        let lead_failed = match s.lead_error.take() {
+                            Some((id, e)) if id == p.id => Some(e),
+                            other => {
+                                s.lead_error = other;
+                                None
+                            }
+                        };
+                        let reply = match (&lead_failed, &frame) {
+                            (Some(e), _) => Err(failed(e.as_bytes())),
+                            (None, Frame::Error(e)) => Err(failed(e)),
+                            // A command of a transaction failed inside it.
+                            (None, Frame::Array(Some(items)))
+                                if items.iter().any(|f| matches!(f, Frame::Error(_))) =>
+                            {
+                                match items.iter().find(|f| matches!(f, Frame::Error(_))) {
+                                    Some(Frame::Error(e)) => Err(failed(e)),
+                                    _ => Ok(Tree::of(&frame)),
+                                }
+                            }
+                            (None, other) => Ok(Tree::of(other)),
+                        };
+                        let q = Queue {
+                            journal: &mut s.journal,
+                            pending: &mut s.pending,
+                            cache: &s.cache,
+                            timeout: s.command_timeout,
                         };
                         match walk.resume(reply) {
                             Step::Send(command, next) => {
-                                let q = Queue {
-                                    journal: &mut s.journal,
-                                    pending: &mut s.pending,
-                                    cache: &s.cache,
-                                    timeout: s.command_timeout,
-                                };
                                 queue_step(q, p.id, &command, next);
+                                more = true;
+                            }
+                            Step::Atomic(commands, next) => {
+                                queue_transaction(q, p.id, &commands, Some(next));
                                 more = true;
                             }
                             Step::Done(reply) => unsafe {
@@ -1611,6 +1601,55 @@ impl State {
     }
 }
 
+/// Queues `commands` as one transaction for call `id`: `MULTI`, each command and `EXEC`, back
+/// to back. With no `walk`, the call answers `null` or the first error; with one, the `EXEC`
+/// reply goes on to it. Every key is this process's write, for the near cache.
+fn queue_transaction(q: Queue<'_>, id: u32, commands: &[Command], walk: Option<Walk>) {
+    let mut fill = Fill::None;
+    if let Some(cache) = q.cache {
+        let mut cache = cache.borrow_mut();
+        let keys: Vec<String> = commands
+            .iter()
+            .flat_map(|c| c.keys())
+            .map(str::to_string)
+            .collect();
+        keys.iter().for_each(|k| cache.writing(k));
+        fill = Fill::Wrote(keys);
+    }
+    let deadline = Instant::now() + q.timeout;
+    let lead = |end: usize| Pending {
+        id,
+        slot: None,
+        deadline,
+        end,
+        abandoned: false,
+        cache: Fill::None,
+        open: None,
+        lead: true,
+        exec: false,
+        walk: None,
+    };
+    resp::encode(q.journal, &[b"MULTI"]);
+    q.pending.push_back(lead(q.journal.len()));
+    for command in commands {
+        resp::encode_command(q.journal, command);
+        q.pending.push_back(lead(q.journal.len()));
+    }
+    resp::encode(q.journal, &[b"EXEC"]);
+    q.pending.push_back(Pending {
+        id,
+        slot: None,
+        deadline,
+        end: q.journal.len(),
+        abandoned: false,
+        cache: fill,
+        open: None,
+        lead: false,
+        exec: walk.is_none(),
+        walk,
+    });
+}
+
 /// The error code of a Redis error reply.
 fn error_kind(text: &[u8]) -> ErrorKind {
     if text.starts_with(b"WRONGTYPE") {
@@ -1623,14 +1662,15 @@ fn error_kind(text: &[u8]) -> ErrorKind {
 }
 
 /// Queues a walk's next command for call `id`, with a deadline of its own: a walk of a large
-/// keyspace is bounded per round trip, not as a whole. A delete is this process's write, as
-/// for any call.
+/// keyspace is bounded per round trip, not as a whole. A write is this process's write for the
+/// near cache, as for any call.
 fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk) {
     let mut fill = Fill::None;
-    if let (Some(cache), Command::Del(keys)) = (q.cache, command) {
+    if let (Some(cache), true) = (q.cache, command.writes()) {
         let mut cache = cache.borrow_mut();
+        let keys: Vec<String> = command.keys().into_iter().map(str::to_string).collect();
         keys.iter().for_each(|k| cache.writing(k));
-        fill = Fill::Wrote(keys.clone());
+        fill = Fill::Wrote(keys);
     }
     resp::encode_command(q.journal, command);
     let end = q.journal.len();
