@@ -250,8 +250,11 @@ class Link {
     this.cacheOn = !!opts.cache
     // Copies of near-cache hits, valid while the core's cache has not changed since (shared[0])
     // and the key's TTL has not run out: a hot read then needs no native call at all.
+    // Bounded like the core's cache (entries and characters), and emptied whole when full.
     this.mirror = new Map()
     this.mirrorCap = (opts.cache && opts.cache.maxEntries) || 10_000
+    this.mirrorMaxChars = (opts.cache && opts.cache.maxBytes) || 32 * 1024 * 1024
+    this.mirrorChars = 0
     this.mirrorHits = 0
     // Settled calls, handed to the core's histograms 256 at a time (see `note`).
     this.record = new Float64Array(3 * 256)
@@ -488,8 +491,12 @@ class Link {
       throw nativeError(err)
     }
     if (value == null) return undefined
-    if (this.mirror.size >= this.mirrorCap) this.mirror.clear()
+    if (this.mirror.size >= this.mirrorCap || this.mirrorChars + value.length > this.mirrorMaxChars) {
+      this.mirror.clear()
+      this.mirrorChars = 0
+    }
     this.mirror.set(key, { value, epoch: this.shared[0], until: Date.now() + this.shared[1] })
+    this.mirrorChars += value.length
     return value
   }
 
@@ -502,6 +509,7 @@ class Link {
   close() {
     if (this.closed) return
     this.mirror.clear()
+    this.mirrorChars = 0
     this.flush()
     this.closed = true
     if (this.held !== null) {
