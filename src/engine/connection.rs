@@ -11,9 +11,8 @@
 //! Why: with the I/O-thread path every call crossed threads twice (JS to tokio, tokio to JS).
 //! Measured on a 2-core machine, those hand-offs cost more CPU per operation than the Redis
 //! work itself, and end to end under Express the extra thread competed with Node for the two
-//! cores. Connection setup (address resolution, connect, AUTH, SELECT) still happens off the
-//! JS thread; TLS, Cluster, Sentinel, unix sockets and the bulk operations keep the redis-rs
-//! path.
+//! cores. Connection setup (address resolution, the sentinels' answer, connect, the TLS
+//! handshake, AUTH, SELECT) still happens off the JS thread.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -28,7 +27,7 @@ use redis::ConnectionAddr;
 use super::cache::NearCache;
 use super::resp::Tree;
 use super::resp::{self, Frame};
-use super::tls::{TlsTarget, Wire};
+use super::tls::{Socket, TlsTarget, Wire};
 use super::uv;
 use super::{EngineReport, Reporter};
 use crate::backend::{Command, Reply};
@@ -50,6 +49,9 @@ enum Place {
         host: String,
         port: u16,
     },
+    /// A unix socket.
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
     /// Asked anew on every connect, so a reconnect after a failover finds the new primary.
     Sentinel {
         sentinels: Vec<Sentinel>,
@@ -119,6 +121,22 @@ impl Target {
             _ => None,
         };
         let (place, r, tls) = match &spec.topology {
+            #[cfg(unix)]
+            Topology::Standalone(endpoint)
+                if matches!(endpoint.info.addr(), ConnectionAddr::Unix(_)) =>
+            {
+                let ConnectionAddr::Unix(path) = endpoint.info.addr() else {
+                    return None;
+                };
+                if endpoint.tls.is_some() {
+                    return None;
+                }
+                (
+                    Place::Unix(path.clone()),
+                    endpoint.info.redis_settings().clone(),
+                    None,
+                )
+            }
             Topology::Standalone(endpoint) => {
                 let (host, port) = tcp(&endpoint.info)?;
                 (
@@ -250,7 +268,7 @@ impl Target {
                     .map_err(|e| format!("CLIENT TRACKING: {e}"))?
                     .is_ok()
         };
-        wire.tcp()
+        wire.socket()
             .set_nonblocking(true)
             .map_err(|e| format!("handshake: {e}"))?;
         Ok((wire, tracking))
@@ -294,17 +312,36 @@ impl Target {
         Ok(out)
     }
 
+    /// A blocking unix-socket connection with the handshake's timeouts set.
+    #[cfg(unix)]
+    fn dial_unix(&self, path: &std::path::Path) -> Result<Socket, String> {
+        let io = |e: std::io::Error| format!("cannot connect to {}: {e}", path.display());
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
+        stream
+            .set_read_timeout(Some(self.connect_timeout))
+            .map_err(io)?;
+        stream
+            .set_write_timeout(Some(self.connect_timeout))
+            .map_err(io)?;
+        Ok(Socket::Unix(stream))
+    }
+
     fn open_blocking(&self) -> Result<Wire, String> {
         let (host, port, from_sentinel) = match &self.place {
             Place::Fixed { host, port } => (host.clone(), *port, false),
+            #[cfg(unix)]
+            Place::Unix(path) => {
+                let wire = Wire::Plain(self.dial_unix(path)?);
+                return self.log_in(wire, &path.display().to_string(), false);
+            }
             Place::Sentinel { sentinels, name } => {
                 let (host, port) = self.ask_sentinels(sentinels, name)?;
                 (host, port, true)
             }
         };
-        let (mut tcp, addr) = self.dial(&host, port)?;
-        let io = |e: std::io::Error| format!("handshake with {addr}: {e}");
-        let mut wire = match (&self.tls_fixed, &self.tls) {
+        let (tcp, addr) = self.dial(&host, port)?;
+        let mut tcp = Socket::Tcp(tcp);
+        let wire = match (&self.tls_fixed, &self.tls) {
             (Some(t), _) => Wire::Tls(Box::new(t.handshake(&mut tcp)?), tcp),
             (None, Some(settings)) => {
                 let t = TlsTarget::new(settings, &host)?;
@@ -312,6 +349,12 @@ impl Target {
             }
             (None, None) => Wire::Plain(tcp),
         };
+        self.log_in(wire, &addr.to_string(), from_sentinel)
+    }
+
+    /// `AUTH`, `SELECT` and, for a primary the sentinels named, the `ROLE` check.
+    fn log_in(&self, mut wire: Wire, addr: &str, from_sentinel: bool) -> Result<Wire, String> {
+        let io = |e: std::io::Error| format!("handshake with {addr}: {e}");
         let mut stream = wire.blocking();
         if let Some(password) = &self.password {
             let reply = match &self.username {
@@ -488,6 +531,8 @@ struct State {
     switches_seen: u64,
     /// The server the last connection reached, to tell a failover from a reconnect.
     peer: Option<std::net::SocketAddr>,
+    /// Whether a connection was ever established, to tell a reconnect from the first.
+    connected_before: bool,
     /// False once JS may no longer be called (after close, or inside a finalizer).
     callback_live: bool,
     report: Option<Reporter>,
@@ -590,6 +635,7 @@ impl Direct {
                 lead_error: None,
                 switches_seen: 0,
                 peer: None,
+                connected_before: false,
                 callback_live: true,
                 report: None,
                 on_link: None,
@@ -982,9 +1028,9 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
         sys::napi_get_uv_event_loop(s.env, &mut loop_);
         let poll = uv::alloc_handle(uv.poll_size);
         #[cfg(unix)]
-        let socket = std::os::unix::io::AsRawFd::as_raw_fd(wire.tcp());
+        let socket = wire.socket().raw_fd();
         #[cfg(windows)]
-        let socket = std::os::windows::io::AsRawSocket::as_raw_socket(wire.tcp()) as usize;
+        let socket = wire.socket().raw_socket();
         if (uv.poll_init_socket)(loop_ as *mut c_void, poll, socket) != 0 {
             uv::free_handle(poll, uv.poll_size);
             s.retry_at = Instant::now() + s.backoff;
@@ -1003,11 +1049,14 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
                 s.cache = None;
             }
         }
-        LinkCounters::add(&s.counters.connects);
-        let peer = wire.tcp().peer_addr().ok();
-        if let Some(before) = s.peer {
+        if s.connected_before {
             LinkCounters::add(&s.counters.reconnects);
-            if peer.is_some_and(|p| p != before) {
+        }
+        s.connected_before = true;
+        LinkCounters::add(&s.counters.connects);
+        let peer = wire.socket().peer_addr();
+        if let (Some(before), Some(now)) = (s.peer, peer) {
+            if now != before {
                 LinkCounters::add(&s.counters.failovers);
             }
         }

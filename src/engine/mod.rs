@@ -1,8 +1,10 @@
 //! The connection engine the calls ride: sockets (plain or TLS) owned by the JS thread and
 //! polled by Node's libuv loop, RESP encoding and decoding, and the reconnect-and-resend
 //! journal. It serves one server, the primary behind Sentinel, and Redis Cluster (one
-//! connection per primary, routed by slot). Hosts without libuv, and calls that are not a
-//! single command on one slot, go through `backend` (redis-rs on the I/O thread).
+//! connection per primary, routed by slot), over TCP, TLS or a unix socket. Calls of several
+//! round trips run as walks (`crate::walk`) on one connection. Hosts without libuv, and a
+//! cluster's calls that span slots or primaries, go through `backend` (redis-rs on the I/O
+//! thread).
 
 pub mod cache;
 pub mod cluster;

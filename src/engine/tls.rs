@@ -99,7 +99,7 @@ impl TlsTarget {
     }
 
     /// Runs the handshake over a blocking socket; runs off the JS thread.
-    pub fn handshake(&self, tcp: &mut TcpStream) -> Result<ClientConnection, String> {
+    pub fn handshake(&self, tcp: &mut Socket) -> Result<ClientConnection, String> {
         let mut tls = ClientConnection::new(self.config.clone(), self.server_name.clone())
             .map_err(|e| format!("TLS: {e}"))?;
         while tls.is_handshaking() {
@@ -160,10 +160,80 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-/// The socket under a connection: plain TCP, or rustls over the same non-blocking socket.
+/// A connected stream socket: TCP, or a unix socket (`path`).
+pub enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Socket {
+    pub fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_nonblocking(on),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    /// The server's address, for a TCP socket.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Socket::Tcp(s) => s.peer_addr().ok(),
+            #[cfg(unix)]
+            Socket::Unix(_) => None,
+        }
+    }
+
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> std::os::unix::io::RawFd {
+        use std::os::unix::io::AsRawFd;
+        match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    #[cfg(windows)]
+    pub fn raw_socket(&self) -> usize {
+        use std::os::windows::io::AsRawSocket;
+        match self {
+            Socket::Tcp(s) => s.as_raw_socket() as usize,
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.flush(),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// The socket under a connection: plain, or rustls over the same non-blocking socket.
 pub enum Wire {
-    Plain(TcpStream),
-    Tls(Box<ClientConnection>, TcpStream),
+    Plain(Socket),
+    Tls(Box<ClientConnection>, Socket),
 }
 
 /// A blocking view of a wire for the handshake's commands (`AUTH`, `SELECT`, `ROLE`).
@@ -194,9 +264,9 @@ impl Write for Blocking<'_> {
 }
 
 impl Wire {
-    pub fn tcp(&self) -> &TcpStream {
+    pub fn socket(&self) -> &Socket {
         match self {
-            Wire::Plain(tcp) | Wire::Tls(_, tcp) => tcp,
+            Wire::Plain(socket) | Wire::Tls(_, socket) => socket,
         }
     }
 
@@ -230,7 +300,7 @@ impl Wire {
     }
 
     /// Writes queued TLS records until done or the socket is full.
-    fn flush_records(tls: &mut ClientConnection, tcp: &mut TcpStream) -> Result<(), String> {
+    fn flush_records(tls: &mut ClientConnection, tcp: &mut Socket) -> Result<(), String> {
         while tls.wants_write() {
             match tls.write_tls(tcp) {
                 Ok(0) => return Err("the connection closed while writing".into()),
