@@ -4,33 +4,17 @@
 // the cache follows a primary failover.
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
-const path = require('node:path')
-const { fork } = require('node:child_process')
 const { RedisStore } = require('..')
-const { startRedis, startCluster, sleep } = require('./support/redis.js')
+const { startRedis, startCluster, sleep, storeProcess } = require('./support/redis.js')
 
-/** Store options → a reader in another process: `get(sid)` and `stats()` over IPC. */
+/** Store options → a store in another process: `get(sid)` and `stats()` over IPC. */
 async function otherProcess(options) {
-  const child = fork(path.join(__dirname, 'support', 'cache-reader.js'), [JSON.stringify(options)], { stdio: 'ignore' })
-  const waiting = new Map()
-  let next = 1
-  child.on('message', (m) => {
-    if (m.ready) return waiting.get('ready')()
-    const done = waiting.get(m.id)
-    waiting.delete(m.id)
-    done(m)
-  })
-  await new Promise((resolve) => waiting.set('ready', resolve))
-  const ask = (msg) =>
-    new Promise((resolve, reject) => {
-      const id = next++
-      waiting.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m)))
-      child.send({ id, ...msg })
-    })
+  const child = storeProcess(options)
+  await child.ready
   return {
-    get: async (sid) => (await ask({ sid })).value,
-    stats: async () => (await ask({ stats: true })).stats,
-    close: () => new Promise((resolve) => (child.once('exit', resolve), child.disconnect())),
+    get: (sid) => child.call('get', sid),
+    stats: () => child.call('stats'),
+    close: () => child.stop(),
   }
 }
 

@@ -4,42 +4,7 @@
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
 const { RedisStore } = require('..')
-const { fork } = require('node:child_process')
-const path = require('node:path')
-const { startRedis, startCluster } = require('./support/redis.js')
-
-/** A store in a child process; `call(method, ...args)` runs `store[method](...args)` there. */
-function storeProcess(options) {
-  const child = fork(path.join(__dirname, 'support', 'store-process.js'), [JSON.stringify(options)], { stdio: 'inherit' })
-  const waiting = new Map()
-  let next = 1
-  const ready = new Promise((resolve, reject) => {
-    child.once('error', reject)
-    child.on('message', (m) => {
-      if (m.ready) return resolve()
-      const w = waiting.get(m.id)
-      waiting.delete(m.id)
-      if (m.error) w.reject(new Error(m.error))
-      else w.resolve(m.value)
-    })
-  })
-  return {
-    ready,
-    call(method, ...args) {
-      const id = next++
-      return new Promise((resolve, reject) => {
-        waiting.set(id, { resolve, reject })
-        child.send({ id, method, args })
-      })
-    },
-    stop() {
-      return new Promise((resolve) => {
-        child.once('exit', resolve)
-        child.disconnect()
-      })
-    },
-  }
-}
+const { startRedis, startCluster, storeProcess } = require('./support/redis.js')
 
 const sess = (user, n) => ({ cookie: { originalMaxAge: 600_000, expires: new Date(Date.now() + 600_000) }, user, n })
 

@@ -71,25 +71,28 @@ struct Text<'a> {
     ascii: bool,
 }
 
+/// The byte length of the first `units` UTF-16 code units of `text`, when they end on a
+/// character boundary.
+fn utf16_prefix_bytes(text: &str, units: usize) -> Option<usize> {
+    let mut counted = 0;
+    let mut bytes = 0;
+    for c in text.chars() {
+        if counted >= units {
+            break;
+        }
+        counted += c.len_utf16();
+        bytes += c.len_utf8();
+    }
+    (counted == units).then_some(bytes)
+}
+
 impl<'a> Text<'a> {
     fn take(&mut self, units: usize) -> Result<&'a str, StoreError> {
         let rest = &self.text[self.pos..];
         let bytes = if self.ascii {
             units
         } else {
-            let mut counted = 0;
-            let mut bytes = 0;
-            for c in rest.chars() {
-                if counted >= units {
-                    break;
-                }
-                counted += c.len_utf16();
-                bytes += c.len_utf8();
-            }
-            if counted != units {
-                return Err(malformed());
-            }
-            bytes
+            utf16_prefix_bytes(rest, units).ok_or_else(malformed)?
         };
         let piece = rest.get(..bytes).ok_or_else(malformed)?;
         self.pos += bytes;
@@ -192,16 +195,7 @@ pub fn decode_one(
     let at = if key.is_ascii() {
         units
     } else {
-        let mut counted = 0;
-        let mut bytes = 0;
-        for c in key.chars() {
-            if counted >= units {
-                break;
-            }
-            counted += c.len_utf16();
-            bytes += c.len_utf8();
-        }
-        bytes
+        utf16_prefix_bytes(key, units).ok_or_else(malformed)?
     };
     if at > key.len() {
         return Err(malformed());

@@ -1,7 +1,7 @@
 'use strict'
 // Starts real redis-server processes on free loopback ports for the tests, and stops them.
 
-const { spawn, execFileSync } = require('node:child_process')
+const { spawn, execFileSync, fork } = require('node:child_process')
 const fs = require('node:fs')
 const net = require('node:net')
 const os = require('node:os')
@@ -306,7 +306,40 @@ function makeCertificates() {
   }
 }
 
-module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until, measureRecovery, loadThroughFault }
+/** A store in a child process; `call(method, ...args)` runs `store[method](...args)` there. */
+function storeProcess(options) {
+  const child = fork(path.join(__dirname, 'store-process.js'), [JSON.stringify(options)], { stdio: 'inherit' })
+  const waiting = new Map()
+  let next = 1
+  const ready = new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.on('message', (m) => {
+      if (m.ready) return resolve()
+      const w = waiting.get(m.id)
+      waiting.delete(m.id)
+      if (m.error) w.reject(new Error(m.error))
+      else w.resolve(m.value)
+    })
+  })
+  return {
+    ready,
+    call(method, ...args) {
+      const id = next++
+      return new Promise((resolve, reject) => {
+        waiting.set(id, { resolve, reject })
+        child.send({ id, method, args })
+      })
+    },
+    stop() {
+      return new Promise((resolve) => {
+        child.once('exit', resolve)
+        child.disconnect()
+      })
+    },
+  }
+}
+
+module.exports = { startRedis, startCluster, startSentinels, freePort, sleep, cli, makeCertificates, until, measureRecovery, loadThroughFault, storeProcess }
 
 /** Resolves with `promise`, or rejects if it has not settled within `ms`. */
 function within(promise, ms, what) {

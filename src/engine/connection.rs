@@ -688,13 +688,7 @@ impl Direct {
         commands: &[Command],
     ) -> Result<(), crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
-        if s.pending.len() + commands.len() + 2 > s.max_pending {
-            let max = s.max_pending;
-            return Err(crate::error::StoreError::new(
-                ErrorKind::Overloaded,
-                format!("more than {max} calls are waiting on Redis"),
-            ));
-        }
+        s.room_for(commands.len() + 2)?;
         queue_transaction(s.queue(), id, commands, None);
         Ok(())
     }
@@ -708,13 +702,7 @@ impl Direct {
         walk: Walk,
     ) -> Result<(), crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
-        if s.pending.len() >= s.max_pending {
-            let max = s.max_pending;
-            return Err(crate::error::StoreError::new(
-                ErrorKind::Overloaded,
-                format!("more than {max} calls are waiting on Redis"),
-            ));
-        }
+        s.room_for(1)?;
         queue_step(s.queue(), id, command, walk);
         Ok(())
     }
@@ -749,13 +737,7 @@ impl Direct {
                 }
             }
         }
-        if s.pending.len() >= s.max_pending {
-            let max = s.max_pending;
-            return Err(crate::error::StoreError::new(
-                ErrorKind::Overloaded,
-                format!("more than {max} calls are waiting on Redis"),
-            ));
-        }
+        s.room_for(1)?;
         let deadline = Instant::now() + s.command_timeout;
         resp::encode_command(&mut s.journal, command);
         let end = s.journal.len();
@@ -1640,6 +1622,18 @@ struct Queue<'a> {
 }
 
 impl State {
+    /// `ERR_OVERLOADED` when `more` commands would exceed `maxPending`.
+    fn room_for(&self, more: usize) -> Result<(), crate::error::StoreError> {
+        if self.pending.len() + more > self.max_pending {
+            let max = self.max_pending;
+            return Err(crate::error::StoreError::new(
+                ErrorKind::Overloaded,
+                format!("more than {max} calls are waiting on Redis"),
+            ));
+        }
+        Ok(())
+    }
+
     fn queue(&mut self) -> Queue<'_> {
         Queue {
             journal: &mut self.journal,
