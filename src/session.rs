@@ -780,12 +780,12 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
             let seal = &inner.spec.seal;
             Ok(seal.open_reply(&crate::seal::Opener::Keys(keys), Reply::List(out)))
         }
-        indexed @ Request::IndexedSet { .. } => {
-            let commands = match indexed.into_transaction() {
+        transaction @ (Request::IndexedSet { .. } | Request::ListPush { .. }) => {
+            let commands = match transaction.into_transaction() {
                 Ok(commands) => commands,
                 Err(other) => {
                     return Err(StoreError::bad_argument(format!(
-                        "not an index write: {other:?}"
+                        "not a transaction: {other:?}"
                     )))
                 }
             };
@@ -823,21 +823,6 @@ async fn run_bulk(inner: &Inner, request: Request) -> StoreResult<Reply> {
                 }
             }
             Ok(Reply::Int(removed))
-        }
-        pushed @ Request::ListPush { .. } => {
-            let commands = match pushed.into_transaction() {
-                Ok(commands) => commands,
-                Err(other) => {
-                    return Err(StoreError::bad_argument(format!(
-                        "not a list push: {other:?}"
-                    )))
-                }
-            };
-            let replies = inner.round_trip_atomic(&commands).await?;
-            match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
-                Some(Reply::Error(e)) => Err(e),
-                _ => Ok(Reply::Nil),
-            }
         }
         simple => match simple.into_command() {
             Ok(command) => Ok(first_reply(inner.round_trip(&[command]).await?)),

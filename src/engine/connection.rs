@@ -192,7 +192,7 @@ impl Target {
     }
 
     /// A blocking connection with the handshake's timeouts set.
-    fn dial(&self, host: &str, port: u16) -> Result<(TcpStream, std::net::SocketAddr), String> {
+    fn dial(&self, host: &str, port: u16) -> Result<(Socket, std::net::SocketAddr), String> {
         let addrs = (host, port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?;
@@ -202,13 +202,9 @@ impl Target {
                 Ok(stream) => {
                     let io = |e: std::io::Error| format!("handshake with {addr}: {e}");
                     stream.set_nodelay(true).map_err(io)?;
-                    stream
-                        .set_read_timeout(Some(self.connect_timeout))
-                        .map_err(io)?;
-                    stream
-                        .set_write_timeout(Some(self.connect_timeout))
-                        .map_err(io)?;
-                    return Ok((stream, addr));
+                    let socket = Socket::Tcp(stream);
+                    socket.set_timeouts(self.connect_timeout).map_err(io)?;
+                    return Ok((socket, addr));
                 }
                 Err(e) => last = format!("cannot connect to {addr}: {e}"),
             }
@@ -316,14 +312,9 @@ impl Target {
     #[cfg(unix)]
     fn dial_unix(&self, path: &std::path::Path) -> Result<Socket, String> {
         let io = |e: std::io::Error| format!("cannot connect to {}: {e}", path.display());
-        let stream = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
-        stream
-            .set_read_timeout(Some(self.connect_timeout))
-            .map_err(io)?;
-        stream
-            .set_write_timeout(Some(self.connect_timeout))
-            .map_err(io)?;
-        Ok(Socket::Unix(stream))
+        let socket = Socket::Unix(std::os::unix::net::UnixStream::connect(path).map_err(io)?);
+        socket.set_timeouts(self.connect_timeout).map_err(io)?;
+        Ok(socket)
     }
 
     fn open_blocking(&self) -> Result<Wire, String> {
@@ -339,8 +330,7 @@ impl Target {
                 (host, port, true)
             }
         };
-        let (tcp, addr) = self.dial(&host, port)?;
-        let mut tcp = Socket::Tcp(tcp);
+        let (mut tcp, addr) = self.dial(&host, port)?;
         let wire = match (&self.tls_fixed, &self.tls) {
             (Some(t), _) => Wire::Tls(Box::new(t.handshake(&mut tcp)?), tcp),
             (None, Some(settings)) => {

@@ -176,6 +176,21 @@ impl Socket {
         }
     }
 
+    /// Read and write timeouts, for the blocking handshake.
+    pub fn set_timeouts(&self, limit: std::time::Duration) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => {
+                s.set_read_timeout(Some(limit))?;
+                s.set_write_timeout(Some(limit))
+            }
+            #[cfg(unix)]
+            Socket::Unix(s) => {
+                s.set_read_timeout(Some(limit))?;
+                s.set_write_timeout(Some(limit))
+            }
+        }
+    }
+
     /// The server's address, for a TCP socket.
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
