@@ -85,6 +85,31 @@ describe('riding through faults (8 lanes of set + get)', () => {
     }
   })
 
+  it('a Cluster keyspace walk lists every key once through a primary failover in the middle of it', async () => {
+    const cluster = await startCluster()
+    const store = new RedisStore({ cluster: { nodes: cluster.seeds }, scanCount: 5, commandTimeout: 8000 })
+    try {
+      const n = 20000
+      for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`w${i + j}`, { cookie: {}, i })))
+      const primaries = cluster.nodes.filter((x) => x.proc && x.cli('ROLE').split('\n')[0] === 'master')
+      for (const p of primaries) assert.equal(p.cli('WAIT', '1', '5000'), '1', 'the replica has every key before its primary goes')
+      let settled = false
+      const walking = store.ids().finally(() => (settled = true))
+      await sleep(20)
+      await cluster.primaryFor('sess:w0').stop()
+      assert.equal(settled, false, 'the walk was still running when a primary went')
+      const ids = await walking
+      assert.equal(ids.length, n, 'each key once')
+      assert.equal(new Set(ids).size, n)
+      assert.equal(await store.length(), n)
+      await store.clear()
+      assert.equal(await store.length(), 0)
+    } finally {
+      store.close()
+      await cluster.close()
+    }
+  })
+
   it('a Sentinel failover rejects no call', async (t) => {
     const group = await startSentinels()
     const store = new RedisStore({ sentinel: { nodes: group.sentinels.map((x) => x.url), name: 'mymaster' }, commandTimeout: 8000 })

@@ -863,6 +863,12 @@ async fn drive(inner: &Inner, first: Command, walk: walk::Walk) -> StoreResult<R
     loop {
         step = match step {
             walk::Step::Done(reply) => return Ok(reply),
+            walk::Step::Wait => {
+                return Err(StoreError::new(
+                    ErrorKind::Redis,
+                    "a split call reached the I/O thread",
+                ))
+            }
             walk::Step::Send(command, next) => {
                 let reply = first_reply(inner.round_trip(&[command]).await?);
                 next.resume(walk::tree_of(reply))

@@ -25,6 +25,9 @@ pub enum Step {
     /// Commands sent as one transaction (`MULTI` … `EXEC`); the walk gets `EXEC`'s reply.
     Atomic(Vec<Command>, Walk),
     Done(Reply),
+    /// Other parts of this call are still out (a cluster call split across slots or nodes):
+    /// nothing to send for this one.
+    Wait,
 }
 
 /// The rest of a walk, waiting for its last command's reply.
@@ -33,6 +36,77 @@ pub struct Walk(Box<dyn FnOnce(Result<Tree, StoreError>) -> Step + Send>);
 impl Walk {
     pub fn resume(self, reply: Result<Tree, StoreError>) -> Step {
         (self.0)(reply)
+    }
+}
+
+type Merge = Box<dyn FnOnce(Vec<Result<Tree, StoreError>>) -> Step + Send>;
+
+struct JoinState {
+    left: usize,
+    results: Vec<Option<Result<Tree, StoreError>>>,
+    merge: Option<Merge>,
+}
+
+/// One step of a call split into parts that run at once (a cluster's `MGET` and `DEL` split by
+/// slot, a `SCAN` on every primary): each part hands its reply in, and the last one hands all
+/// of them, in part order, to `merge`, whose step goes on with the call.
+pub fn join(
+    parts: usize,
+    merge: impl FnOnce(Vec<Result<Tree, StoreError>>) -> Step + Send + 'static,
+) -> Vec<Part> {
+    let state = Arc::new(std::sync::Mutex::new(JoinState {
+        left: parts,
+        results: (0..parts).map(|_| None).collect(),
+        merge: Some(Box::new(merge)),
+    }));
+    (0..parts)
+        .map(|index| Part {
+            state: state.clone(),
+            index,
+        })
+        .collect()
+}
+
+/// One part of a `join`.
+pub struct Part {
+    state: Arc<std::sync::Mutex<JoinState>>,
+    index: usize,
+}
+
+impl Part {
+    /// Hands this part's reply in: the merged call's next step when it is the last, else
+    /// `Step::Wait`.
+    pub fn finish(self, reply: Result<Tree, StoreError>) -> Step {
+        let merge = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.results[self.index] = Some(reply);
+            state.left -= 1;
+            if state.left > 0 {
+                return Step::Wait;
+            }
+            let results = std::mem::take(&mut state.results);
+            state.merge.take().map(|m| (m, results))
+        };
+        match merge {
+            Some((merge, results)) => merge(
+                results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(Ok(Tree::Nil)))
+                    .collect(),
+            ),
+            None => Step::Wait,
+        }
+    }
+
+    /// A walk whose one reply is this part's.
+    pub fn walk(self) -> Walk {
+        Walk(Box::new(move |reply| self.finish(reply)))
+    }
+}
+
+impl Walk {
+    pub fn new(f: impl FnOnce(Result<Tree, StoreError>) -> Step + Send + 'static) -> Walk {
+        Walk(Box::new(f))
     }
 }
 
@@ -127,11 +201,15 @@ pub fn start(request: Request, seal: Arc<Seal>) -> Result<(Command, Walk), Reque
     first(scan_from(scan, "0".to_string()))
 }
 
-fn unexpected(what: &str) -> Step {
-    Step::Done(Reply::Error(StoreError::new(
+fn unexpected_error(what: &str) -> StoreError {
+    StoreError::new(
         ErrorKind::Redis,
         format!("unexpected {what} reply from Redis"),
-    )))
+    )
+}
+
+fn unexpected(what: &str) -> Step {
+    Step::Done(Reply::Error(unexpected_error(what)))
 }
 
 fn scan_from(scan: Scan, cursor: String) -> Step {
@@ -205,6 +283,201 @@ pub fn tree_of(reply: Reply) -> Result<Tree, StoreError> {
                 .collect(),
         ),
         Reply::Error(e) => return Err(e),
+    })
+}
+
+/// A walk's reply as a call's reply (lists of text and nil, as `MGET` gives).
+fn reply_of(tree: Tree) -> Reply {
+    match tree {
+        Tree::Nil => Reply::Nil,
+        Tree::Int(n) => Reply::Int(n),
+        Tree::Text(s) => Reply::Text(s),
+        Tree::List(items) => Reply::List(
+            items
+                .into_iter()
+                .map(|t| match t {
+                    Tree::Text(s) => Some(s),
+                    Tree::Int(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// One command as a walk of one step (a cluster command whose keys span slots, split by the
+/// router): its reply is the call's, values opened under encryption.
+pub fn whole(command: Command, seal: Arc<Seal>) -> (Command, Walk) {
+    let opener = seal.opener(&command);
+    let walk = Walk::new(move |reply| {
+        Step::Done(match (reply, opener) {
+            (Err(e), _) => Reply::Error(e),
+            (Ok(tree), Some(opener)) => seal.open_reply(&opener, reply_of(tree)),
+            (Ok(tree), None) => reply_of(tree),
+        })
+    });
+    (command, walk)
+}
+
+/// A cluster's full pass over the keyspace: one `SCAN` walk per primary, each from cursor 0
+/// on its node, joined into the reply one server's `SCAN` gives at its last page
+/// (`["0", keys]`). A node lost during its pass (a transient error) makes the whole pass start
+/// again, as `SCAN` cursors mean nothing on another server; its keys are found anew.
+pub fn scan_nodes(nodes: usize, pattern: String, count: usize, walk: Walk) -> Vec<(Command, Walk)> {
+    let again = Command::Scan {
+        cursor: "0".into(),
+        pattern: pattern.clone(),
+        count,
+    };
+    let parts = join(nodes, move |results| {
+        let mut keys = Vec::new();
+        let mut lost = false;
+        for result in results {
+            match result {
+                Ok(Tree::List(found)) => keys.extend(found),
+                Ok(_) => {}
+                Err(e) if e.transient => lost = true,
+                Err(e) => return walk.resume(Err(e)),
+            }
+        }
+        if lost {
+            return Step::Send(again, walk);
+        }
+        walk.resume(Ok(Tree::List(vec![
+            Tree::Text("0".into()),
+            Tree::List(keys),
+        ])))
+    });
+    parts
+        .into_iter()
+        .map(|part| scan_node(pattern.clone(), count, "0".into(), Vec::new(), part))
+        .collect()
+}
+
+/// One node's pages of a `scan_nodes` pass.
+fn scan_node(
+    pattern: String,
+    count: usize,
+    cursor: String,
+    mut keys: Vec<Tree>,
+    part: Part,
+) -> (Command, Walk) {
+    let command = Command::Scan {
+        cursor,
+        pattern: pattern.clone(),
+        count,
+    };
+    let walk = Walk::new(move |reply| {
+        let items = match reply {
+            Ok(Tree::List(items)) => items,
+            Ok(_) => return part.finish(Err(unexpected_error("SCAN"))),
+            Err(e) => return part.finish(Err(e)),
+        };
+        let mut items = items.into_iter();
+        let (Some(Tree::Text(cursor)), Some(Tree::List(batch))) = (items.next(), items.next())
+        else {
+            return part.finish(Err(unexpected_error("SCAN")));
+        };
+        keys.extend(batch);
+        if cursor == "0" {
+            return part.finish(Ok(Tree::List(keys)));
+        }
+        let (command, walk) = scan_node(pattern, count, cursor, keys, part);
+        Step::Send(command, walk)
+    });
+    (command, walk)
+}
+
+/// `command`, an `MGET` or `DEL` whose keys lie in several cluster slots, as one command per
+/// group of key positions (`groups`, one per slot), and their walks, which join the replies
+/// into the one the whole command gives. Any other command comes back as it is.
+pub fn split(
+    command: Command,
+    groups: Vec<Vec<usize>>,
+    walk: Walk,
+) -> Result<Vec<(Command, Walk)>, (Command, Walk)> {
+    let (keys, mget) = match command {
+        Command::MGet(keys) => (keys, true),
+        Command::Del(keys) => (keys, false),
+        other => return Err((other, walk)),
+    };
+    let total = keys.len();
+    let positions = groups.clone();
+    let parts = join(groups.len(), move |results| {
+        if mget {
+            let mut values: Vec<Tree> = (0..total).map(|_| Tree::Nil).collect();
+            for (group, result) in positions.into_iter().zip(results) {
+                match result {
+                    Ok(Tree::List(found)) => {
+                        for (i, value) in group.into_iter().zip(found) {
+                            values[i] = value;
+                        }
+                    }
+                    Ok(_) => return walk.resume(Err(unexpected_error("MGET"))),
+                    Err(e) => return walk.resume(Err(e)),
+                }
+            }
+            walk.resume(Ok(Tree::List(values)))
+        } else {
+            let mut deleted = 0;
+            for result in results {
+                match result {
+                    Ok(Tree::Int(n)) => deleted += n,
+                    Ok(_) => return walk.resume(Err(unexpected_error("DEL"))),
+                    Err(e) => return walk.resume(Err(e)),
+                }
+            }
+            walk.resume(Ok(Tree::Int(deleted)))
+        }
+    });
+    Ok(groups
+        .into_iter()
+        .zip(parts)
+        .map(|(group, part)| {
+            let some: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            let command = if mget {
+                Command::MGet(some)
+            } else {
+                Command::Del(some)
+            };
+            (command, part.walk())
+        })
+        .collect())
+}
+
+/// A transaction whose keys lie in several cluster slots, which no server can run whole: its
+/// commands go at once, each on its own, and their replies join into the one `EXEC` gives.
+pub fn spread(commands: Vec<Command>, walk: Walk) -> Vec<(Command, Walk)> {
+    let parts = join(commands.len(), move |results| {
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            match result {
+                Ok(tree) => out.push(tree),
+                Err(e) => return walk.resume(Err(e)),
+            }
+        }
+        walk.resume(Ok(Tree::List(out)))
+    });
+    commands
+        .into_iter()
+        .zip(parts)
+        .map(|(command, part)| (command, part.walk()))
+        .collect()
+}
+
+/// Whether `command` is a page of a walk already under way on one server (a `SCAN` past its
+/// first page): it runs where the pages before it ran.
+pub fn is_page(command: &Command) -> bool {
+    matches!(command, Command::Scan { cursor, .. } if cursor != "0")
+}
+
+/// A transaction as a walk's last step: the call's reply is `null`, or the first error.
+pub fn transaction() -> Walk {
+    Walk::new(|reply| {
+        Step::Done(match reply {
+            Err(e) => Reply::Error(e),
+            Ok(_) => Reply::Nil,
+        })
     })
 }
 

@@ -15,8 +15,11 @@ use redis::cluster_routing::Slot;
 use super::cache::{CacheStats, NearCache};
 use super::connection::{Direct, LinkHook, NodeEvent, SlotRange, Target};
 use super::{Bounce, Engine, EngineReport, Reporter};
-use crate::backend::Command;
+use crate::backend::{Command, Reply};
 use crate::config::{ClusterSpec, ConnectionSpec};
+use crate::error::{ErrorKind, StoreError};
+use crate::walk::{self, Step, Walk};
+use std::time::Instant;
 
 /// What every node shares: credentials, TLS and timeouts.
 struct NodeSettings {
@@ -45,6 +48,9 @@ pub struct Router {
     primaries: Cell<usize>,
     /// The near cache every node fills and invalidates.
     cache: Option<Rc<RefCell<NearCache>>>,
+    /// When each keyspace walk under way must have made its pass over every primary: a pass
+    /// that starts again after a node is lost keeps its first deadline.
+    passes: RefCell<HashMap<u32, Instant>>,
 }
 
 impl Router {
@@ -85,6 +91,7 @@ impl Router {
             closed: Cell::new(false),
             primaries: Cell::new(0),
             cache,
+            passes: RefCell::new(HashMap::new()),
         };
         for info in &cluster.nodes {
             let (host, port) = match info.addr() {
@@ -189,7 +196,11 @@ impl Router {
             };
             let slot = Slot::for_key(first);
             if keys[1..].iter().any(|k| Slot::for_key(k) != slot) {
-                return Err(Bounce::Elsewhere(command));
+                // One command per slot, joined.
+                let (command, walk) = walk::whole(command, self.settings.spec.seal.clone());
+                return self
+                    .route(id, Step::Send(command, walk))
+                    .map_err(Bounce::Refused);
             }
             slot
         };
@@ -202,6 +213,147 @@ impl Router {
             }
             Ok(Some(reply)) => Err(Bounce::Answered(reply)),
             Err(e) => Err(Bounce::Refused(e)),
+        }
+    }
+
+    /// Starts a call of several round trips (see `walk`): each step goes where its keys live.
+    pub fn push_walk(&self, id: u32, command: Command, walk: Walk) -> Result<(), StoreError> {
+        self.route(id, Step::Send(command, walk))
+    }
+
+    /// A call made of several commands: one transaction when its keys share a slot, else each
+    /// command on its own; the reply is `null` or the first error.
+    pub fn push_atomic(&self, id: u32, commands: Vec<Command>) -> Result<(), StoreError> {
+        self.route(id, Step::Atomic(commands, walk::transaction()))
+    }
+
+    /// Sends call `id`'s next step where its keys live; a step of keys in several slots goes
+    /// as one command per slot, joined. `Err` when no node can take it.
+    fn route(&self, id: u32, step: Step) -> Result<(), StoreError> {
+        match step {
+            Step::Wait => Ok(()),
+            Step::Done(reply) => {
+                self.deliver(id, reply);
+                Ok(())
+            }
+            Step::Send(command, next) => {
+                let slots: Vec<Slot> = command.keys().into_iter().map(Slot::for_key).collect();
+                let Some(&first) = slots.first() else {
+                    return match command {
+                        Command::Scan { pattern, count, .. } => {
+                            self.scan_pass(id, pattern, count, next)
+                        }
+                        other => Err(StoreError::bad_argument(format!(
+                            "a keyless command cannot be routed in a cluster: {other:?}"
+                        ))),
+                    };
+                };
+                if slots.iter().all(|&s| s == first) {
+                    let index = self.node_for(first);
+                    self.node(index)
+                        .push_step(id, &command, next, Some(first))?;
+                    self.dirty.borrow_mut().push(index);
+                    return Ok(());
+                }
+                let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+                for (i, slot) in slots.into_iter().enumerate() {
+                    match groups.iter_mut().find(|(s, _)| *s == slot) {
+                        Some((_, positions)) => positions.push(i),
+                        None => groups.push((slot, vec![i])),
+                    }
+                }
+                let groups = groups.into_iter().map(|(_, p)| p).collect();
+                match walk::split(command, groups, next) {
+                    Ok(parts) => parts
+                        .into_iter()
+                        .try_for_each(|(c, w)| self.route(id, Step::Send(c, w))),
+                    // No other command takes keys of several slots: the first key's node
+                    // answers it (`CROSSSLOT`).
+                    Err((command, next)) => {
+                        let index = self.node_for(first);
+                        self.node(index)
+                            .push_step(id, &command, next, Some(first))?;
+                        self.dirty.borrow_mut().push(index);
+                        Ok(())
+                    }
+                }
+            }
+            Step::Atomic(commands, next) => {
+                let mut slots: Vec<Slot> = Vec::new();
+                for slot in commands.iter().flat_map(|c| c.keys()).map(Slot::for_key) {
+                    if !slots.contains(&slot) {
+                        slots.push(slot);
+                    }
+                }
+                match slots.as_slice() {
+                    [slot] => {
+                        let index = self.node_for(*slot);
+                        self.node(index)
+                            .push_transaction(id, &commands, next, *slot)?;
+                        self.dirty.borrow_mut().push(index);
+                        Ok(())
+                    }
+                    _ => walk::spread(commands, next)
+                        .into_iter()
+                        .try_for_each(|(c, w)| self.route(id, Step::Send(c, w))),
+                }
+            }
+        }
+    }
+
+    /// Starts a pass of a keyspace walk over every primary (see `walk::scan_nodes`).
+    fn scan_pass(
+        &self,
+        id: u32,
+        pattern: String,
+        count: usize,
+        walk: Walk,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let until = {
+            let mut passes = self.passes.borrow_mut();
+            passes.retain(|_, until| *until > now);
+            *passes
+                .entry(id)
+                .or_insert(now + self.settings.spec.command_timeout)
+        };
+        if now >= until {
+            return Err(StoreError::new(
+                ErrorKind::NotConnected,
+                "a cluster node stayed out of reach through the keyspace walk",
+            ));
+        }
+        let mut serving: Vec<usize> = self.slots.borrow().values().copied().collect();
+        serving.sort_unstable();
+        serving.dedup();
+        if serving.is_empty() {
+            serving = (0..self.nodes.borrow().len()).collect();
+        }
+        let parts = walk::scan_nodes(serving.len(), pattern, count, walk);
+        for (index, (command, walk)) in serving.into_iter().zip(parts) {
+            self.node(index).push_step(id, &command, walk, None)?;
+            self.dirty.borrow_mut().push(index);
+        }
+        Ok(())
+    }
+
+    fn node(&self, index: usize) -> Rc<Direct> {
+        self.nodes.borrow()[index].clone()
+    }
+
+    /// Settles call `id` from here (a step that failed to route, or ended off any
+    /// connection).
+    fn deliver(&self, id: u32, reply: Reply) {
+        let first = self.nodes.borrow().first().cloned();
+        if let Some(node) = first {
+            node.deliver(id, reply);
+        }
+    }
+
+    /// `route`, settling the call with the error when no node can take the step.
+    fn route_or_fail(&self, id: u32, step: Step) {
+        if let Err(e) = self.route(id, step) {
+            self.deliver(id, Reply::Error(e));
         }
     }
 
@@ -256,18 +408,26 @@ impl Router {
                     };
                     if !r.ask {
                         moved = true;
-                        if let Some(slot) = r.call.slot {
+                        if let Some(slot) = r.calls.first().and_then(|c| c.slot) {
                             self.slots.borrow_mut().insert(slot, to);
                         }
                     }
                     let node = self.nodes.borrow()[to].clone();
-                    node.push_waiting(r.call, r.ask);
+                    for call in r.calls {
+                        node.push_waiting(call, r.ask);
+                    }
                     self.dirty.borrow_mut().push(to);
                 }
                 self.flush();
                 if moved {
                     self.refresh();
                 }
+            }
+            NodeEvent::Steps(steps) => {
+                for (id, step) in steps {
+                    self.route_or_fail(id, step);
+                }
+                self.flush();
             }
             NodeEvent::Lost => {
                 let _ = from;
@@ -333,12 +493,27 @@ impl Router {
         }
         *self.slots.borrow_mut() = slots;
         let nodes = self.nodes.borrow().clone();
+        let mut restarts = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
-            for call in node.take_waiting() {
+            for mut call in node.take_waiting() {
+                if call.pinned() {
+                    // A page of a SCAN on a node that is down: that pass starts again.
+                    if let Some(walk) = call.walk.take() {
+                        let lost = StoreError::new(
+                            ErrorKind::NotConnected,
+                            "a cluster node went down during a keyspace walk",
+                        );
+                        restarts.push((call.id, walk.resume(Err(lost))));
+                    }
+                    continue;
+                }
                 let to = call.slot.map(|s| self.node_for(s)).unwrap_or(i);
                 nodes[to].push_waiting(call, false);
                 self.dirty.borrow_mut().push(to);
             }
+        }
+        for (id, step) in restarts {
+            self.route_or_fail(id, step);
         }
         self.flush();
     }

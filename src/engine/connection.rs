@@ -400,7 +400,8 @@ pub type LinkHook = Rc<dyn Fn(Option<&str>)>;
 /// A call this connection's server sent elsewhere (`MOVED`/`ASK`), handed to the cluster
 /// router with its encoded command.
 pub struct Redirect {
-    pub call: Waiting,
+    /// One call; or a whole transaction, `MULTI` to `EXEC`, one entry per command.
+    pub calls: Vec<Waiting>,
     pub to: (String, u16),
     pub ask: bool,
 }
@@ -409,6 +410,8 @@ pub struct Redirect {
 /// slot map may have changed).
 pub enum NodeEvent {
     Redirected(Vec<Redirect>),
+    /// Walks' next steps, for the router to send where their keys live.
+    Steps(Vec<(u32, Step)>),
     Lost,
 }
 
@@ -422,6 +425,19 @@ pub struct Waiting {
     pub slot: Option<Slot>,
     /// What its reply is opened with, under encryption.
     pub open: Option<Opener>,
+    /// A command inside a transaction, or its `EXEC` (see `Pending`).
+    lead: bool,
+    exec: bool,
+    /// A walk's step: the walk goes with it.
+    pub walk: Option<Walk>,
+}
+
+impl Waiting {
+    /// Whether this is a step of a walk that must run on the node it was on (a `SCAN`
+    /// page, whose cursor means nothing elsewhere).
+    pub fn pinned(&self) -> bool {
+        self.walk.is_some() && self.slot.is_none()
+    }
 }
 
 struct Conn {
@@ -463,13 +479,16 @@ struct Pending {
 
 impl Pending {
     /// This call as one to send elsewhere, with its encoded command.
-    fn waiting(&self, bytes: &[u8]) -> Waiting {
+    fn into_waiting(self, bytes: &[u8]) -> Waiting {
         Waiting {
             id: self.id,
             deadline: self.deadline,
             bytes: bytes.to_vec(),
             slot: self.slot,
-            open: self.open.clone(),
+            open: self.open,
+            lead: self.lead,
+            exec: self.exec,
+            walk: self.walk,
         }
     }
 }
@@ -679,7 +698,7 @@ impl Direct {
     ) -> Result<(), crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
         s.room_for(commands.len() + 2)?;
-        queue_transaction(s.queue(), id, commands, None);
+        queue_transaction(s.queue(), id, commands, None, None);
         Ok(())
     }
 
@@ -691,10 +710,54 @@ impl Direct {
         command: &Command,
         walk: Walk,
     ) -> Result<(), crate::error::StoreError> {
+        self.push_step(id, command, walk, None)
+    }
+
+    /// `push_walk` for a step whose keys hash to cluster slot `slot` (a cluster's walks run
+    /// step by step wherever each step's keys live).
+    pub fn push_step(
+        &self,
+        id: u32,
+        command: &Command,
+        walk: Walk,
+        slot: Option<Slot>,
+    ) -> Result<(), crate::error::StoreError> {
         let mut s = self.state.borrow_mut();
         s.room_for(1)?;
-        queue_step(s.queue(), id, command, walk);
+        queue_step(s.queue(), id, command, walk, slot);
         Ok(())
+    }
+
+    /// A transaction of one cluster slot, as a walk's step: `EXEC`'s reply goes on to `walk`.
+    pub fn push_transaction(
+        &self,
+        id: u32,
+        commands: &[Command],
+        walk: Walk,
+        slot: Slot,
+    ) -> Result<(), crate::error::StoreError> {
+        let mut s = self.state.borrow_mut();
+        s.room_for(commands.len() + 2)?;
+        queue_transaction(s.queue(), id, commands, Some(walk), Some(slot));
+        Ok(())
+    }
+
+    /// Hands call `id` its reply (one the cluster router settled away from any connection).
+    pub fn deliver(&self, id: u32, reply: Reply) {
+        let env = self.state.borrow().env;
+        unsafe {
+            let mut scope = std::ptr::null_mut();
+            sys::napi_open_handle_scope(env, &mut scope);
+            let mut array = std::ptr::null_mut();
+            sys::napi_create_array_with_length(env, 2, &mut array);
+            let mut js_id = std::ptr::null_mut();
+            sys::napi_create_uint32(env, id, &mut js_id);
+            sys::napi_set_element(env, array, 0, js_id);
+            let value = crate::reply_to_js(env, reply).unwrap_or_else(|_| null_js(env));
+            sys::napi_set_element(env, array, 1, value);
+            call_js(&self.state, array);
+            sys::napi_close_handle_scope(env, scope);
+        }
     }
 
     /// `push`, remembering the cluster slot the command's keys hash to.
@@ -798,9 +861,9 @@ impl Direct {
             abandoned: false,
             cache: Fill::None,
             open: call.open,
-            lead: false,
-            exec: false,
-            walk: None,
+            lead: call.lead,
+            exec: call.exec,
+            walk: call.walk,
         });
     }
 
@@ -817,7 +880,10 @@ impl Direct {
         let pending = std::mem::take(&mut s.pending);
         for p in pending {
             if !p.abandoned {
-                out.push(p.waiting(&s.journal[start..p.end]));
+                let end = p.end;
+                out.push(p.into_waiting(&s.journal[start..end]));
+                start = end;
+                continue;
             }
             start = p.end;
         }
@@ -1239,6 +1305,7 @@ fn read_and_deliver(state: &Rc<Shared>) {
     // A walk queued its next step: the journal has more to send.
     let mut more = false;
     let mut redirects = Vec::new();
+    let mut routed = Vec::new();
     let env;
     let mut scope = std::ptr::null_mut();
     let mut array = std::ptr::null_mut();
@@ -1283,14 +1350,55 @@ fn read_and_deliver(state: &Rc<Shared>) {
                     used += n;
                     let start = s.journal_head;
                     let p = s.pending.pop_front().expect("checked non-empty");
-                    s.journal_head = p.end;
-                    if !p.abandoned {
-                        redirects.push(Redirect {
-                            call: p.waiting(&s.journal[start..p.end]),
-                            to,
-                            ask,
-                        });
+                    let end = p.end;
+                    s.journal_head = end;
+                    if p.abandoned {
+                        continue;
                     }
+                    let mut calls = Vec::new();
+                    if p.lead && !ask {
+                        // A command of a transaction: its keys share one slot, so this is the
+                        // first command after `MULTI`, and the server will abort the rest. The
+                        // whole transaction goes to the slot's owner; the replies still due
+                        // here are read and dropped.
+                        let mut multi = Vec::new();
+                        resp::encode(&mut multi, &[b"MULTI"]);
+                        calls.push(Waiting {
+                            id: p.id,
+                            deadline: p.deadline,
+                            bytes: multi,
+                            slot: p.slot,
+                            open: None,
+                            lead: true,
+                            exec: false,
+                            walk: None,
+                        });
+                        let id = p.id;
+                        calls.push(p.into_waiting(&s.journal[start..end]));
+                        let mut from = end;
+                        for q in s.pending.iter_mut().take_while(|q| q.id == id) {
+                            let bytes = &s.journal[from..q.end];
+                            from = q.end;
+                            q.abandoned = true;
+                            let last = !q.lead;
+                            calls.push(Waiting {
+                                id,
+                                deadline: q.deadline,
+                                bytes: bytes.to_vec(),
+                                slot: q.slot,
+                                open: None,
+                                lead: q.lead,
+                                exec: q.exec,
+                                walk: q.walk.take(),
+                            });
+                            if last {
+                                break;
+                            }
+                        }
+                    } else {
+                        calls.push(p.into_waiting(&s.journal[start..end]));
+                    }
+                    redirects.push(Redirect { calls, to, ask });
                 }
                 Ok(Some((Frame::Error(e), _))) if is_moving(e) => {
                     // A demoted primary (READONLY) or a server still loading: the call stays
@@ -1345,6 +1453,9 @@ fn read_and_deliver(state: &Rc<Shared>) {
                             }
                             (None, other) => Ok(Tree::of(other)),
                         };
+                        // A cluster node keeps only the steps that must run on it (the next
+                        // page of its SCAN); the router sends the others where their keys live.
+                        let local = s.on_node.is_none();
                         let q = Queue {
                             journal: &mut s.journal,
                             pending: &mut s.pending,
@@ -1352,14 +1463,18 @@ fn read_and_deliver(state: &Rc<Shared>) {
                             timeout: s.command_timeout,
                         };
                         match walk.resume(reply) {
-                            Step::Send(command, next) => {
-                                queue_step(q, p.id, &command, next);
+                            Step::Send(command, next)
+                                if local || crate::walk::is_page(&command) =>
+                            {
+                                queue_step(q, p.id, &command, next, None);
                                 more = true;
                             }
-                            Step::Atomic(commands, next) => {
-                                queue_transaction(q, p.id, &commands, Some(next));
+                            Step::Atomic(commands, next) if local => {
+                                queue_transaction(q, p.id, &commands, Some(next), None);
                                 more = true;
                             }
+                            Step::Wait => {}
+                            step @ (Step::Send(..) | Step::Atomic(..)) => routed.push((p.id, step)),
                             Step::Done(reply) => unsafe {
                                 let mut js_id = std::ptr::null_mut();
                                 sys::napi_create_uint32(env, p.id, &mut js_id);
@@ -1451,6 +1566,9 @@ fn read_and_deliver(state: &Rc<Shared>) {
     unsafe { sys::napi_close_handle_scope(env, scope) };
     if !redirects.is_empty() {
         tell_node(state, NodeEvent::Redirected(redirects));
+    }
+    if !routed.is_empty() {
+        tell_node(state, NodeEvent::Steps(routed));
     }
     if let Some(reason) = lost {
         lose_connection(state, &reason);
@@ -1637,7 +1755,13 @@ impl State {
 /// Queues `commands` as one transaction for call `id`: `MULTI`, each command and `EXEC`, back
 /// to back. With no `walk`, the call answers `null` or the first error; with one, the `EXEC`
 /// reply goes on to it. Every key is this process's write, for the near cache.
-fn queue_transaction(q: Queue<'_>, id: u32, commands: &[Command], walk: Option<Walk>) {
+fn queue_transaction(
+    q: Queue<'_>,
+    id: u32,
+    commands: &[Command],
+    walk: Option<Walk>,
+    slot: Option<Slot>,
+) {
     let mut fill = Fill::None;
     if let Some(cache) = q.cache {
         let mut cache = cache.borrow_mut();
@@ -1652,7 +1776,7 @@ fn queue_transaction(q: Queue<'_>, id: u32, commands: &[Command], walk: Option<W
     let deadline = Instant::now() + q.timeout;
     let lead = |end: usize| Pending {
         id,
-        slot: None,
+        slot,
         deadline,
         end,
         abandoned: false,
@@ -1671,7 +1795,7 @@ fn queue_transaction(q: Queue<'_>, id: u32, commands: &[Command], walk: Option<W
     resp::encode(q.journal, &[b"EXEC"]);
     q.pending.push_back(Pending {
         id,
-        slot: None,
+        slot,
         deadline,
         end: q.journal.len(),
         abandoned: false,
@@ -1697,7 +1821,7 @@ fn error_kind(text: &[u8]) -> ErrorKind {
 /// Queues a walk's next command for call `id`, with a deadline of its own: a walk of a large
 /// keyspace is bounded per round trip, not as a whole. A write is this process's write for the
 /// near cache, as for any call.
-fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk) {
+fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk, slot: Option<Slot>) {
     let mut fill = Fill::None;
     if let (Some(cache), true) = (q.cache, command.writes()) {
         let mut cache = cache.borrow_mut();
@@ -1710,7 +1834,7 @@ fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk) {
     let deadline = Instant::now() + q.timeout;
     q.pending.push_back(Pending {
         id,
-        slot: None,
+        slot,
         deadline,
         end,
         abandoned: false,

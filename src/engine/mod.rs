@@ -137,10 +137,10 @@ impl Engine {
         }
     }
 
-    /// Whether `push_atomic` carries transactions (one connection only; a cluster's would
-    /// span slots).
+    /// Whether `push_atomic` and `push_walk` carry calls of several commands (always, on
+    /// the engine; the I/O-thread path takes them on hosts without it).
     pub fn carries_atomic(&self) -> bool {
-        matches!(self, Engine::Single(_))
+        true
     }
 
     /// Queues one call made of several commands, as one transaction; see
@@ -148,9 +148,7 @@ impl Engine {
     pub fn push_atomic(&self, id: u32, commands: &[Command]) -> Result<(), StoreError> {
         match self {
             Engine::Single(d) => d.push_atomic(id, commands),
-            Engine::Cluster(_) => Err(StoreError::bad_argument(
-                "a transaction across cluster slots cannot be routed",
-            )),
+            Engine::Cluster(r) => r.push_atomic(id, commands.to_vec()),
         }
     }
 
@@ -163,9 +161,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         match self {
             Engine::Single(d) => d.push_walk(id, command, walk),
-            Engine::Cluster(_) => Err(StoreError::bad_argument(
-                "a keyspace walk on a cluster covers every primary: not on one connection",
-            )),
+            Engine::Cluster(r) => r.push_walk(id, command.clone(), walk),
         }
     }
 
