@@ -125,6 +125,11 @@ export interface StoreStats {
   inFlight: number
   /** Connections established, established again after a loss, and new primaries followed. */
   link: { connects: number; reconnects: number; failovers: number }
+  /**
+   * What wakes the connection engine: `"libuv"` (Node), `"thread"` (a host without libuv, or
+   * `FERRISESSION_NO_LIBUV=1`), `"none"` for memory://.
+   */
+  driver: 'libuv' | 'thread' | 'none'
   /** The near cache's counters; null when it is off. */
   cache: { hits: number; misses: number; invalidations: number; entries: number } | null
 }

@@ -50,6 +50,7 @@ describe('stats()', () => {
       assert.equal(s.inFlight, 0)
       assert.equal(s.cache, null)
       assert.ok(s.link.connects >= 1)
+      assert.equal(s.driver, process.env.FERRISESSION_NO_LIBUV === '1' ? 'thread' : 'libuv', 'Node exports libuv')
     } finally {
       store.close()
     }

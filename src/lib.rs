@@ -489,8 +489,13 @@ impl NativeStore {
     pub fn stats_json(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.counters;
+        // What wakes the engine: libuv, or its own thread on hosts without it.
+        let driver = match &self.engine {
+            Some(_) => engine::uv::kind().unwrap_or("none"),
+            None => "none",
+        };
         format!(
-            "{{\"calls\":{},\"link\":{{\"connects\":{},\"reconnects\":{},\"failovers\":{}}}}}",
+            "{{\"calls\":{},\"link\":{{\"connects\":{},\"reconnects\":{},\"failovers\":{}}},\"driver\":\"{driver}\"}}",
             self.calls.borrow().to_json(batch::op_name),
             c.connects.load(Relaxed),
             c.reconnects.load(Relaxed),

@@ -597,12 +597,7 @@ impl Direct {
         let mut target = target;
         target.tracking = spec.cache.is_some();
         unsafe {
-            let mut loop_ = std::ptr::null_mut();
-            if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
-                || loop_.is_null()
-            {
-                return None;
-            }
+            let loop_ = uv::event_loop(env)?;
             let mut callback_ref = std::ptr::null_mut();
             if sys::napi_create_reference(env, callback, 1, &mut callback_ref)
                 != sys::Status::napi_ok
@@ -615,7 +610,7 @@ impl Direct {
             sys::napi_async_init(env, std::ptr::null_mut(), name, &mut async_context);
 
             let timer = uv::alloc_handle(uv.timer_size);
-            (uv.timer_init)(loop_ as *mut c_void, timer);
+            (uv.timer_init)(loop_, timer);
             (uv.unref)(timer);
 
             let state = Rc::new(RefCell::new(State {
@@ -1062,14 +1057,13 @@ fn install_stream(state: &Rc<Shared>, opened: Opened) -> bool {
     };
     let uv = uvs();
     unsafe {
-        let mut loop_ = std::ptr::null_mut();
-        sys::napi_get_uv_event_loop(s.env, &mut loop_);
+        let loop_ = uv::event_loop(s.env).unwrap_or(std::ptr::null_mut());
         let poll = uv::alloc_handle(uv.poll_size);
         #[cfg(unix)]
         let socket = wire.socket().raw_fd();
         #[cfg(windows)]
         let socket = wire.socket().raw_socket();
-        if (uv.poll_init_socket)(loop_ as *mut c_void, poll, socket) != 0 {
+        if (uv.poll_init_socket)(loop_, poll, socket) != 0 {
             uv::free_handle(poll, uv.poll_size);
             s.retry_at = Instant::now() + s.backoff;
             return false;

@@ -9,6 +9,8 @@
 pub mod cache;
 pub mod cluster;
 pub mod connection;
+#[cfg(unix)]
+pub mod driver;
 pub mod resp;
 pub mod tls;
 pub mod uv;

@@ -1,6 +1,7 @@
 //! The few libuv calls the JS-thread connection needs, looked up in the host process (Node
 //! exports libuv) rather than linked, so the addon loads the same way on every platform. When
-//! a symbol is missing, `get()` is `None` and stores keep to the I/O-thread path.
+//! a symbol is missing (Bun, Deno), or `FERRISESSION_NO_LIBUV` is set, the same calls are
+//! answered by `driver`: one thread that watches the sockets and timers.
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
@@ -35,12 +36,57 @@ pub struct Uv {
     pub unref: unsafe extern "C" fn(*mut Handle),
     pub poll_size: usize,
     pub timer_size: usize,
+    /// Answered by `driver`, not libuv.
+    pub threaded: bool,
 }
 
 static UV: OnceLock<Option<Uv>> = OnceLock::new();
 
 pub fn get() -> Option<&'static Uv> {
-    UV.get_or_init(|| unsafe { load() }).as_ref()
+    UV.get_or_init(|| {
+        let libuv = match std::env::var_os("FERRISESSION_NO_LIBUV") {
+            Some(v) if !v.is_empty() && v != "0" => None,
+            _ => unsafe { load() },
+        };
+        libuv.or_else(threaded)
+    })
+    .as_ref()
+}
+
+#[cfg(unix)]
+fn threaded() -> Option<Uv> {
+    Some(super::driver::table())
+}
+
+#[cfg(not(unix))]
+fn threaded() -> Option<Uv> {
+    None
+}
+
+/// The loop handles are made on: libuv's, or (`driver`) none, once its thread runs.
+///
+/// # Safety
+/// `env` must be the JS thread's env.
+pub unsafe fn event_loop(env: napi::sys::napi_env) -> Option<*mut Loop> {
+    let uv = get()?;
+    if uv.threaded {
+        #[cfg(unix)]
+        if unsafe { super::driver::install(env) } {
+            return Some(std::ptr::NonNull::<Loop>::dangling().as_ptr());
+        }
+        return None;
+    }
+    let mut loop_ = std::ptr::null_mut();
+    let ok =
+        unsafe { napi::sys::napi_get_uv_event_loop(env, &mut loop_) } == napi::sys::Status::napi_ok;
+    (ok && !loop_.is_null()).then_some(loop_ as *mut Loop)
+}
+
+/// Which of the two wakes the engine: `"libuv"` or `"thread"`, once one was looked for.
+pub fn kind() -> Option<&'static str> {
+    UV.get()?
+        .as_ref()
+        .map(|u| if u.threaded { "thread" } else { "libuv" })
 }
 
 #[cfg(unix)]
@@ -73,6 +119,7 @@ unsafe fn load() -> Option<Uv> {
         unref: sym!("uv_unref"),
         poll_size: unsafe { handle_size(UV_POLL) },
         timer_size: unsafe { handle_size(UV_TIMER) },
+        threaded: false,
     };
     // Keep the process image referenced for as long as the symbols are used.
     std::mem::forget(lib);
