@@ -86,3 +86,18 @@ describe('hostile and broken input', () => {
     assert.deepEqual(await s.get('warm'), { cookie: {} })
   })
 })
+
+describe('connection settings no connection can be made from', () => {
+  it('are refused at construction with ERR_BAD_ARGUMENT, on every topology', () => {
+    const bad = [
+      [{ url: 'rediss://127.0.0.1:1', tls: { ca: 'not a certificate' } }, /tls\.ca holds no PEM certificate/],
+      [{ url: 'rediss://127.0.0.1:1', tls: { cert: '-----BEGIN CERTIFICATE-----' } }, /tls\.cert and tls\.key must be given together/],
+      [{ path: '/tmp/ferrisession-none.sock', tls: true }, /TLS over a unix socket/],
+      [{ sentinel: { nodes: ['redis://127.0.0.1:1'], name: 'm' }, tls: { ca: 'x' } }, /tls\.ca/],
+      [{ cluster: { nodes: ['redis://127.0.0.1:1'] }, tls: { ca: 'x' } }, /tls\.ca/],
+    ]
+    for (const [options, message] of bad) {
+      assert.throws(() => new RedisStore(options), (e) => e.code === 'ERR_BAD_ARGUMENT' && message.test(e.message), JSON.stringify(options))
+    }
+  })
+})

@@ -72,30 +72,6 @@ pub struct SentinelSpec {
     pub tls: Option<TlsSettings>,
 }
 
-impl TlsSettings {
-    pub fn certificates(&self) -> StoreResult<Option<redis::TlsCertificates>> {
-        if self.ca.is_none() && self.cert.is_none() {
-            return Ok(None);
-        }
-        let client_tls = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                client_cert: cert.as_bytes().to_vec(),
-                client_key: key.as_bytes().to_vec(),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(StoreError::bad_argument(
-                    "tls.cert and tls.key must be given together",
-                ))
-            }
-        };
-        Ok(Some(redis::TlsCertificates {
-            client_tls,
-            root_cert: self.ca.as_ref().map(|ca| ca.as_bytes().to_vec()),
-        }))
-    }
-}
-
 /// One Redis server: where it is, how to log in, and the TLS material if any.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -111,20 +87,6 @@ pub struct TlsSettings {
     pub reject_unauthorized: bool,
     /// The name verified against the certificate and sent as SNI, when not the host.
     pub servername: Option<String>,
-}
-
-impl Endpoint {
-    pub fn client(&self) -> StoreResult<redis::Client> {
-        let certificates = match &self.tls {
-            Some(tls) => tls.certificates()?,
-            None => None,
-        };
-        let built = match certificates {
-            Some(certs) => redis::Client::build_with_tls(self.info.clone(), certs),
-            None => redis::Client::open(self.info.clone()),
-        };
-        built.map_err(|e| StoreError::bad_argument(format!("invalid connection settings: {e}")))
-    }
 }
 
 #[derive(Deserialize, Default, Debug)]

@@ -188,8 +188,9 @@ impl NativeStore {
             .touch_after
             .map(|t| std::cell::RefCell::new(refresh::RefreshGate::new(t)));
         let epoch = shared.map(engine::cache::Epoch);
-        let engine =
-            unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec, epoch) }.map(Rc::new);
+        let engine = unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec, epoch) }
+            .map_err(to_napi_err)?
+            .map(Rc::new);
         let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
         let hold_in_cb = hold.clone();
         let engine_in_cb = engine.as_ref().map(Rc::downgrade);
@@ -305,8 +306,12 @@ impl NativeStore {
             replies.extend(core.run_inline(requests));
             return Ok(Some(JsDelivery(Delivery::Replies(replies))));
         }
-        let engine = self.engine.as_deref().filter(|e| e.ready());
-        let mut requests = Vec::with_capacity(calls.len());
+        let Some(engine) = self.engine.as_deref().filter(|e| e.ready()) else {
+            return Err(napi::Error::new(
+                Status::GenericFailure,
+                "ERR_CLOSED: the store is closed",
+            ));
+        };
         let mut refused = Vec::new();
         let mut inline = Vec::new();
         for (id, request) in calls {
@@ -323,48 +328,34 @@ impl NativeStore {
                     continue;
                 }
             };
-            match engine {
-                Some(e) => match request.into_command() {
-                    Ok(command) => match e.push(id, command) {
-                        Ok(()) => {}
-                        Err(Bounce::Refused(err)) => refused.push((id, Reply::Error(err))),
-                        Err(Bounce::Elsewhere(command)) => {
-                            requests.push((id, Request::Command(command)))
-                        }
-                        Err(Bounce::Answered(reply)) => inline.push((id, reply)),
-                    },
-                    Err(request) if e.carries_atomic() => {
-                        match walk::start(request, self.seal.clone()) {
-                            Ok((command, walk)) => {
-                                if let Err(err) = e.push_walk(id, &command, walk) {
-                                    refused.push((id, Reply::Error(err)));
-                                }
-                            }
-                            Err(request) => match request.into_transaction() {
-                                Ok(commands) => {
-                                    if let Err(err) = e.push_atomic(id, &commands) {
-                                        refused.push((id, Reply::Error(err)));
-                                    }
-                                }
-                                Err(request) => requests.push((id, request)),
-                            },
-                        }
+            let queued = match request.into_command() {
+                Ok(command) => match engine.push(id, command) {
+                    Ok(()) => Ok(()),
+                    Err(Bounce::Refused(err)) => Err(err),
+                    Err(Bounce::Answered(reply)) => {
+                        inline.push((id, reply));
+                        Ok(())
                     }
-                    Err(request) => requests.push((id, request)),
                 },
-                None => requests.push((id, request)),
+                Err(request) => match walk::start(request, self.seal.clone()) {
+                    Ok((command, walk)) => engine.push_walk(id, &command, walk),
+                    Err(request) => match request.into_transaction() {
+                        Ok(commands) => engine.push_atomic(id, &commands),
+                        Err(request) => Err(error::StoreError::bad_argument(format!(
+                            "no way to run {request:?}"
+                        ))),
+                    },
+                },
+            };
+            if let Err(err) = queued {
+                refused.push((id, Reply::Error(err)));
             }
         }
-        if let Some(e) = engine {
-            e.flush();
-        }
-        if let Some(h) = self.hold.0.get() {
-            let waiting = requests.len() + refused.len();
-            if waiting > 0 {
-                h.in_flight.set(h.in_flight.get() + waiting);
+        engine.flush();
+        if !refused.is_empty() {
+            if let Some(h) = self.hold.0.get() {
+                h.in_flight.set(h.in_flight.get() + refused.len());
                 h.set(env.raw(), true);
-            }
-            if !refused.is_empty() {
                 if let Some(w) = h.waker.borrow().as_ref() {
                     w.call(
                         Wake::Core(Delivery::Replies(refused)),
@@ -373,7 +364,6 @@ impl NativeStore {
                 }
             }
         }
-        core.submit(requests);
         Ok((!inline.is_empty()).then_some(JsDelivery(Delivery::Replies(inline))))
     }
 
@@ -426,6 +416,9 @@ impl NativeStore {
         let request = self
             .seal
             .close_request(request.in_namespace(&self.namespace));
+        if matches!(&request, Request::MGet { keys } if keys.is_empty()) {
+            return Err(Reply::List(Vec::new()));
+        }
         match gate.and_then(|g| g.admit(&request)) {
             Some(reply) => Err(reply),
             None => Ok(request),

@@ -1,11 +1,10 @@
 //! Calls of several round trips (the keyspace walks of `length`, `ids`, `all`, `clear` and
-//! index pruning; the user-index reads and deletes; moving a plain key under `hashIds`) as a
-//! chain of steps a connection drives:
-//! each step is one command, and its reply gives the next command or the call's reply. The
-//! engine runs them on its own connection, one step per round trip, in the journal like any
-//! call (so they are sent again after a reconnect); `session::run_bulk` drives the same walks
-//! on the I/O-thread path, except the keyspace scans, which there follow each backend's own
-//! scan (every primary of a cluster, the embedded table's keys).
+//! index pruning; the user-index reads and deletes; moving a plain key under `hashIds`; reads
+//! and deletes of more keys than one command carries) as a chain of steps: each step is one
+//! command, and its reply gives the next command or the call's reply. The engine runs them
+//! one step per round trip, in the journal like any call (so they are sent again after a
+//! reconnect); on a cluster each step goes where its keys live, split by slot and joined
+//! (`join`). `session::run_bulk` drives the same walks over the embedded table.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -187,6 +186,11 @@ pub fn start(request: Request, seal: Arc<Seal>) -> Result<(Command, Walk), Reque
             field,
         } => return first(indexed_delete(key, member, index_prefix, field, seal)),
         Request::Adopt { from, to } => return first(adopt(from, to, seal)),
+        // More keys than one command should carry: a chunk at a time.
+        Request::Destroy { keys } if !keys.is_empty() => return first(delete(keys, 0)),
+        Request::MGet { keys } if !keys.is_empty() => {
+            return first(fetch(None, keys, Vec::new(), seal))
+        }
         other => return Err(other),
     };
     let scan = Scan {
@@ -252,7 +256,7 @@ fn scanned(mut scan: Scan, reply: Result<Tree, StoreError>) -> Step {
         Then::Count => Step::Done(Reply::Int(scan.keys.len() as i64)),
         Then::Ids => Step::Done(Reply::List(ids(&scan))),
         Then::Clear => delete(scan.keys, 0),
-        Then::Entries => fetch(scan.prefix, scan.keys, Vec::new(), scan.seal),
+        Then::Entries => fetch(Some(scan.prefix), scan.keys, Vec::new(), scan.seal),
         Then::Prune(key_prefix) => prune(scan.keys, key_prefix, 0),
     }
 }
@@ -707,9 +711,11 @@ fn delete(mut keys: Vec<String>, deleted: i64) -> Step {
     )
 }
 
-/// `[id, value, …]` for the keys still there, their values opened, a chunk at a time.
+/// The values at `keys`, opened, a chunk at a time: with `ids` (the prefix the keys share),
+/// `[id, value, …]` for the keys still there; without, every value in order, `null` where
+/// missing.
 fn fetch(
-    prefix: String,
+    ids: Option<String>,
     mut keys: Vec<String>,
     mut out: Vec<Option<String>>,
     seal: Arc<Seal>,
@@ -721,25 +727,30 @@ fn fetch(
     let asked = keys.clone();
     Step::Send(
         Command::MGet(keys),
-        Walk(Box::new(move |reply| {
+        Walk::new(move |reply| {
             let values = match reply {
                 Ok(Tree::List(values)) => values,
                 Ok(_) => return unexpected("MGET"),
                 Err(e) => return Step::Done(Reply::Error(e)),
             };
             for (key, value) in asked.into_iter().zip(values) {
-                // A key that expired between SCAN and MGET is skipped.
-                if let Tree::Text(v) = value {
-                    match seal.open(&key, v) {
-                        Ok(plain) => {
-                            out.push(Some(key[prefix.len()..].to_string()));
-                            out.push(Some(plain));
-                        }
-                        Err(e) => return Step::Done(Reply::Error(e)),
+                let Tree::Text(v) = value else {
+                    // Missing, or (for `ids`) expired between SCAN and MGET: skipped.
+                    if ids.is_none() {
+                        out.push(None);
                     }
+                    continue;
+                };
+                let plain = match seal.open(&key, v) {
+                    Ok(plain) => plain,
+                    Err(e) => return Step::Done(Reply::Error(e)),
+                };
+                if let Some(prefix) = &ids {
+                    out.push(Some(key[prefix.len()..].to_string()));
                 }
+                out.push(Some(plain));
             }
-            fetch(prefix, rest, out, seal)
-        })),
+            fetch(ids, rest, out, seal)
+        }),
     )
 }

@@ -1,18 +1,11 @@
-//! Where commands go. Each room speaks the same small command set; the session layer above
-//! never knows which one it talks to.
+//! The small command set every call is made of, its replies, and the embedded `memory://`
+//! table that answers it without a server.
 
-mod cluster;
 mod memory;
-mod sentinel;
-mod standalone;
 
-use crate::config::{ConnectionSpec, Topology};
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreError;
 
-pub use cluster::Cluster;
 pub use memory::Memory;
-pub use sentinel::Sentinel;
-pub use standalone::Standalone;
 
 /// How long a written value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,71 +112,6 @@ impl Command {
     }
 }
 
-pub enum Backend {
-    Standalone(Standalone),
-    Memory(Memory),
-    Cluster(Cluster),
-    Sentinel(Sentinel),
-}
-
-impl Backend {
-    /// Creates the backend without waiting for a connection; the first call connects.
-    pub fn open(spec: &ConnectionSpec) -> StoreResult<Backend> {
-        Ok(match &spec.topology {
-            Topology::Memory => Backend::Memory(Memory::new()),
-            Topology::Standalone(endpoint) => Backend::Standalone(Standalone::new(endpoint, spec)?),
-            Topology::Cluster(cluster) => Backend::Cluster(Cluster::new(cluster, spec)?),
-            Topology::Sentinel(sentinel) => Backend::Sentinel(Sentinel::new(sentinel, spec)?),
-        })
-    }
-
-    /// Runs the commands in one round trip where the topology allows. A failed command yields a
-    /// `Reply::Error` in its slot; an `Err` means the whole batch failed.
-    pub async fn execute(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        match self {
-            Backend::Standalone(b) => b.execute(commands).await,
-            Backend::Memory(b) => Ok(b.execute(commands)),
-            Backend::Cluster(b) => b.execute(commands).await,
-            Backend::Sentinel(b) => b.execute(commands, false).await,
-        }
-    }
-
-    /// Runs the commands as one transaction (`MULTI`/`EXEC`), so all apply or none do. On a
-    /// cluster this holds only when every key hashes to one slot; otherwise the commands run
-    /// one by one.
-    pub async fn execute_atomic(&self, commands: &[Command]) -> StoreResult<Vec<Reply>> {
-        match self {
-            Backend::Standalone(b) => b.execute_atomic(commands).await,
-            Backend::Memory(b) => Ok(b.execute(commands)),
-            Backend::Cluster(b) => b.execute_atomic(commands).await,
-            Backend::Sentinel(b) => b.execute(commands, true).await,
-        }
-    }
-
-    /// Every key that starts with `prefix`, each once.
-    pub async fn scan_prefix(&self, prefix: &str, count: usize) -> StoreResult<Vec<String>> {
-        match self {
-            Backend::Standalone(b) => b.scan_prefix(prefix, count).await,
-            Backend::Memory(b) => Ok(b.scan_prefix(prefix)),
-            Backend::Cluster(b) => b.scan_prefix(prefix, count).await,
-            Backend::Sentinel(b) => b.scan_prefix(prefix, count).await,
-        }
-    }
-
-    /// The embedded table, when this is `memory://`.
-    pub fn embedded(&self) -> Option<&Memory> {
-        match self {
-            Backend::Memory(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// Whether this backend can lose its connection at all.
-    pub fn is_remote(&self) -> bool {
-        !matches!(self, Backend::Memory(_))
-    }
-}
-
 /// `SCAN MATCH` pattern that matches exactly the keys starting with `prefix`: every glob
 /// metacharacter in the prefix is escaped, so a prefix like `a*[x]:` matches only itself.
 pub fn prefix_pattern(prefix: &str) -> String {
@@ -196,38 +124,6 @@ pub fn prefix_pattern(prefix: &str) -> String {
     }
     out.push('*');
     out
-}
-
-pub(crate) fn value_to_reply(value: redis::Value) -> Reply {
-    use redis::Value as V;
-    match value {
-        V::Nil => Reply::Nil,
-        V::Int(n) => Reply::Int(n),
-        V::Boolean(b) => Reply::Int(b as i64),
-        V::Okay => Reply::Text("OK".into()),
-        V::SimpleString(s) => Reply::Text(s),
-        V::BulkString(bytes) => match String::from_utf8(bytes) {
-            Ok(s) => Reply::Text(s),
-            Err(_) => Reply::Error(StoreError::new(
-                crate::error::ErrorKind::Redis,
-                "stored value is not valid UTF-8",
-            )),
-        },
-        V::Array(items) | V::Set(items) => Reply::List(
-            items
-                .into_iter()
-                .map(|v| match value_to_reply(v) {
-                    Reply::Text(s) => Some(s),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        V::ServerError(e) => Reply::Error(StoreError::from(e)),
-        other => Reply::Error(StoreError::new(
-            crate::error::ErrorKind::Redis,
-            format!("unexpected reply from Redis: {other:?}"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -62,13 +62,19 @@ impl Router {
         cluster: &ClusterSpec,
         spec: &ConnectionSpec,
         cache: Option<Rc<RefCell<NearCache>>>,
-    ) -> Option<Router> {
-        super::uv::get()?;
+    ) -> Result<Router, StoreError> {
+        let no_engine = || {
+            StoreError::new(
+                ErrorKind::NotConnected,
+                "the connection engine cannot run on this host (no event loop to poll on)",
+            )
+        };
+        super::uv::get().ok_or_else(no_engine)?;
         let mut callback_ref = std::ptr::null_mut();
         if unsafe { sys::napi_create_reference(env, callback, 1, &mut callback_ref) }
             != sys::Status::napi_ok
         {
-            return None;
+            return Err(no_engine());
         }
         let router = Router {
             env,
@@ -93,15 +99,23 @@ impl Router {
             cache,
             passes: RefCell::new(HashMap::new()),
         };
+        if let Some(settings) = &cluster.tls {
+            super::tls::TlsTarget::new(settings, "localhost")
+                .map_err(|e| StoreError::bad_argument(format!("tls: {e}")))?;
+        }
         for info in &cluster.nodes {
             let (host, port) = match info.addr() {
                 redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
                 redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
-                _ => return None,
+                other => {
+                    return Err(StoreError::bad_argument(format!(
+                        "{other} is not a TCP address (cluster nodes are reached over TCP)"
+                    )))
+                }
             };
-            router.add_node(&host, port)?;
+            router.add_node(&host, port).ok_or_else(no_engine)?;
         }
-        Some(router)
+        Ok(router)
     }
 
     /// The index of the node at `host:port`, connecting to it if it is new.
@@ -192,7 +206,9 @@ impl Router {
         let slot = {
             let keys = command.keys();
             let Some(first) = keys.first() else {
-                return Err(Bounce::Elsewhere(command));
+                return Err(Bounce::Refused(StoreError::bad_argument(format!(
+                    "a keyless command cannot be routed in a cluster: {command:?}"
+                ))));
             };
             let slot = Slot::for_key(first);
             if keys[1..].iter().any(|k| Slot::for_key(k) != slot) {

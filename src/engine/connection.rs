@@ -32,7 +32,7 @@ use super::uv;
 use super::{EngineReport, Reporter};
 use crate::backend::{Command, Reply};
 use crate::config::{ConnectionSpec, TlsSettings, Topology};
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, StoreError};
 use crate::seal::{Opener, Seal};
 use crate::stats::LinkCounters;
 use crate::walk::{Step, Walk};
@@ -113,12 +113,14 @@ impl Target {
         })
     }
 
-    pub fn from_spec(spec: &ConnectionSpec) -> Option<Target> {
+    pub fn from_spec(spec: &ConnectionSpec) -> Result<Target, StoreError> {
         let tcp = |info: &redis::ConnectionInfo| match info.addr() {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                Some((host.clone(), *port))
+                Ok((host.clone(), *port))
             }
-            _ => None,
+            other => Err(StoreError::bad_argument(format!(
+                "{other} is not a TCP address (a sentinel is reached over TCP)"
+            ))),
         };
         let (place, r, tls) = match &spec.topology {
             #[cfg(unix)]
@@ -126,10 +128,12 @@ impl Target {
                 if matches!(endpoint.info.addr(), ConnectionAddr::Unix(_)) =>
             {
                 let ConnectionAddr::Unix(path) = endpoint.info.addr() else {
-                    return None;
+                    unreachable!("matched above");
                 };
                 if endpoint.tls.is_some() {
-                    return None;
+                    return Err(StoreError::bad_argument(
+                        "TLS over a unix socket is not supported: give host and port for TLS",
+                    ));
                 }
                 (
                     Place::Unix(path.clone()),
@@ -152,14 +156,14 @@ impl Target {
                     .map(|info| {
                         let (host, port) = tcp(info)?;
                         let r = info.redis_settings();
-                        Some(Sentinel {
+                        Ok(Sentinel {
                             host,
                             port,
                             username: r.username().map(str::to_string),
                             password: r.password().map(str::to_string),
                         })
                     })
-                    .collect::<Option<Vec<_>>>()?;
+                    .collect::<Result<Vec<_>, StoreError>>()?;
                 (
                     Place::Sentinel {
                         sentinels,
@@ -169,17 +173,26 @@ impl Target {
                     s.tls.clone(),
                 )
             }
-            _ => return None,
+            Topology::Memory | Topology::Cluster(_) => {
+                return Err(StoreError::bad_argument(
+                    "internal error: no single connection for this topology",
+                ))
+            }
         };
-        // Settings that do not make a configuration (bad PEM) leave the store on the I/O-thread
-        // path, whose constructor reports them.
         let tls_fixed = match (&place, &tls) {
-            (Place::Fixed { host, .. }, Some(settings)) => {
-                Some(TlsTarget::new(settings, host).ok()?)
+            (Place::Fixed { host, .. }, Some(settings)) => Some(
+                TlsTarget::new(settings, host)
+                    .map_err(|e| StoreError::bad_argument(format!("tls: {e}")))?,
+            ),
+            // Checked now, though used once the sentinels name the primary.
+            (_, Some(settings)) => {
+                TlsTarget::new(settings, "localhost")
+                    .map_err(|e| StoreError::bad_argument(format!("tls: {e}")))?;
+                None
             }
             _ => None,
         };
-        Some(Target {
+        Ok(Target {
             place,
             tls,
             tls_fixed,
@@ -577,9 +590,14 @@ impl Direct {
         env: sys::napi_env,
         callback: sys::napi_value,
         spec: &ConnectionSpec,
-    ) -> Option<Direct> {
+    ) -> Result<Direct, StoreError> {
         let target = Target::from_spec(spec)?;
-        unsafe { Direct::with_target(env, callback, target, spec, 0) }
+        unsafe { Direct::with_target(env, callback, target, spec, 0) }.ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::NotConnected,
+                "the connection engine cannot run on this host (no event loop to poll on)",
+            )
+        })
     }
 
     /// A connection to `target`, the `node`-th of its engine.
@@ -1160,8 +1178,10 @@ fn arm_timer(s: &mut State) {
     let next_deadline = s.pending.iter().find(|p| !p.abandoned).map(|p| p.deadline);
     // Calls already answered (timed out) do not keep the process alive.
     let waiting = next_deadline.is_some();
-    let reconnect =
-        (waiting && s.conn.is_none() && !s.connecting && !s.closed).then_some(s.retry_at);
+    // After giving up (JS heard 'disconnect'), reconnecting goes on with no call waiting, so
+    // 'connect' follows when the server is back; that timer alone keeps no process alive.
+    let reconnect = ((waiting || s.gave_up) && s.conn.is_none() && !s.connecting && !s.closed)
+        .then_some(s.retry_at);
     let due = match (next_deadline, reconnect) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -1223,8 +1243,11 @@ unsafe extern "C" fn on_timer(handle: *mut uv::Handle) {
             .conn
             .as_ref()
             .is_some_and(|c| !s.pending.is_empty() && now.duration_since(c.last_read) >= limit);
-        let reconnect =
-            s.conn.is_none() && !s.connecting && !s.pending.is_empty() && now >= s.retry_at;
+        let reconnect = s.conn.is_none()
+            && !s.connecting
+            && !s.closing
+            && (!s.pending.is_empty() || s.gave_up)
+            && now >= s.retry_at;
         (expired, connected, silent, limit, reconnect)
     };
     if !expired.is_empty() {

@@ -2,9 +2,8 @@
 //! polled by Node's libuv loop, RESP encoding and decoding, and the reconnect-and-resend
 //! journal. It serves one server, the primary behind Sentinel, and Redis Cluster (one
 //! connection per primary, routed by slot), over TCP, TLS or a unix socket. Calls of several
-//! round trips run as walks (`crate::walk`) on one connection. Hosts without libuv, and a
-//! cluster's calls that span slots or primaries, go through `backend` (redis-rs on the I/O
-//! thread).
+//! round trips run as walks (`crate::walk`), each step where its keys live. Hosts without
+//! libuv run the same engine, woken by `driver`'s thread instead of the libuv loop.
 
 pub mod cache;
 pub mod cluster;
@@ -12,6 +11,7 @@ pub mod connection;
 #[cfg(unix)]
 pub mod driver;
 pub mod resp;
+pub mod sentinel;
 pub mod tls;
 pub mod uv;
 
@@ -44,8 +44,6 @@ pub type Reporter = Arc<dyn Fn(EngineReport) + Send + Sync>;
 pub enum Bounce {
     /// The store cannot take it now (`ERR_OVERLOADED`, `ERR_CLOSED`).
     Refused(StoreError),
-    /// The engine does not carry it (keys on several cluster slots): the I/O-thread path does.
-    Elsewhere(Command),
     /// Answered at once, from the near cache.
     Answered(crate::backend::Reply),
 }
@@ -56,8 +54,8 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// `None` when libuv is not reachable or the spec has no engine path (memory://, unix
-    /// sockets, TLS settings the constructor reports).
+    /// `None` for memory://, which needs no connection; `Err` for settings no connection
+    /// can be made from.
     ///
     /// # Safety
     /// `env` and `callback` must be the JS thread's env and a live JS function.
@@ -66,21 +64,25 @@ impl Engine {
         callback: sys::napi_value,
         spec: &ConnectionSpec,
         epoch: Option<Epoch>,
-    ) -> Option<Engine> {
+    ) -> Result<Option<Engine>, StoreError> {
         let cache = spec
             .cache
             .map(|limits| Rc::new(RefCell::new(NearCache::new(limits, epoch))));
         match &spec.topology {
+            Topology::Memory => Ok(None),
             Topology::Cluster(cluster) => {
                 unsafe { Router::new(env, callback, cluster, spec, cache) }
-                    .map(|r| Engine::Cluster(Box::new(r)))
+                    .map(|r| Some(Engine::Cluster(Box::new(r))))
             }
-            _ => {
+            topology => {
                 let direct = unsafe { Direct::new(env, callback, spec) }?;
+                if let Topology::Sentinel(s) = topology {
+                    sentinel::watch(s.sentinels.clone(), s.name.clone(), &spec.counters);
+                }
                 if let Some(cache) = cache {
                     direct.set_cache(cache);
                 }
-                Some(Engine::Single(direct))
+                Ok(Some(Engine::Single(direct)))
             }
         }
     }

@@ -90,7 +90,8 @@ impl TlsTarget {
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| format!("tls.cert/tls.key: {e}"))?
             }
-            _ => builder.with_no_client_auth(),
+            (None, None) => builder.with_no_client_auth(),
+            _ => return Err("tls.cert and tls.key must be given together".into()),
         };
         Ok(TlsTarget {
             config: Arc::new(config),
