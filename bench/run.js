@@ -547,7 +547,7 @@ async function main() {
     if (latencyResults) {
       const L = latencyResults
       lines.push('## At a network round trip: round trips saved per request', '')
-      lines.push(`Express + express-session behind a delay proxy (median round trip ${fmt(L.rttMs, 2)} ms, measured with PING through it; Node's timers add at least 1 ms each way), ${L.rate} requests/s for ${L.seconds} s per route over 50 sessions, each request sent on schedule and timed with hrtime from send to the end of its response. \`/read\` does get + touch, \`/write\` get + set. Commands per request from \`INFO commandstats\` (the stores' health-check PINGs included).`, '')
+      lines.push(`Express + express-session behind a delay proxy (median round trip ${fmt(L.rttMs, 2)} ms, measured with PING through it; Node's timers add at least 1 ms each way), ${L.rate} requests/s for ${L.seconds} s per route over 50 sessions, each request sent on schedule and timed with hrtime from send to the end of its response. \`/read\` does get + touch, \`/write\` get + set. Commands per request from \`INFO commandstats\`, every command counted.`, '')
       lines.push('| store | /read p50 ms | /read p99 ms | Redis commands per /read | /write p50 ms | /write p99 ms | Redis commands per /write |')
       lines.push('|---|---:|---:|---:|---:|---:|---:|')
       const label = { 'connect-redis': 'connect-redis 10 + node-redis 5', ferrisession: 'ferrisession (defaults)', 'ferrisession-near': 'ferrisession, touchAfter: 60, cache: true' }
