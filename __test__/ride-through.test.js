@@ -64,6 +64,31 @@ describe('riding through faults (8 lanes of set + get)', () => {
     }
   })
 
+  it('a keyspace walk lists every key once through a server restart in the middle of it', async () => {
+    // Saved, killed and loaded again: the same keys in a new process, where the walk's SCAN
+    // cursor means nothing.
+    const redis = await startRedis()
+    const store = new RedisStore({ url: redis.url, scanCount: 5, commandTimeout: 8000 })
+    try {
+      const n = 20000
+      for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`r${i + j}`, { cookie: {}, i })))
+      redis.cli('SAVE')
+      let settled = false
+      const walking = store.ids().finally(() => (settled = true))
+      await sleep(20)
+      await redis.stop()
+      assert.equal(settled, false, 'the walk was still running when the server stopped')
+      await redis.start()
+      assert.equal(redis.cli('DBSIZE'), String(n), 'the keys came back with the server')
+      const ids = await walking
+      assert.equal(new Set(ids).size, n, 'every key')
+      assert.equal(ids.length, n, 'each key once')
+    } finally {
+      store.close()
+      await redis.close()
+    }
+  })
+
   it('a Cluster primary failover rejects no call and no MOVED reaches the caller', async (t) => {
     const cluster = await startCluster()
     const store = new RedisStore({ cluster: { nodes: cluster.seeds }, commandTimeout: 8000 })

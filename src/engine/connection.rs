@@ -488,6 +488,9 @@ struct Pending {
     exec: bool,
     /// A keyspace walk's step: its reply gives the walk's next command or the call's reply.
     walk: Option<Walk>,
+    /// For a SCAN page past the first: the same SCAN from cursor 0, sent in its place after
+    /// a reconnect.
+    rescan: Option<Box<[u8]>>,
 }
 
 impl Pending {
@@ -823,6 +826,7 @@ impl Direct {
             lead: false,
             exec: false,
             walk: None,
+            rescan: None,
         });
         if let Some(key) = ttl_of {
             // The key's TTL, so the entry also expires locally; its reply goes only to the cache.
@@ -839,6 +843,7 @@ impl Direct {
                 lead: false,
                 exec: false,
                 walk: None,
+                rescan: None,
             });
         }
         Ok(None)
@@ -862,6 +867,7 @@ impl Direct {
                 lead: false,
                 exec: false,
                 walk: None,
+                rescan: None,
             });
         }
         s.journal.extend_from_slice(&call.bytes);
@@ -877,6 +883,7 @@ impl Direct {
             lead: call.lead,
             exec: call.exec,
             walk: call.walk,
+            rescan: None,
         });
     }
 
@@ -1682,7 +1689,10 @@ fn rebuild_journal(s: &mut State) {
     let pending = std::mem::take(&mut s.pending);
     for mut p in pending {
         if !p.abandoned {
-            journal.extend_from_slice(&s.journal[start..p.end]);
+            match p.rescan.take() {
+                Some(first) => journal.extend_from_slice(&first),
+                None => journal.extend_from_slice(&s.journal[start..p.end]),
+            }
             start = p.end;
             p.end = journal.len();
             kept.push_back(p);
@@ -1802,6 +1812,7 @@ fn queue_transaction(
         lead: true,
         exec: false,
         walk: None,
+        rescan: None,
     };
     resp::encode(q.journal, &[b"MULTI"]);
     q.pending.push_back(lead(q.journal.len()));
@@ -1821,6 +1832,7 @@ fn queue_transaction(
         lead: false,
         exec: walk.is_none(),
         walk,
+        rescan: None,
     });
 }
 
@@ -1839,6 +1851,27 @@ fn error_kind(text: &[u8]) -> ErrorKind {
 /// keyspace is bounded per round trip, not as a whole. A write is this process's write for the
 /// near cache, as for any call.
 fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk, slot: Option<Slot>) {
+    // A SCAN cursor means nothing to a restarted server: after a reconnect the page goes
+    // again from cursor 0 (the walk counts each key once).
+    let rescan = match command {
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+        } if cursor != "0" => {
+            let mut first = Vec::new();
+            resp::encode_command(
+                &mut first,
+                &Command::Scan {
+                    cursor: "0".into(),
+                    pattern: pattern.clone(),
+                    count: *count,
+                },
+            );
+            Some(first.into_boxed_slice())
+        }
+        _ => None,
+    };
     let mut fill = Fill::None;
     if let (Some(cache), true) = (q.cache, command.writes()) {
         let mut cache = cache.borrow_mut();
@@ -1860,6 +1893,7 @@ fn queue_step(q: Queue<'_>, id: u32, command: &Command, walk: Walk, slot: Option
         lead: false,
         exec: false,
         walk: Some(walk),
+        rescan,
     });
 }
 
