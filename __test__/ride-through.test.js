@@ -17,6 +17,29 @@ function watchEvents(store) {
   return events
 }
 
+const WALKED = 20000
+
+/** Writes WALKED sessions; `ready()` runs before the walk. */
+async function fill(store, ready = () => {}) {
+  for (let i = 0; i < WALKED; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`w${i + j}`, { cookie: {}, i })))
+  await ready()
+}
+
+/**
+ * Runs `ids()` (with scanCount 5, thousands of SCAN round trips) and `fault()` 20 ms into it,
+ * and checks the walk was still running then and lists every key once.
+ */
+async function walkThrough(store, fault) {
+  let settled = false
+  const walking = store.ids().finally(() => (settled = true))
+  await sleep(20)
+  await fault()
+  assert.equal(settled, false, 'the walk was still running when the fault came')
+  const ids = await walking
+  assert.equal(new Set(ids).size, WALKED, 'every key')
+  assert.equal(ids.length, WALKED, 'each key once')
+}
+
 describe('riding through faults (8 lanes of set + get)', () => {
   it('a 0.5 s server restart rejects no call', async (t) => {
     const redis = await startRedis()
@@ -45,19 +68,10 @@ describe('riding through faults (8 lanes of set + get)', () => {
     const redis = await startRedis()
     const store = new RedisStore({ url: redis.url, scanCount: 5, commandTimeout: 6000 })
     try {
-      const n = 20000
-      for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`w${i + j}`, { cookie: {}, i })))
-      // About 4000 SCAN round trips; the connection is killed while they run.
-      let settled = false
-      const walking = store.ids().finally(() => (settled = true))
-      await sleep(20)
-      await execFileAsync('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), 'CLIENT', 'KILL', 'TYPE', 'normal'])
-      assert.equal(settled, false, 'the walk was still running when its connection was killed')
-      const ids = await walking
-      assert.equal(ids.length, n, 'each key once')
-      assert.equal(new Set(ids).size, n)
+      await fill(store)
+      await walkThrough(store, () => execFileAsync('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), 'CLIENT', 'KILL', 'TYPE', 'normal']))
       assert.ok(store.stats().link.reconnects >= 1, JSON.stringify(store.stats().link))
-      assert.equal(await store.length(), n)
+      assert.equal(await store.length(), WALKED)
     } finally {
       store.close()
       await redis.close()
@@ -70,19 +84,12 @@ describe('riding through faults (8 lanes of set + get)', () => {
     const redis = await startRedis()
     const store = new RedisStore({ url: redis.url, scanCount: 5, commandTimeout: 8000 })
     try {
-      const n = 20000
-      for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`r${i + j}`, { cookie: {}, i })))
-      redis.cli('SAVE')
-      let settled = false
-      const walking = store.ids().finally(() => (settled = true))
-      await sleep(20)
-      await redis.stop()
-      assert.equal(settled, false, 'the walk was still running when the server stopped')
-      await redis.start()
-      assert.equal(redis.cli('DBSIZE'), String(n), 'the keys came back with the server')
-      const ids = await walking
-      assert.equal(new Set(ids).size, n, 'every key')
-      assert.equal(ids.length, n, 'each key once')
+      await fill(store, () => redis.cli('SAVE'))
+      await walkThrough(store, async () => {
+        await redis.stop()
+        await redis.start()
+        assert.equal(redis.cli('DBSIZE'), String(WALKED), 'the keys came back with the server')
+      })
     } finally {
       store.close()
       await redis.close()
@@ -114,19 +121,12 @@ describe('riding through faults (8 lanes of set + get)', () => {
     const cluster = await startCluster()
     const store = new RedisStore({ cluster: { nodes: cluster.seeds }, scanCount: 5, commandTimeout: 8000 })
     try {
-      const n = 20000
-      for (let i = 0; i < n; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => store.set(`w${i + j}`, { cookie: {}, i })))
-      const primaries = cluster.nodes.filter((x) => x.proc && x.cli('ROLE').split('\n')[0] === 'master')
-      for (const p of primaries) assert.equal(p.cli('WAIT', '1', '5000'), '1', 'the replica has every key before its primary goes')
-      let settled = false
-      const walking = store.ids().finally(() => (settled = true))
-      await sleep(20)
-      await cluster.primaryFor('sess:w0').stop()
-      assert.equal(settled, false, 'the walk was still running when a primary went')
-      const ids = await walking
-      assert.equal(ids.length, n, 'each key once')
-      assert.equal(new Set(ids).size, n)
-      assert.equal(await store.length(), n)
+      await fill(store, () => {
+        const primaries = cluster.nodes.filter((x) => x.proc && x.cli('ROLE').split('\n')[0] === 'master')
+        for (const p of primaries) assert.equal(p.cli('WAIT', '1', '5000'), '1', 'the replica has every key before its primary goes')
+      })
+      await walkThrough(store, () => cluster.primaryFor('sess:w0').stop())
+      assert.equal(await store.length(), WALKED)
       await store.clear()
       assert.equal(await store.length(), 0)
     } finally {

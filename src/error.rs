@@ -45,10 +45,6 @@ impl ErrorKind {
 pub struct StoreError {
     pub kind: ErrorKind,
     pub message: String,
-    /// The topology is moving (a restart, a failover, a slot migration: `MOVED`, `ASK`,
-    /// `TRYAGAIN`, `CLUSTERDOWN`, `READONLY`, `LOADING`, `MASTERDOWN`, a dropped connection),
-    /// so the same call may succeed if sent again shortly.
-    pub transient: bool,
 }
 
 impl StoreError {
@@ -56,7 +52,6 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
-            transient: kind == ErrorKind::NotConnected,
         }
     }
 
@@ -70,11 +65,6 @@ impl StoreError {
             format!("no reply from Redis within {} ms", after.as_millis()),
         )
     }
-
-    /// True when the error says the server is out of reach, as opposed to a bad reply.
-    pub fn is_connection_loss(&self) -> bool {
-        matches!(self.kind, ErrorKind::NotConnected)
-    }
 }
 
 impl fmt::Display for StoreError {
@@ -84,55 +74,6 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-impl From<redis::RedisError> for StoreError {
-    fn from(err: redis::RedisError) -> Self {
-        let auth = matches!(
-            err.kind(),
-            redis::ErrorKind::AuthenticationFailed
-                | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
-        ) || err
-            .code()
-            .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH" || c == "NOPERM");
-        let kind = if auth {
-            ErrorKind::Auth
-        } else if err.is_timeout() {
-            ErrorKind::Timeout
-        } else if err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            // The sentinels know no healthy primary: during a failover, until one is promoted.
-            || err.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
-        {
-            ErrorKind::NotConnected
-        } else if err.code() == Some("WRONGTYPE") {
-            ErrorKind::WrongType
-        } else {
-            ErrorKind::Redis
-        };
-        let moving = matches!(
-            err.kind(),
-            redis::ErrorKind::Server(
-                redis::ServerErrorKind::Moved
-                    | redis::ServerErrorKind::Ask
-                    | redis::ServerErrorKind::TryAgain
-                    | redis::ServerErrorKind::ClusterDown
-                    | redis::ServerErrorKind::MasterDown
-                    | redis::ServerErrorKind::ReadOnly
-                    | redis::ServerErrorKind::BusyLoading
-            )
-        );
-        let mut e = StoreError::new(kind, err.to_string());
-        e.transient |= moving;
-        e
-    }
-}
-
-impl From<redis::ServerError> for StoreError {
-    fn from(err: redis::ServerError) -> Self {
-        StoreError::from(redis::RedisError::from(err))
-    }
-}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -146,13 +87,5 @@ mod tests {
         assert_eq!(ErrorKind::Timeout.code(), "ERR_TIMEOUT");
         assert_eq!(ErrorKind::BadArgument.code(), "ERR_BAD_ARGUMENT");
         assert_eq!(ErrorKind::Redis.code(), "ERR_REDIS");
-    }
-
-    #[test]
-    fn io_errors_mean_not_connected() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let err = StoreError::from(redis::RedisError::from(io));
-        assert_eq!(err.kind, ErrorKind::NotConnected);
-        assert!(err.is_connection_loss());
     }
 }

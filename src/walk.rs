@@ -325,7 +325,7 @@ pub fn whole(command: Command, seal: Arc<Seal>) -> (Command, Walk) {
 
 /// A cluster's full pass over the keyspace: one `SCAN` walk per primary, each from cursor 0
 /// on its node, joined into the reply one server's `SCAN` gives at its last page
-/// (`["0", keys]`). A node lost during its pass (a transient error) makes the whole pass start
+/// (`["0", keys]`). A node lost during its pass (`ERR_NOT_CONNECTED`) makes the whole pass start
 /// again, as `SCAN` cursors mean nothing on another server; its keys are found anew.
 pub fn scan_nodes(nodes: usize, pattern: String, count: usize, walk: Walk) -> Vec<(Command, Walk)> {
     let again = Command::Scan {
@@ -340,7 +340,7 @@ pub fn scan_nodes(nodes: usize, pattern: String, count: usize, walk: Walk) -> Ve
             match result {
                 Ok(Tree::List(found)) => keys.extend(found),
                 Ok(_) => {}
-                Err(e) if e.transient => lost = true,
+                Err(e) if e.kind == ErrorKind::NotConnected => lost = true,
                 Err(e) => return walk.resume(Err(e)),
             }
         }
