@@ -48,17 +48,16 @@ impl Memory {
     pub fn new() -> Memory {
         let table = Arc::new(Mutex::new(Table::new()));
         let weak: Weak<Mutex<Table>> = Arc::downgrade(&table);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                loop {
-                    tokio::time::sleep(SWEEP_EVERY).await;
-                    let Some(table) = weak.upgrade() else { break };
-                    let now = now_ms();
-                    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-                    t.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
-                }
-            });
-        }
+        // Expired keys nobody reads again are dropped here; reads drop the ones they meet.
+        crate::runtime::get().spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(table) = weak.upgrade() else { break };
+                let now = now_ms();
+                let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+                t.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
+            }
+        });
         Memory { table }
     }
 
@@ -305,6 +304,19 @@ mod tests {
             value: value.into(),
             expiry,
         }
+    }
+
+    #[test]
+    fn expired_keys_are_swept_without_a_read() {
+        let m = Memory::new();
+        m.execute(&[
+            set("gone", "v", Expiry::In(1)),
+            set("kept", "v", Expiry::Never),
+        ]);
+        std::thread::sleep(SWEEP_EVERY * 2 + Duration::from_millis(200));
+        let t = m.table.lock().unwrap();
+        assert!(!t.contains_key("gone"), "an expired key left in the table");
+        assert!(t.contains_key("kept"));
     }
 
     #[test]
