@@ -19,11 +19,10 @@ export declare class NativeStore {
    */
   constructor(options: string, onDelivery: (arg: JsDelivery) => void, shared?: Float64Array | undefined | null)
   /**
-   * Starts a batch of calls (see `batch.rs` for the format). Replies come back through
-   * `onDelivery`, never synchronously.
-   *
-   * An embedded (`memory://`) store answers at once: its replies are the return value, in
-   * the delivery format.
+   * Starts a batch of calls (see `batch.rs` for the format). Replies that are known at
+   * once (refusals, near-cache hits, `touchAfter` skips, and every reply of an embedded
+   * `memory://` store) are the return value, in the delivery format; the rest come back
+   * through `onDelivery`.
    */
   submit(nums: Float64Array, len: number, text: string): JsDelivery | null
   /**

@@ -14,7 +14,6 @@ pub mod session;
 pub mod stats;
 pub mod walk;
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -98,41 +97,10 @@ pub enum Wake {
 
 type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
 
-/// Keeps the Node event loop alive exactly while calls are in flight: the wake-up function is
-/// created weak and is ref'd from the first call until the last reply has reached JS.
-struct Hold {
-    /// Dropped with the store, which breaks the cycle through the waker's own callback.
-    waker: std::cell::RefCell<Option<Arc<Waker>>>,
-    in_flight: Cell<usize>,
-    held: Cell<bool>,
-}
-
-impl Hold {
-    fn set(&self, env: sys::napi_env, hold: bool) {
-        if self.held.get() == hold {
-            return;
-        }
-        let Some(raw) = self.waker.borrow().as_ref().map(|w| w.handle.get_raw()) else {
-            return;
-        };
-        let status = unsafe {
-            if hold {
-                sys::napi_ref_threadsafe_function(env, raw)
-            } else {
-                sys::napi_unref_threadsafe_function(env, raw)
-            }
-        };
-        if status == sys::Status::napi_ok {
-            self.held.set(hold);
-        }
-    }
-}
-
 #[napi]
 pub struct NativeStore {
     core: Option<SessionCore>,
     engine: Option<Rc<Engine>>,
-    hold: Arc<HoldCell>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
     /// `touchAfter`, when set.
@@ -143,21 +111,6 @@ pub struct NativeStore {
     calls: std::cell::RefCell<stats::CallStats>,
     counters: Arc<stats::LinkCounters>,
 }
-
-impl Drop for NativeStore {
-    fn drop(&mut self) {
-        if let Some(h) = self.hold.0.get() {
-            h.waker.borrow_mut().take();
-        }
-    }
-}
-
-/// `Hold` is touched only on the JS thread; the wrapper lets the waker's callback share it.
-struct HoldCell(std::sync::OnceLock<Hold>);
-// SAFETY: the inner cells are read and written only on the JS thread (in `submit` and in the
-// waker's JS callback); other threads only clone the `Arc`.
-unsafe impl Send for HoldCell {}
-unsafe impl Sync for HoldCell {}
 
 fn to_napi_err(e: StoreError) -> napi::Error {
     napi::Error::new(
@@ -191,8 +144,6 @@ impl NativeStore {
         let engine = unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec, epoch) }
             .map_err(to_napi_err)?
             .map(Rc::new);
-        let hold = Arc::new(HoldCell(std::sync::OnceLock::new()));
-        let hold_in_cb = hold.clone();
         let engine_in_cb = engine.as_ref().map(Rc::downgrade);
         let waker: Waker = on_delivery
             .build_threadsafe_function::<Wake>()
@@ -208,21 +159,9 @@ impl NativeStore {
                         Delivery::Replies(Vec::new())
                     }
                 };
-                if let (Some(h), Delivery::Replies(r)) = (hold_in_cb.0.get(), &delivery) {
-                    let left = h.in_flight.get().saturating_sub(r.len());
-                    h.in_flight.set(left);
-                    if left == 0 {
-                        h.set(ctx.env.raw(), false);
-                    }
-                }
                 Ok(JsDelivery(delivery))
             })?;
         let waker = Arc::new(waker);
-        let _ = hold.0.set(Hold {
-            waker: std::cell::RefCell::new(Some(waker.clone())),
-            in_flight: Cell::new(0),
-            held: Cell::new(false),
-        });
         let sink_waker = waker.clone();
         let sink: session::Sink = Arc::new(move |d| {
             sink_waker.call(Wake::Core(d), ThreadsafeFunctionCallMode::NonBlocking);
@@ -252,7 +191,6 @@ impl NativeStore {
         Ok(NativeStore {
             core: Some(core),
             engine,
-            hold,
             namespace,
             gate,
             seal,
@@ -261,15 +199,13 @@ impl NativeStore {
         })
     }
 
-    /// Starts a batch of calls (see `batch.rs` for the format). Replies come back through
-    /// `onDelivery`, never synchronously.
-    ///
-    /// An embedded (`memory://`) store answers at once: its replies are the return value, in
-    /// the delivery format.
+    /// Starts a batch of calls (see `batch.rs` for the format). Replies that are known at
+    /// once (refusals, near-cache hits, `touchAfter` skips, and every reply of an embedded
+    /// `memory://` store) are the return value, in the delivery format; the rest come back
+    /// through `onDelivery`.
     #[napi]
     pub fn submit(
         &self,
-        env: Env,
         nums: Float64ArraySlice,
         len: u32,
         text: String,
@@ -312,7 +248,8 @@ impl NativeStore {
                 "ERR_CLOSED: the store is closed",
             ));
         };
-        let mut refused = Vec::new();
+        // Replies known now (refusals, near-cache hits, `touchAfter` skips) are the return
+        // value; the rest come through `onDelivery`.
         let mut inline = Vec::new();
         for (id, request) in calls {
             let request = match request {
@@ -324,7 +261,7 @@ impl NativeStore {
                     }
                 },
                 Err(e) => {
-                    refused.push((id, Reply::Error(e)));
+                    inline.push((id, Reply::Error(e)));
                     continue;
                 }
             };
@@ -348,22 +285,10 @@ impl NativeStore {
                 },
             };
             if let Err(err) = queued {
-                refused.push((id, Reply::Error(err)));
+                inline.push((id, Reply::Error(err)));
             }
         }
         engine.flush();
-        if !refused.is_empty() {
-            if let Some(h) = self.hold.0.get() {
-                h.in_flight.set(h.in_flight.get() + refused.len());
-                h.set(env.raw(), true);
-                if let Some(w) = h.waker.borrow().as_ref() {
-                    w.call(
-                        Wake::Core(Delivery::Replies(refused)),
-                        ThreadsafeFunctionCallMode::NonBlocking,
-                    );
-                }
-            }
-        }
         Ok((!inline.is_empty()).then_some(JsDelivery(Delivery::Replies(inline))))
     }
 

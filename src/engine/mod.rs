@@ -141,12 +141,6 @@ impl Engine {
         }
     }
 
-    /// Whether `push_atomic` and `push_walk` carry calls of several commands (always, on
-    /// the engine; the I/O-thread path takes them on hosts without it).
-    pub fn carries_atomic(&self) -> bool {
-        true
-    }
-
     /// Queues one call made of several commands, as one transaction; see
     /// `Direct::push_atomic`.
     pub fn push_atomic(&self, id: u32, commands: &[Command]) -> Result<(), StoreError> {
