@@ -25,7 +25,7 @@ use napi_derive::napi;
 use backend::Reply;
 use engine::{Bounce, Engine, EngineReport};
 use error::StoreError;
-use session::{Delivery, LinkEvent, Request, SessionCore};
+use session::{Delivery, LinkEvent, Plan, Request, SessionCore};
 
 /// A delivery on its way into JS: replies become `[id, value, id, value, …]`, events become
 /// `["connect"]` or `["disconnect", reason]`.
@@ -265,8 +265,8 @@ impl NativeStore {
                     continue;
                 }
             };
-            let queued = match request.into_command() {
-                Ok(command) => match engine.push(id, command) {
+            let queued = match request.plan(&self.seal) {
+                Ok(Plan::Command(command)) => match engine.push(id, command) {
                     Ok(()) => Ok(()),
                     Err(Bounce::Refused(err)) => Err(err),
                     Err(Bounce::Answered(reply)) => {
@@ -274,15 +274,9 @@ impl NativeStore {
                         Ok(())
                     }
                 },
-                Err(request) => match walk::start(request, self.seal.clone()) {
-                    Ok((command, walk)) => engine.push_walk(id, &command, walk),
-                    Err(request) => match request.into_transaction() {
-                        Ok(commands) => engine.push_atomic(id, &commands),
-                        Err(request) => Err(error::StoreError::bad_argument(format!(
-                            "no way to run {request:?}"
-                        ))),
-                    },
-                },
+                Ok(Plan::Walk(command, walk)) => engine.push_walk(id, &command, walk),
+                Ok(Plan::Transaction(commands)) => engine.push_atomic(id, &commands),
+                Err(err) => Err(err),
             };
             if let Err(err) = queued {
                 inline.push((id, Reply::Error(err)));

@@ -124,6 +124,15 @@ pub enum Request {
     },
 }
 
+/// How a request runs (see `Request::plan`).
+pub enum Plan {
+    Command(Command),
+    /// The first command of a walk (see `walk`), and the rest of it.
+    Walk(Command, walk::Walk),
+    /// Commands sent as one transaction; the reply is `null` or the first error.
+    Transaction(Vec<Command>),
+}
+
 impl Request {
     /// The same request with `namespace` before every key name it holds (not before set or list
     /// members, which are ids), as a client with that key prefix would have sent it.
@@ -216,6 +225,24 @@ impl Request {
         }
     }
 
+    /// How this request runs: one command, a walk of several, or one transaction.
+    pub fn plan(self, seal: &Arc<Seal>) -> StoreResult<Plan> {
+        let request = match self.into_command() {
+            Ok(command) => return Ok(Plan::Command(command)),
+            Err(request) => request,
+        };
+        let request = match walk::start(request, seal.clone()) {
+            Ok((command, walk)) => return Ok(Plan::Walk(command, walk)),
+            Err(request) => request,
+        };
+        match request.into_transaction() {
+            Ok(commands) => Ok(Plan::Transaction(commands)),
+            Err(request) => Err(StoreError::bad_argument(format!(
+                "no way to run {request:?}"
+            ))),
+        }
+    }
+
     /// The single command this request needs, if it is that simple; otherwise the request
     /// itself, for the bulk path.
     pub fn into_command(self) -> Result<Command, Request> {
@@ -280,11 +307,6 @@ pub enum Delivery {
 
 pub type Sink = Arc<dyn Fn(Delivery) + Send + Sync>;
 
-const STATE_UNKNOWN: u8 = 0;
-const STATE_UP: u8 = 1;
-/// Calls fail for want of a connection.
-const STATE_DOWN: u8 = 2;
-
 const EVENT_NONE: u8 = 0;
 const EVENT_CONNECT: u8 = 1;
 const EVENT_DISCONNECT: u8 = 2;
@@ -294,7 +316,6 @@ struct Inner {
     memory: Option<Memory>,
     spec: ConnectionSpec,
     sink: Sink,
-    state: AtomicU8,
     closed: AtomicBool,
     /// The last event sent to JS.
     last_event: AtomicU8,
@@ -310,11 +331,6 @@ impl SessionCore {
     pub fn open(spec: ConnectionSpec, sink: Sink) -> StoreResult<SessionCore> {
         let memory = matches!(spec.topology, Topology::Memory).then(Memory::new);
         let inner = Arc::new(Inner {
-            state: AtomicU8::new(if memory.is_some() {
-                STATE_UP
-            } else {
-                STATE_UNKNOWN
-            }),
             memory,
             spec,
             sink,
@@ -448,19 +464,17 @@ impl Drop for SessionCore {
 }
 
 impl Inner {
-    /// Tracks the connection's state. 'disconnect' is sent when the store gives up (a call
+    /// Tells JS of the connection: 'disconnect' is sent when the store gives up (a call
     /// failed for want of a connection after riding through all its timeout), 'connect' when
     /// a connection is up again.
     fn observe(&self, lost: Option<&str>) {
         match lost {
             None => {
-                self.state.store(STATE_UP, Ordering::Release);
                 if self.last_event.swap(EVENT_CONNECT, Ordering::AcqRel) != EVENT_CONNECT {
                     (self.sink)(Delivery::Event(LinkEvent::Connect));
                 }
             }
             Some(reason) => {
-                self.state.store(STATE_DOWN, Ordering::Release);
                 if self.last_event.swap(EVENT_DISCONNECT, Ordering::AcqRel) != EVENT_DISCONNECT {
                     (self.sink)(Delivery::Event(LinkEvent::Disconnect(reason.to_string())));
                 }
@@ -541,20 +555,19 @@ fn run_bulk(memory: &Memory, seal: &Arc<Seal>, request: Request) -> StoreResult<
             }
             Ok(Reply::Int(removed))
         }
-        request => match request.into_transaction() {
-            Ok(commands) => {
+        request => match request.plan(seal)? {
+            Plan::Command(command) => {
+                let reply = first_reply(memory.execute(std::slice::from_ref(&command)));
+                Ok(seal.open_reply_to(&command, reply))
+            }
+            Plan::Walk(command, walk) => drive(memory, command, walk),
+            Plan::Transaction(commands) => {
                 let replies = memory.execute(&commands);
                 match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
                     Some(Reply::Error(e)) => Err(e),
                     _ => Ok(Reply::Nil),
                 }
             }
-            Err(request) => match walk::start(request, seal.clone()) {
-                Ok((command, walk)) => drive(memory, command, walk),
-                Err(request) => Err(StoreError::bad_argument(format!(
-                    "no way to run {request:?}"
-                ))),
-            },
         },
     }
 }

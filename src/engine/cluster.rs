@@ -203,22 +203,12 @@ impl Router {
     }
 
     pub fn push(&self, id: u32, command: Command) -> Result<(), Bounce> {
-        let slot = {
-            let keys = command.keys();
-            let Some(first) = keys.first() else {
-                return Err(Bounce::Refused(StoreError::bad_argument(format!(
-                    "a keyless command cannot be routed in a cluster: {command:?}"
-                ))));
-            };
-            let slot = Slot::for_key(first);
-            if keys[1..].iter().any(|k| Slot::for_key(k) != slot) {
-                // One command per slot, joined.
-                let (command, walk) = walk::whole(command, self.settings.spec.seal.clone());
-                return self
-                    .route(id, Step::Send(command, walk))
-                    .map_err(Bounce::Refused);
-            }
-            slot
+        let Some(slot) = one_slot(&command) else {
+            // Keys of several slots: one command per slot, joined.
+            let (command, walk) = walk::whole(command, self.settings.spec.seal.clone());
+            return self
+                .route(id, Step::Send(command, walk))
+                .map_err(Bounce::Refused);
         };
         let index = self.node_for(slot);
         let node = self.nodes.borrow()[index].clone();
@@ -253,6 +243,9 @@ impl Router {
                 Ok(())
             }
             Step::Send(command, next) => {
+                if let Some(slot) = one_slot(&command) {
+                    return self.send_step(id, &command, next, slot);
+                }
                 let slots: Vec<Slot> = command.keys().into_iter().map(Slot::for_key).collect();
                 let Some(&first) = slots.first() else {
                     return match command {
@@ -264,13 +257,6 @@ impl Router {
                         ))),
                     };
                 };
-                if slots.iter().all(|&s| s == first) {
-                    let index = self.node_for(first);
-                    self.node(index)
-                        .push_step(id, &command, next, Some(first))?;
-                    self.dirty.borrow_mut().push(index);
-                    return Ok(());
-                }
                 let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
                 for (i, slot) in slots.into_iter().enumerate() {
                     match groups.iter_mut().find(|(s, _)| *s == slot) {
@@ -285,13 +271,7 @@ impl Router {
                         .try_for_each(|(c, w)| self.route(id, Step::Send(c, w))),
                     // No other command takes keys of several slots: the first key's node
                     // answers it (`CROSSSLOT`).
-                    Err((command, next)) => {
-                        let index = self.node_for(first);
-                        self.node(index)
-                            .push_step(id, &command, next, Some(first))?;
-                        self.dirty.borrow_mut().push(index);
-                        Ok(())
-                    }
+                    Err((command, next)) => self.send_step(id, &command, next, first),
                 }
             }
             Step::Atomic(commands, next) => {
@@ -350,6 +330,20 @@ impl Router {
             self.node(index).push_step(id, &command, walk, None)?;
             self.dirty.borrow_mut().push(index);
         }
+        Ok(())
+    }
+
+    /// Queues a walk's step on the node owning `slot`.
+    fn send_step(
+        &self,
+        id: u32,
+        command: &Command,
+        walk: Walk,
+        slot: Slot,
+    ) -> Result<(), StoreError> {
+        let index = self.node_for(slot);
+        self.node(index).push_step(id, command, walk, Some(slot))?;
+        self.dirty.borrow_mut().push(index);
         Ok(())
     }
 
@@ -533,6 +527,16 @@ impl Router {
         }
         self.flush();
     }
+}
+
+/// The one slot every key of `command` hashes to; `None` for no key or several slots.
+fn one_slot(command: &Command) -> Option<Slot> {
+    let keys = command.keys();
+    let slot = Slot::for_key(keys.first()?);
+    keys[1..]
+        .iter()
+        .all(|k| Slot::for_key(k) == slot)
+        .then_some(slot)
 }
 
 impl Drop for Router {

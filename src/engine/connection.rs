@@ -766,11 +766,8 @@ impl Direct {
             sys::napi_open_handle_scope(env, &mut scope);
             let mut array = std::ptr::null_mut();
             sys::napi_create_array_with_length(env, 2, &mut array);
-            let mut js_id = std::ptr::null_mut();
-            sys::napi_create_uint32(env, id, &mut js_id);
-            sys::napi_set_element(env, array, 0, js_id);
             let value = crate::reply_to_js(env, reply).unwrap_or_else(|_| null_js(env));
-            sys::napi_set_element(env, array, 1, value);
+            set_reply(env, array, 0, id, value);
             call_js(&self.state, array);
             sys::napi_close_handle_scope(env, scope);
         }
@@ -1500,12 +1497,9 @@ fn read_and_deliver(state: &Rc<Shared>) {
                             Step::Wait => {}
                             step @ (Step::Send(..) | Step::Atomic(..)) => routed.push((p.id, step)),
                             Step::Done(reply) => unsafe {
-                                let mut js_id = std::ptr::null_mut();
-                                sys::napi_create_uint32(env, p.id, &mut js_id);
-                                sys::napi_set_element(env, array, index, js_id);
                                 let value =
                                     crate::reply_to_js(env, reply).unwrap_or_else(|_| null_js(env));
-                                sys::napi_set_element(env, array, index + 1, value);
+                                set_reply(env, array, index, p.id, value);
                                 index += 2;
                                 delivered += 1;
                             },
@@ -1551,15 +1545,12 @@ fn read_and_deliver(state: &Rc<Shared>) {
                         }
                     }
                     unsafe {
-                        let mut js_id = std::ptr::null_mut();
-                        sys::napi_create_uint32(env, p.id, &mut js_id);
-                        sys::napi_set_element(env, array, index, js_id);
                         let value = match (&lead_error, &p.open) {
                             (Some(e), _) => frame_to_js(env, &Frame::Error(e.as_bytes())),
                             (None, Some(opener)) => opened_to_js(env, &s.seal, opener, &frame),
                             (None, None) => frame_to_js(env, &frame),
                         };
-                        sys::napi_set_element(env, array, index + 1, value);
+                        set_reply(env, array, index, p.id, value);
                     }
                     index += 2;
                     delivered += 1;
@@ -1708,6 +1699,25 @@ fn rebuild_journal(s: &mut State) {
     s.pending = kept;
     s.journal = journal;
     s.journal_head = 0;
+}
+
+/// Puts call `id` and its reply at `index` and `index + 1` of a delivery array.
+///
+/// # Safety
+/// `env` is the JS thread's, inside a handle scope; `array` is a live JS array.
+unsafe fn set_reply(
+    env: sys::napi_env,
+    array: sys::napi_value,
+    index: u32,
+    id: u32,
+    value: sys::napi_value,
+) {
+    unsafe {
+        let mut js_id = std::ptr::null_mut();
+        sys::napi_create_uint32(env, id, &mut js_id);
+        sys::napi_set_element(env, array, index, js_id);
+        sys::napi_set_element(env, array, index + 1, value);
+    }
 }
 
 fn error_to_js(env: sys::napi_env, kind: ErrorKind, message: &str) -> sys::napi_value {
@@ -2032,13 +2042,11 @@ fn reject(state: &Rc<Shared>, ids: &[u32], kind: ErrorKind, reason: &str) {
         let mut array = std::ptr::null_mut();
         sys::napi_create_array_with_length(env, ids.len() * 2, &mut array);
         for (i, id) in ids.iter().enumerate() {
-            let mut js_id = std::ptr::null_mut();
-            sys::napi_create_uint32(env, *id, &mut js_id);
-            sys::napi_set_element(env, array, (2 * i) as u32, js_id);
-            sys::napi_set_element(
+            set_reply(
                 env,
                 array,
-                (2 * i + 1) as u32,
+                (2 * i) as u32,
+                *id,
                 error_to_js(env, kind, reason),
             );
         }
