@@ -6,7 +6,7 @@ const assert = require('node:assert/strict')
 const { RedisStore } = require('..')
 const { execFile } = require('node:child_process')
 const { promisify } = require('node:util')
-const { startRedis, startCluster, startSentinels, sleep, loadThroughFault } = require('./support/redis.js')
+const { startRedis, startCluster, startSentinels, sleep, until, loadThroughFault } = require('./support/redis.js')
 
 const execFileAsync = promisify(execFile)
 
@@ -121,9 +121,10 @@ describe('riding through faults (8 lanes of set + get)', () => {
     const cluster = await startCluster()
     const store = new RedisStore({ cluster: { nodes: cluster.seeds }, scanCount: 5, commandTimeout: 8000 })
     try {
-      await fill(store, () => {
+      await fill(store, async () => {
+        // A replica still in its first sync acknowledges nothing; wait until each has every key.
         const primaries = cluster.nodes.filter((x) => x.proc && x.cli('ROLE').split('\n')[0] === 'master')
-        for (const p of primaries) assert.equal(p.cli('WAIT', '1', '5000'), '1', 'the replica has every key before its primary goes')
+        for (const p of primaries) await until(() => p.cli('WAIT', '1', '1000') === '1', 30000, 'the replica to have every key before its primary goes')
       })
       await walkThrough(store, () => cluster.primaryFor('sess:w0').stop())
       assert.equal(await store.length(), WALKED)
