@@ -23,6 +23,9 @@ pub enum ErrorKind {
     /// A stored value cannot be read: it does not parse, was altered, or does not open with
     /// the store's encryption keys.
     BadData,
+    /// A fault inside the store itself (a caught panic): the call failed, the connection
+    /// started again, the process lives.
+    Internal,
 }
 
 impl ErrorKind {
@@ -37,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Closed => "ERR_CLOSED",
             ErrorKind::Auth => "ERR_AUTH",
             ErrorKind::BadData => "ERR_BAD_DATA",
+            ErrorKind::Internal => "ERR_INTERNAL",
         }
     }
 }
@@ -57,13 +61,6 @@ impl StoreError {
 
     pub fn bad_argument(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadArgument, message)
-    }
-
-    pub fn timeout(after: std::time::Duration) -> Self {
-        Self::new(
-            ErrorKind::Timeout,
-            format!("no reply from Redis within {} ms", after.as_millis()),
-        )
     }
 }
 

@@ -23,6 +23,8 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use backend::Reply;
+use engine::js::Scope;
+use engine::outbox::Outbox;
 use engine::{Bounce, Engine, EngineReport};
 use error::StoreError;
 use session::{Delivery, LinkEvent, Plan, Request, SessionCore};
@@ -31,52 +33,24 @@ use session::{Delivery, LinkEvent, Plan, Request, SessionCore};
 /// `["connect"]` or `["disconnect", reason]`.
 pub struct JsDelivery(Delivery);
 
-pub(crate) unsafe fn reply_to_js(env: sys::napi_env, reply: Reply) -> Result<sys::napi_value> {
-    unsafe {
-        match reply {
-            Reply::Nil => Null::to_napi_value(env, Null),
-            Reply::Int(n) => f64::to_napi_value(env, n as f64),
-            Reply::Text(s) => String::to_napi_value(env, s),
-            Reply::List(items) => Vec::<Option<String>>::to_napi_value(env, items),
-            Reply::Error(e) => napi::Error::<&'static str>::to_napi_value(
-                env,
-                napi::Error::new(e.kind.code(), e.message),
-            ),
-        }
-    }
-}
-
 impl ToNapiValue for JsDelivery {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        unsafe {
-            let mut items: Vec<sys::napi_value> = Vec::new();
-            match val.0 {
-                Delivery::Replies(replies) => {
-                    items.reserve(replies.len() * 2);
-                    for (id, reply) in replies {
-                        items.push(u32::to_napi_value(env, id)?);
-                        items.push(reply_to_js(env, reply)?);
-                    }
+        // SAFETY: napi-rs converts return values and threadsafe-function arguments inside the
+        // JS call it makes.
+        let scope = unsafe { Scope::inside_call(env) };
+        Ok(match val.0 {
+            Delivery::Replies(replies) => {
+                let mut out = Outbox::default();
+                for (id, reply) in replies {
+                    out.reply(id, reply);
                 }
-                Delivery::Event(LinkEvent::Connect) => {
-                    items.push(String::to_napi_value(env, "connect".into())?);
-                }
-                Delivery::Event(LinkEvent::Disconnect(reason)) => {
-                    items.push(String::to_napi_value(env, "disconnect".into())?);
-                    items.push(String::to_napi_value(env, reason)?);
-                }
+                scope.replies(out)
             }
-            let mut array = std::ptr::null_mut();
-            check_status!(sys::napi_create_array_with_length(
-                env,
-                items.len(),
-                &mut array
-            ))?;
-            for (i, item) in items.into_iter().enumerate() {
-                check_status!(sys::napi_set_element(env, array, i as u32, item))?;
+            Delivery::Event(LinkEvent::Connect) => scope.array(&[scope.string("connect")]),
+            Delivery::Event(LinkEvent::Disconnect(reason)) => {
+                scope.array(&[scope.string("disconnect"), scope.string(&reason)])
             }
-            Ok(array)
-        }
+        })
     }
 }
 
@@ -85,7 +59,8 @@ pub struct JsReply(Reply);
 
 impl ToNapiValue for JsReply {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        unsafe { reply_to_js(env, val.0) }
+        // SAFETY: as for `JsDelivery`.
+        Ok(unsafe { Scope::inside_call(env) }.reply(val.0))
     }
 }
 
@@ -110,6 +85,18 @@ pub struct NativeStore {
     /// Calls per operation, as JS records them, and what the connections went through.
     calls: std::cell::RefCell<stats::CallStats>,
     counters: Arc<stats::LinkCounters>,
+}
+
+/// Runs `f` (engine work a JS call or a report started); a panic fails the calls in flight
+/// with `ERR_INTERNAL` and the connections start again, instead of unwinding into the host.
+fn contained(engine: &Rc<Engine>, what: &str, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let reason = format!(
+            "internal error in {what}: {}",
+            engine::event_loop::panic_text(&*panic)
+        );
+        engine::event_loop::contain_quiet("recovering", || engine.recover(&reason));
+    }
 }
 
 fn to_napi_err(e: StoreError) -> napi::Error {
@@ -154,7 +141,7 @@ impl NativeStore {
                     Wake::Core(d) => d,
                     Wake::Engine(report) => {
                         if let Some(e) = engine_in_cb.as_ref().and_then(|w| w.upgrade()) {
-                            e.report(report);
+                            contained(&e, "a connection report", || e.report(report));
                         }
                         Delivery::Replies(Vec::new())
                     }
@@ -207,6 +194,30 @@ impl NativeStore {
     pub fn submit(
         &self,
         nums: Float64ArraySlice,
+        len: u32,
+        text: String,
+    ) -> Result<Option<JsDelivery>> {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.submit_batch(&nums, len, text)
+        }));
+        run.unwrap_or_else(|panic| {
+            let reason = format!(
+                "internal error in submit: {}",
+                engine::event_loop::panic_text(&*panic)
+            );
+            if let Some(e) = &self.engine {
+                contained(e, "recovering", || e.recover(&reason));
+            }
+            Err(napi::Error::new(
+                Status::GenericFailure,
+                format!("ERR_INTERNAL: {reason}"),
+            ))
+        })
+    }
+
+    fn submit_batch(
+        &self,
+        nums: &Float64ArraySlice,
         len: u32,
         text: String,
     ) -> Result<Option<JsDelivery>> {
@@ -403,15 +414,16 @@ impl NativeStore {
         let c = &self.counters;
         // What wakes the engine: libuv, or its own thread on hosts without it.
         let driver = match &self.engine {
-            Some(_) => engine::uv::kind().unwrap_or("none"),
+            Some(_) => engine::event_loop::kind().unwrap_or("none"),
             None => "none",
         };
         format!(
-            "{{\"calls\":{},\"link\":{{\"connects\":{},\"reconnects\":{},\"failovers\":{}}},\"driver\":\"{driver}\"}}",
+            "{{\"calls\":{},\"link\":{{\"connects\":{},\"reconnects\":{},\"failovers\":{},\"internalErrors\":{}}},\"driver\":\"{driver}\"}}",
             self.calls.borrow().to_json(batch::op_name),
             c.connects.load(Relaxed),
             c.reconnects.load(Relaxed),
             c.failovers.load(Relaxed),
+            c.internal_errors.load(Relaxed),
         )
     }
 
@@ -428,11 +440,13 @@ impl NativeStore {
         ])
     }
 
-    /// Stops new calls; calls in flight still settle. The connection closes once they have.
+    /// Stops new calls; calls in flight still settle. The connection closes once they have
+    /// (the engine stays until then; `ready()` refuses new calls).
     #[napi]
     pub fn close(&mut self) {
-        if let Some(e) = self.engine.take() {
-            e.close();
+        if let Some(e) = &self.engine {
+            let e = e.clone();
+            contained(&e, "close", || e.close());
         }
         if let Some(core) = self.core.take() {
             core.close();

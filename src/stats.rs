@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use crate::error::ErrorKind;
 
 /// Every error code, in the order `record` numbers them (1-based; 0 is success).
-pub const ERROR_KINDS: [ErrorKind; 9] = [
+pub const ERROR_KINDS: [ErrorKind; 10] = [
     ErrorKind::NotConnected,
     ErrorKind::Timeout,
     ErrorKind::BadArgument,
@@ -24,6 +24,7 @@ pub const ERROR_KINDS: [ErrorKind; 9] = [
     ErrorKind::Closed,
     ErrorKind::Auth,
     ErrorKind::BadData,
+    ErrorKind::Internal,
 ];
 /// Errors without a code of ours (a throwing serializer, say).
 const OTHER_ERROR: usize = ERROR_KINDS.len() + 1;
@@ -46,6 +47,8 @@ pub struct LinkCounters {
     /// `+switch-master` announcements of our primary heard from the sentinels: each makes
     /// every connection to the old primary go and find the new one.
     pub switches_announced: AtomicU64,
+    /// Panics caught inside the engine (each failed its calls with `ERR_INTERNAL`).
+    pub internal_errors: AtomicU64,
     /// Tells the JS thread of an announcement at once (set by the napi layer).
     pub on_switch: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }

@@ -9,11 +9,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
-use napi::sys;
 use redis::cluster_routing::Slot;
 
 use super::cache::{CacheStats, NearCache};
-use super::connection::{Direct, LinkHook, NodeEvent, SlotRange, Target};
+use super::connection::{Connection, LinkHook, NodeEvent};
+use super::dial::{SlotRange, Target};
+use super::event_loop::EventLoop;
+use super::journal::Role;
+use super::js::Boundary;
+use super::outbox::Outbox;
 use super::{Bounce, Engine, EngineReport, Reporter};
 use crate::backend::{Command, Reply};
 use crate::config::{ClusterSpec, ConnectionSpec};
@@ -30,10 +34,10 @@ struct NodeSettings {
 }
 
 pub struct Router {
-    env: sys::napi_env,
-    callback: sys::napi_ref,
+    boundary: Rc<Boundary>,
+    event_loop: EventLoop,
     settings: NodeSettings,
-    nodes: RefCell<Vec<Rc<Direct>>>,
+    nodes: RefCell<Vec<Rc<Connection>>>,
     addrs: RefCell<HashMap<(String, u16), usize>>,
     slots: RefCell<HashMap<Slot, usize>>,
     /// Nodes that were given calls since the last flush.
@@ -54,11 +58,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// # Safety
-    /// `env` and `callback` must be the JS thread's env and a live JS function.
-    pub unsafe fn new(
-        env: sys::napi_env,
-        callback: sys::napi_value,
+    pub fn new(
+        boundary: Rc<Boundary>,
+        event_loop: EventLoop,
         cluster: &ClusterSpec,
         spec: &ConnectionSpec,
         cache: Option<Rc<RefCell<NearCache>>>,
@@ -69,16 +71,9 @@ impl Router {
                 "the connection engine cannot run on this host (no event loop to poll on)",
             )
         };
-        super::uv::get().ok_or_else(no_engine)?;
-        let mut callback_ref = std::ptr::null_mut();
-        if unsafe { sys::napi_create_reference(env, callback, 1, &mut callback_ref) }
-            != sys::Status::napi_ok
-        {
-            return Err(no_engine());
-        }
         let router = Router {
-            env,
-            callback: callback_ref,
+            boundary,
+            event_loop,
             settings: NodeSettings {
                 username: cluster.username.clone(),
                 password: cluster.password.clone(),
@@ -133,12 +128,13 @@ impl Router {
             s.spec.connect_timeout,
         )?;
         let index = self.nodes.borrow().len();
-        let node = unsafe {
-            let mut callback = std::ptr::null_mut();
-            sys::napi_get_reference_value(self.env, self.callback, &mut callback);
-            Direct::with_target(self.env, callback, target, &s.spec, index)?
-        };
-        let node = Rc::new(node);
+        let node = Rc::new(Connection::new(
+            &self.boundary,
+            self.event_loop,
+            target,
+            &s.spec,
+            index,
+        )?);
         if let Some(cache) = &self.cache {
             node.set_cache(cache.clone());
         }
@@ -154,7 +150,7 @@ impl Router {
         Some(index)
     }
 
-    fn wire_up(&self, node: &Rc<Direct>, index: usize, report: Reporter, on_link: LinkHook) {
+    fn wire_up(&self, node: &Rc<Connection>, index: usize, report: Reporter, on_link: LinkHook) {
         let engine = self.engine.borrow().clone();
         node.set_node_hook(Rc::new(move |event| {
             if let Some(engine) = engine.upgrade() {
@@ -212,7 +208,7 @@ impl Router {
         };
         let index = self.node_for(slot);
         let node = self.nodes.borrow()[index].clone();
-        match node.push_to_slot(id, &command, Some(slot)) {
+        match node.push(id, &command, Some(slot)) {
             Ok(None) => {
                 self.dirty.borrow_mut().push(index);
                 Ok(())
@@ -284,8 +280,12 @@ impl Router {
                 match slots.as_slice() {
                     [slot] => {
                         let index = self.node_for(*slot);
-                        self.node(index)
-                            .push_transaction(id, &commands, next, *slot)?;
+                        self.node(index).push_transaction(
+                            id,
+                            &commands,
+                            Some(next),
+                            Some(*slot),
+                        )?;
                         self.dirty.borrow_mut().push(index);
                         Ok(())
                     }
@@ -347,16 +347,23 @@ impl Router {
         Ok(())
     }
 
-    fn node(&self, index: usize) -> Rc<Direct> {
+    fn node(&self, index: usize) -> Rc<Connection> {
         self.nodes.borrow()[index].clone()
     }
 
     /// Settles call `id` from here (a step that failed to route, or ended off any
     /// connection).
     fn deliver(&self, id: u32, reply: Reply) {
-        let first = self.nodes.borrow().first().cloned();
-        if let Some(node) = first {
-            node.deliver(id, reply);
+        let mut out = Outbox::default();
+        out.reply(id, reply);
+        self.boundary.deliver(out);
+    }
+
+    /// See `Engine::recover`.
+    pub fn recover(&self, reason: &str) {
+        let nodes = self.nodes.borrow().clone();
+        for node in nodes {
+            node.recover(reason);
         }
     }
 
@@ -508,7 +515,8 @@ impl Router {
             for mut call in node.take_waiting() {
                 if call.pinned() {
                     // A page of a SCAN on a node that is down: that pass starts again.
-                    if let Some(walk) = call.walk.take() {
+                    let role = std::mem::replace(&mut call.role, Role::Aside);
+                    if let Role::Step(walk) = role {
                         let lost = StoreError::new(
                             ErrorKind::NotConnected,
                             "a cluster node went down during a keyspace walk",
@@ -537,10 +545,4 @@ fn one_slot(command: &Command) -> Option<Slot> {
         .iter()
         .all(|k| Slot::for_key(k) == slot)
         .then_some(slot)
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        unsafe { sys::napi_delete_reference(self.env, self.callback) };
-    }
 }

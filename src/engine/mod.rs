@@ -1,19 +1,26 @@
-//! The connection engine the calls ride: sockets (plain or TLS) owned by the JS thread and
-//! polled by Node's libuv loop, RESP encoding and decoding, and the reconnect-and-resend
-//! journal. It serves one server, the primary behind Sentinel, and Redis Cluster (one
-//! connection per primary, routed by slot), over TCP, TLS or a unix socket. Calls of several
-//! round trips run as walks (`crate::walk`), each step where its keys live. Hosts without
-//! libuv run the same engine, woken by `driver`'s thread instead of the libuv loop.
+//! The connection engine every call rides: sockets (plain or TLS) owned by the JS thread,
+//! RESP encoding and decoding, and the reconnect-and-resend journal. It serves one server,
+//! the primary behind Sentinel, and Redis Cluster (one connection per primary, routed by
+//! slot), over TCP, TLS or a unix socket. Calls of several round trips run as walks
+//! (`crate::walk`), each step where its keys live.
+//!
+//! One file per concern: `dial` (off the JS thread: connect, handshake, slot map), `journal`
+//! (calls waiting), `reader` (frames to replies), `connection` (lifecycle: state, timers,
+//! reconnect), `cluster` and `sentinel`, `event_loop` (libuv, or the engine's own thread) and
+//! `js`, the only code that calls Node-API.
 
 pub mod cache;
 pub mod cluster;
 pub mod connection;
-#[cfg(unix)]
-pub mod driver;
+pub mod dial;
+pub mod event_loop;
+pub mod journal;
+pub mod js;
+pub mod outbox;
+pub mod reader;
 pub mod resp;
 pub mod sentinel;
 pub mod tls;
-pub mod uv;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,12 +28,14 @@ use std::sync::Arc;
 
 use napi::sys;
 
-use crate::backend::Command;
+use crate::backend::{Command, Reply};
 use crate::config::{ConnectionSpec, Topology};
-use crate::error::StoreError;
+use crate::error::{ErrorKind, StoreError};
 use cache::{CacheStats, Epoch, NearCache};
 use cluster::Router;
-use connection::{Direct, LinkHook, Opened, SlotRange};
+use connection::{Connection, LinkHook, Opened};
+use dial::{SlotRange, Target};
+use js::Boundary;
 
 /// What connector threads hand back to the JS thread.
 pub enum EngineReport {
@@ -45,12 +54,19 @@ pub enum Bounce {
     /// The store cannot take it now (`ERR_OVERLOADED`, `ERR_CLOSED`).
     Refused(StoreError),
     /// Answered at once, from the near cache.
-    Answered(crate::backend::Reply),
+    Answered(Reply),
 }
 
 pub enum Engine {
-    Single(Direct),
+    Single(Connection),
     Cluster(Box<Router>),
+}
+
+fn no_loop() -> StoreError {
+    StoreError::new(
+        ErrorKind::NotConnected,
+        "the connection engine cannot run on this host (no event loop to poll on)",
+    )
 }
 
 impl Engine {
@@ -58,31 +74,36 @@ impl Engine {
     /// can be made from.
     ///
     /// # Safety
-    /// `env` and `callback` must be the JS thread's env and a live JS function.
+    /// Called in a JS call on `env`'s thread; `callback` is a live JS function.
     pub unsafe fn new(
         env: sys::napi_env,
         callback: sys::napi_value,
         spec: &ConnectionSpec,
         epoch: Option<Epoch>,
     ) -> Result<Option<Engine>, StoreError> {
+        if matches!(spec.topology, Topology::Memory) {
+            return Ok(None);
+        }
+        let boundary = Rc::new(unsafe { Boundary::new(env, callback) }.ok_or_else(no_loop)?);
+        let event_loop = boundary.event_loop().ok_or_else(no_loop)?;
         let cache = spec
             .cache
             .map(|limits| Rc::new(RefCell::new(NearCache::new(limits, epoch))));
         match &spec.topology {
             Topology::Memory => Ok(None),
-            Topology::Cluster(cluster) => {
-                unsafe { Router::new(env, callback, cluster, spec, cache) }
-                    .map(|r| Some(Engine::Cluster(Box::new(r))))
-            }
+            Topology::Cluster(cluster) => Router::new(boundary, event_loop, cluster, spec, cache)
+                .map(|r| Some(Engine::Cluster(Box::new(r)))),
             topology => {
-                let direct = unsafe { Direct::new(env, callback, spec) }?;
+                let target = Target::from_spec(spec)?;
+                let connection =
+                    Connection::new(&boundary, event_loop, target, spec, 0).ok_or_else(no_loop)?;
                 if let Topology::Sentinel(s) = topology {
                     sentinel::watch(s.sentinels.clone(), s.name.clone(), &spec.counters);
                 }
                 if let Some(cache) = cache {
-                    direct.set_cache(cache);
+                    connection.set_cache(cache);
                 }
-                Ok(Some(Engine::Single(direct)))
+                Ok(Some(Engine::Single(connection)))
             }
         }
     }
@@ -91,7 +112,7 @@ impl Engine {
     /// encryption: `Err` when it does not open).
     pub fn cached(&self, key: &str) -> Option<Result<String, StoreError>> {
         match self {
-            Engine::Single(d) => d.cached(key),
+            Engine::Single(c) => c.cached(key),
             Engine::Cluster(r) => r.cached(key),
         }
     }
@@ -99,7 +120,7 @@ impl Engine {
     /// The near cache's counters, when it is on.
     pub fn cache_stats(&self) -> Option<CacheStats> {
         match self {
-            Engine::Single(d) => d.cache_stats(),
+            Engine::Single(c) => c.cache_stats(),
             Engine::Cluster(r) => r.cache_stats(),
         }
     }
@@ -108,7 +129,7 @@ impl Engine {
     /// for want of one.
     pub fn start(self: &Rc<Self>, report: Reporter, on_link: LinkHook) {
         match &**self {
-            Engine::Single(d) => d.start(report, on_link),
+            Engine::Single(c) => c.start(report, on_link),
             Engine::Cluster(r) => r.start(report, on_link, Rc::downgrade(self)),
         }
     }
@@ -125,14 +146,14 @@ impl Engine {
 
     pub fn ready(&self) -> bool {
         match self {
-            Engine::Single(d) => d.ready(),
+            Engine::Single(c) => c.ready(),
             Engine::Cluster(r) => r.ready(),
         }
     }
 
     pub fn push(&self, id: u32, command: Command) -> Result<(), Bounce> {
         match self {
-            Engine::Single(d) => match d.push(id, &command) {
+            Engine::Single(c) => match c.push(id, &command, None) {
                 Ok(None) => Ok(()),
                 Ok(Some(reply)) => Err(Bounce::Answered(reply)),
                 Err(e) => Err(Bounce::Refused(e)),
@@ -142,15 +163,15 @@ impl Engine {
     }
 
     /// Queues one call made of several commands, as one transaction; see
-    /// `Direct::push_atomic`.
+    /// `Connection::push_transaction`.
     pub fn push_atomic(&self, id: u32, commands: &[Command]) -> Result<(), StoreError> {
         match self {
-            Engine::Single(d) => d.push_atomic(id, commands),
+            Engine::Single(c) => c.push_transaction(id, commands, None, None),
             Engine::Cluster(r) => r.push_atomic(id, commands.to_vec()),
         }
     }
 
-    /// Queues a keyspace walk on the one connection (see `Direct::push_walk`).
+    /// Queues a keyspace walk on the one connection (see `Connection::push_step`).
     pub fn push_walk(
         &self,
         id: u32,
@@ -158,30 +179,39 @@ impl Engine {
         walk: crate::walk::Walk,
     ) -> Result<(), StoreError> {
         match self {
-            Engine::Single(d) => d.push_walk(id, command, walk),
+            Engine::Single(c) => c.push_step(id, command, walk, None),
             Engine::Cluster(r) => r.push_walk(id, command.clone(), walk),
         }
     }
 
     pub fn flush(&self) {
         match self {
-            Engine::Single(d) => d.flush(),
+            Engine::Single(c) => c.flush(),
             Engine::Cluster(r) => r.flush(),
         }
     }
 
     pub fn close(&self) {
         match self {
-            Engine::Single(d) => d.close(),
+            Engine::Single(c) => c.close(),
             Engine::Cluster(r) => r.close(),
+        }
+    }
+
+    /// Fails every call in flight with `ERR_INTERNAL` and drops the connections (they
+    /// reconnect): after a panic was caught where no connection could be told.
+    pub fn recover(&self, reason: &str) {
+        match self {
+            Engine::Single(c) => c.recover(reason),
+            Engine::Cluster(r) => r.recover(reason),
         }
     }
 
     /// Takes a connector thread's report; called on the JS thread.
     pub fn report(&self, report: EngineReport) {
         match (self, report) {
-            (Engine::Single(d), EngineReport::Opened(o)) => d.opened(o),
-            (Engine::Single(d), EngineReport::Switched) => d.follow_switch(),
+            (Engine::Single(c), EngineReport::Opened(o)) => c.opened(o),
+            (Engine::Single(c), EngineReport::Switched) => c.follow_switch(),
             (Engine::Cluster(r), report) => r.report(report),
             (Engine::Single(_), EngineReport::Slots(_)) => {}
         }

@@ -1,0 +1,341 @@
+//! What wakes the engine on hosts whose libuv cannot be used (Bun, Deno): one thread waits on
+//! the engine's sockets and timers with poll(2), and their callbacks run on the JS thread,
+//! reached through a threadsafe function (`js::Waker`). It offers the handle calls libuv does,
+//! so the engine above it is the same code on every host.
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::ptr::NonNull;
+use std::rc::Weak;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{alloc_handle, fired, free_handle, ready, Listener, OsSocket};
+use crate::engine::js::Waker;
+
+/// What the thread's handles take of memory: the `data` word only.
+const HANDLE_SIZE: usize = 8;
+
+struct Poll {
+    fd: c_int,
+    writable: bool,
+    watching: bool,
+    /// False while a readiness report is on its way to the JS thread: the socket is not
+    /// watched again until its callback has run.
+    armed: bool,
+    refd: bool,
+}
+
+struct Timer {
+    due: Option<Instant>,
+    /// Bumped by every setting, so a firing that crossed a new setting is dropped.
+    generation: u64,
+    /// Fired, its callback not yet run: still keeps the process alive.
+    firing: bool,
+    refd: bool,
+}
+
+enum Event {
+    Poll(usize, bool, bool),
+    Timer(usize, u64),
+    Close(usize),
+}
+
+#[derive(Default)]
+struct Registry {
+    polls: HashMap<usize, Poll>,
+    timers: HashMap<usize, Timer>,
+    closing: Vec<usize>,
+    /// Whether the waker is held (some handle keeps the process alive).
+    held: bool,
+    /// The runtime is tearing the env down: the waker is about to be freed.
+    gone: bool,
+}
+
+struct Driver {
+    registry: Mutex<Registry>,
+    wake: UnixStream,
+    waker: Waker,
+}
+
+static DRIVER: OnceLock<Option<Driver>> = OnceLock::new();
+
+fn driver() -> &'static Driver {
+    DRIVER
+        .get()
+        .and_then(Option::as_ref)
+        .expect("handles are made only after install")
+}
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    driver().registry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread once per process, with the waker `make` builds for the JS thread it
+/// reports to; true when it runs for `env` (a second JS thread, a worker, gets false).
+pub fn install(env: usize, make: impl FnOnce() -> Option<Waker>) -> bool {
+    DRIVER
+        .get_or_init(|| start(make))
+        .as_ref()
+        .is_some_and(|d| d.waker.env() == env)
+}
+
+fn start(make: impl FnOnce() -> Option<Waker>) -> Option<Driver> {
+    let (wake, watch) = UnixStream::pair().ok()?;
+    wake.set_nonblocking(true).ok()?;
+    watch.set_nonblocking(true).ok()?;
+    let waker = make()?;
+    waker.hold(false);
+    let sender = waker.sender();
+    std::thread::Builder::new()
+        .name("ferrisession-io".into())
+        .spawn(move || watch_loop(watch, sender))
+        .ok()?;
+    Some(Driver {
+        registry: Mutex::new(Registry::default()),
+        wake,
+        waker,
+    })
+}
+
+/// The runtime is tearing its env down (`js::Waker`'s cleanup hook): report nothing more.
+pub fn teardown() {
+    if let Some(d) = DRIVER.get().and_then(Option::as_ref) {
+        d.registry.lock().unwrap_or_else(|e| e.into_inner()).gone = true;
+    }
+}
+
+fn wake() {
+    let _ = (&driver().wake).write(&[1]);
+}
+
+/// The thread: waits for sockets to become ready and timers to fall due, and sends what
+/// happened to the JS thread.
+fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
+    let mut drain = [0u8; 64];
+    loop {
+        while matches!(watch.read(&mut drain), Ok(n) if n > 0) {}
+        let mut events = Vec::new();
+        let mut fds = vec![libc::pollfd {
+            fd: watch.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let mut handles = vec![0usize];
+        let timeout = {
+            let Some(d) = DRIVER.get().and_then(Option::as_ref) else {
+                return;
+            };
+            let mut r = d.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for (&h, t) in r.timers.iter_mut() {
+                match t.due {
+                    Some(due) if due <= now => {
+                        t.due = None;
+                        t.firing = true;
+                        events.push(Event::Timer(h, t.generation));
+                    }
+                    Some(due) => next = Some(next.map_or(due, |n| n.min(due))),
+                    None => {}
+                }
+            }
+            events.extend(r.closing.drain(..).map(Event::Close));
+            for (&h, p) in r.polls.iter() {
+                if p.armed && p.watching {
+                    let mut want = libc::POLLIN;
+                    if p.writable {
+                        want |= libc::POLLOUT;
+                    }
+                    fds.push(libc::pollfd {
+                        fd: p.fd,
+                        events: want,
+                        revents: 0,
+                    });
+                    handles.push(h);
+                }
+            }
+            match (events.is_empty(), next) {
+                (false, _) => 0,
+                (true, Some(at)) => at
+                    .saturating_duration_since(now)
+                    .as_millis()
+                    .saturating_add(1)
+                    .min(i32::MAX as u128) as c_int,
+                (true, None) => -1,
+            }
+        };
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n > 0 {
+            let mut r = registry();
+            for (fd, &h) in fds.iter().zip(&handles).skip(1) {
+                if fd.revents == 0 {
+                    continue;
+                }
+                let Some(p) = r.polls.get_mut(&h) else {
+                    continue;
+                };
+                let failed = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+                let readable = fd.revents & (libc::POLLIN | failed) != 0;
+                let writable = fd.revents & (libc::POLLOUT | failed) != 0;
+                p.armed = false;
+                events.push(Event::Poll(h, readable, writable));
+            }
+        }
+        if !events.is_empty() {
+            // Held across the call, so the env cannot be torn down in the middle of it.
+            let r = registry();
+            if r.gone {
+                return;
+            }
+            let sent = sender.send(Box::new(events));
+            drop(r);
+            if !sent {
+                // The runtime is shutting down.
+                return;
+            }
+        } else if timeout == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// On the JS thread (through the waker): runs the callbacks of what the thread saw, then
+/// watches the sockets again.
+pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
+    let Ok(events) = events.downcast::<Vec<Event>>() else {
+        return;
+    };
+    for event in *events {
+        match event {
+            Event::Poll(h, readable, writable) => {
+                let call = registry()
+                    .polls
+                    .get(&h)
+                    .filter(|p| p.watching)
+                    .map(|p| (readable, writable && p.writable));
+                if let Some((r, w)) = call {
+                    // SAFETY: the handle is registered, so it is open and its memory live.
+                    unsafe { ready(h as *mut c_void, r, w, None) };
+                }
+                if let Some(p) = registry().polls.get_mut(&h) {
+                    p.armed = true;
+                }
+                wake();
+            }
+            Event::Timer(h, generation) => {
+                let due = {
+                    let mut r = registry();
+                    match r.timers.get_mut(&h) {
+                        Some(t) if t.generation == generation => {
+                            t.firing = false;
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if due {
+                    // SAFETY: as for polls.
+                    unsafe { fired(h as *mut c_void) };
+                }
+            }
+            // SAFETY: closed and unregistered: nothing names it again.
+            Event::Close(h) => unsafe { free_handle(h as *mut c_void, HANDLE_SIZE) },
+        }
+    }
+    hold_waker();
+}
+
+/// Holds the waker while an active, held handle needs the process alive, and lets go of it
+/// otherwise (libuv's rule for its loop). JS thread only.
+fn hold_waker() {
+    let d = driver();
+    let mut r = registry();
+    let needed = r.polls.values().any(|p| p.refd && p.watching)
+        || r.timers
+            .values()
+            .any(|t| t.refd && (t.due.is_some() || t.firing));
+    if needed == r.held || r.gone {
+        return;
+    }
+    r.held = needed;
+    drop(r);
+    d.waker.hold(needed);
+}
+
+pub(super) fn poll_open(fd: OsSocket, listener: Weak<dyn Listener>) -> NonNull<c_void> {
+    let raw = alloc_handle(HANDLE_SIZE, listener);
+    registry().polls.insert(
+        raw.as_ptr() as usize,
+        Poll {
+            fd,
+            writable: false,
+            watching: true,
+            armed: true,
+            refd: false,
+        },
+    );
+    wake();
+    raw
+}
+
+pub(super) fn poll_watch(raw: NonNull<c_void>, writable: bool) {
+    if let Some(p) = registry().polls.get_mut(&(raw.as_ptr() as usize)) {
+        p.writable = writable;
+    }
+    wake();
+}
+
+pub(super) fn timer_open(listener: Weak<dyn Listener>) -> NonNull<c_void> {
+    let raw = alloc_handle(HANDLE_SIZE, listener);
+    registry().timers.insert(
+        raw.as_ptr() as usize,
+        Timer {
+            due: None,
+            generation: 0,
+            firing: false,
+            refd: false,
+        },
+    );
+    raw
+}
+
+pub(super) fn timer_set(raw: NonNull<c_void>, ms: Option<u64>) {
+    if let Some(t) = registry().timers.get_mut(&(raw.as_ptr() as usize)) {
+        t.due = ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        t.generation += 1;
+        t.firing = false;
+    }
+    hold_waker();
+    wake();
+}
+
+pub(super) fn close(raw: NonNull<c_void>) {
+    {
+        let mut r = registry();
+        let h = raw.as_ptr() as usize;
+        r.polls.remove(&h);
+        r.timers.remove(&h);
+        r.closing.push(h);
+    }
+    hold_waker();
+    wake();
+}
+
+pub(super) fn hold(raw: NonNull<c_void>, on: bool) {
+    {
+        let mut r = registry();
+        let h = raw.as_ptr() as usize;
+        if let Some(p) = r.polls.get_mut(&h) {
+            p.refd = on;
+        }
+        if let Some(t) = r.timers.get_mut(&h) {
+            t.refd = on;
+        }
+    }
+    hold_waker();
+}
