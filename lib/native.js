@@ -3,31 +3,10 @@
 // the core's connection options, batches calls made in the same tick into one native call, and
 // settles promises from the core's replies.
 
-const { NativeStore } = require('../native.js')
+const { NativeStore, opCodes } = require('../native.js')
 
-const OP = {
-  GET: 1,
-  SET: 2,
-  SET_UNTIL: 3,
-  TOUCH: 4,
-  DESTROY: 5,
-  COUNT: 6,
-  IDS: 7,
-  ENTRIES: 8,
-  CLEAR: 9,
-  EXISTS: 10,
-  MGET: 11,
-  INDEXED_SET: 12,
-  INDEXED_DELETE: 13,
-  INDEX_READ: 14,
-  INDEX_DROP: 15,
-  PRUNE_INDEXES: 16,
-  LIST_PUSH: 17,
-  LIST_READ: 18,
-  LIST_REMOVE: 19,
-  ADOPT: 20,
-}
-
+// The op codes of the batch format (`src/batch.rs` holds the one table).
+const OP = Object.freeze(opCodes())
 
 // Calls that read or change a whole keyspace (SCAN walks). Each waits for every earlier call
 // of its store to settle, and later calls wait for it: no call overtakes another across one,

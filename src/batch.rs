@@ -7,59 +7,49 @@
 //! then the value, then the list items.
 
 use crate::error::StoreError;
+use crate::request::Request;
 use crate::seal::Seal;
-use crate::session::Request;
 
-/// Op codes shared with `lib/native.js`.
-pub mod op {
-    pub const GET: u32 = 1;
-    pub const SET: u32 = 2;
-    pub const SET_UNTIL: u32 = 3;
-    pub const TOUCH: u32 = 4;
-    pub const DESTROY: u32 = 5;
-    pub const COUNT: u32 = 6;
-    pub const IDS: u32 = 7;
-    pub const ENTRIES: u32 = 8;
-    pub const CLEAR: u32 = 9;
-    pub const EXISTS: u32 = 10;
-    pub const MGET: u32 = 11;
-    pub const INDEXED_SET: u32 = 12;
-    pub const INDEXED_DELETE: u32 = 13;
-    pub const INDEX_READ: u32 = 14;
-    pub const INDEX_DROP: u32 = 15;
-    pub const PRUNE_INDEXES: u32 = 16;
-    pub const LIST_PUSH: u32 = 17;
-    pub const LIST_READ: u32 = 18;
-    pub const LIST_REMOVE: u32 = 19;
-    pub const ADOPT: u32 = 20;
+/// The one op-code table: the codes this module decodes, the names JS uses for them
+/// (`lib/native.js` reads them through `opCodes()`), and the names `stats()` gives them.
+macro_rules! op_table {
+    ($($name:ident = $code:literal, $stat:literal;)*) => {
+        pub mod op {
+            $(pub const $name: u32 = $code;)*
+        }
+        /// `(code, JS name, stats name)`, in code order from 1.
+        pub const OPS: &[(u32, &str, &str)] = &[$(($code, stringify!($name), $stat)),*];
+    };
+}
+
+op_table! {
+    GET = 1, "get";
+    SET = 2, "set";
+    SET_UNTIL = 3, "setUntil";
+    TOUCH = 4, "touch";
+    DESTROY = 5, "destroy";
+    COUNT = 6, "count";
+    IDS = 7, "ids";
+    ENTRIES = 8, "entries";
+    CLEAR = 9, "clear";
+    EXISTS = 10, "exists";
+    MGET = 11, "mget";
+    INDEXED_SET = 12, "indexedSet";
+    INDEXED_DELETE = 13, "indexedDelete";
+    INDEX_READ = 14, "indexRead";
+    INDEX_DROP = 15, "indexDrop";
+    PRUNE_INDEXES = 16, "pruneIndexes";
+    LIST_PUSH = 17, "listPush";
+    LIST_READ = 18, "listRead";
+    LIST_REMOVE = 19, "listRemove";
+    ADOPT = 20, "adopt";
 }
 
 /// The name `stats()` gives each op code.
 pub fn op_name(code: usize) -> &'static str {
-    const NAMES: [&str; 21] = [
-        "unknown",
-        "get",
-        "set",
-        "setUntil",
-        "touch",
-        "destroy",
-        "count",
-        "ids",
-        "entries",
-        "clear",
-        "exists",
-        "mget",
-        "indexedSet",
-        "indexedDelete",
-        "indexRead",
-        "indexDrop",
-        "pruneIndexes",
-        "listPush",
-        "listRead",
-        "listRemove",
-        "adopt",
-    ];
-    NAMES.get(code).copied().unwrap_or("unknown")
+    OPS.iter()
+        .find(|(c, _, _)| *c as usize == code)
+        .map_or("unknown", |(_, _, name)| name)
 }
 
 const HEADER: usize = 6;

@@ -2,12 +2,14 @@
 
 #![deny(clippy::all)]
 
-pub mod backend;
 pub mod batch;
+pub mod command;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod refresh;
+pub mod request;
 pub mod runtime;
 pub mod seal;
 pub mod session;
@@ -22,12 +24,13 @@ use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
-use backend::Reply;
+use command::Reply;
 use engine::js::Scope;
 use engine::outbox::Outbox;
 use engine::{Bounce, Engine, EngineReport};
 use error::StoreError;
-use session::{Delivery, LinkEvent, Plan, Request, SessionCore};
+use request::Request;
+use session::{Delivery, LinkEvent, LocalCore, Plan};
 
 /// A delivery on its way into JS: replies become `[id, value, id, value, …]`, events become
 /// `["connect"]` or `["disconnect", reason]`.
@@ -74,7 +77,7 @@ type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
 
 #[napi]
 pub struct NativeStore {
-    core: Option<SessionCore>,
+    core: Option<LocalCore>,
     engine: Option<Rc<Engine>>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
@@ -97,6 +100,15 @@ fn contained(engine: &Rc<Engine>, what: &str, f: impl FnOnce()) {
         );
         engine::event_loop::contain_quiet("recovering", || engine.recover(&reason));
     }
+}
+
+/// The op codes of the batch format, by the names `lib/native.js` uses: one table, in Rust.
+#[napi]
+pub fn op_codes() -> std::collections::HashMap<String, u32> {
+    batch::OPS
+        .iter()
+        .map(|(code, name, _)| (name.to_string(), *code))
+        .collect()
 }
 
 fn to_napi_err(e: StoreError) -> napi::Error {
@@ -162,7 +174,7 @@ impl NativeStore {
                 );
             }
         }));
-        let core = SessionCore::open(spec, sink).map_err(to_napi_err)?;
+        let core = LocalCore::open(spec, sink).map_err(to_napi_err)?;
         if let Some(e) = &engine {
             let report_waker = waker.clone();
             e.start(
@@ -276,7 +288,7 @@ impl NativeStore {
                     continue;
                 }
             };
-            let queued = match request.plan(&self.seal) {
+            let queued = match session::plan(request, &self.seal) {
                 Ok(Plan::Command(command)) => match engine.push(id, command) {
                     Ok(()) => Ok(()),
                     Err(Bounce::Refused(err)) => Err(err),

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use crate::backend::Reply;
-use crate::session::{unix_now, Request};
+use crate::command::Reply;
+use crate::request::{unix_now, Request};
 
 /// Keys remembered at most; past that the memory starts over (a few extra refreshes, nothing
 /// worse).

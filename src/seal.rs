@@ -19,9 +19,9 @@ use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::backend::{Command, Reply};
+use crate::command::{Command, Reply};
 use crate::error::{ErrorKind, StoreError, StoreResult};
-use crate::session::Request;
+use crate::request::Request;
 
 const ENVELOPE: &str = "fs1$";
 const NONCE_LEN: usize = 12;

@@ -5,126 +5,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::backend::{Command, Expiry, Memory, Reply};
+use crate::command::{Command, Reply};
 use crate::config::{ConnectionSpec, Topology};
 use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::memory::Memory;
+use crate::request::Request;
 use crate::seal::Seal;
 use crate::walk;
 
-/// Keys deleted or fetched per round trip in bulk operations.
-const BULK_CHUNK: usize = 500;
-
-/// One call from an adapter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
-    Get {
-        key: String,
-    },
-    /// Writes `value`; `ttl` in seconds, `None` for no expiry. A TTL of zero or less deletes.
-    Set {
-        key: String,
-        value: String,
-        ttl: Option<i64>,
-    },
-    /// Writes `value` to expire at an absolute UNIX time in seconds; a past time deletes.
-    SetUntil {
-        key: String,
-        value: String,
-        at: i64,
-    },
-    Touch {
-        key: String,
-        ttl: i64,
-    },
-    Destroy {
-        keys: Vec<String>,
-    },
-    Count {
-        prefix: String,
-        scan_count: usize,
-    },
-    /// The keys under `prefix`, with the prefix removed.
-    Ids {
-        prefix: String,
-        scan_count: usize,
-    },
-    /// `[id, value, id, value, …]` for every live key under `prefix`.
-    Entries {
-        prefix: String,
-        scan_count: usize,
-    },
-    Clear {
-        prefix: String,
-        scan_count: usize,
-    },
-    Exists {
-        key: String,
-    },
-    /// The values at `keys`, `None` where missing.
-    MGet {
-        keys: Vec<String>,
-    },
-    /// Writes `value` at `key` until the UNIX time `at` and adds `member` to the set at
-    /// `index_key`, in one round trip and atomically. A past `at` removes both instead.
-    IndexedSet {
-        key: String,
-        value: String,
-        at: i64,
-        index_key: String,
-        member: String,
-    },
-    /// Deletes the JSON value at `key` and removes `member` from the set
-    /// `index_prefix + value[field]`. A missing key is not an error.
-    IndexedDelete {
-        key: String,
-        member: String,
-        index_prefix: String,
-        field: String,
-    },
-    /// The live values of the members of the set at `index_key` (each stored at
-    /// `key_prefix + member`), as `[member, value, …]` pairs with `with_members`; members whose
-    /// value has expired are removed from the set.
-    IndexRead {
-        index_key: String,
-        key_prefix: String,
-        with_members: bool,
-    },
-    /// Deletes every value the set at `index_key` points to, and the set.
-    IndexDrop {
-        index_key: String,
-        key_prefix: String,
-    },
-    /// Walks every set under `index_prefix` and removes members whose value has expired.
-    /// Replies with the number of members removed.
-    PruneIndexes {
-        index_prefix: String,
-        key_prefix: String,
-        scan_count: usize,
-    },
-    /// Puts `member` at the head of the list at `key`, once: an earlier copy is removed in the
-    /// same transaction.
-    ListPush {
-        key: String,
-        member: String,
-    },
-    /// The whole list at `key`, head first.
-    ListRead {
-        key: String,
-    },
-    /// Removes every occurrence of `member` from the list at `key`.
-    ListRemove {
-        key: String,
-        member: String,
-    },
-    /// Moves the value at `from` (a key written before `hashIds`) to `to`, with its expiry, and
-    /// replies with it as stored at `to`; `Nil` when `from` holds nothing.
-    Adopt {
-        from: String,
-        to: String,
-    },
-}
-
-/// How a request runs (see `Request::plan`).
+/// How a request runs (see `plan`).
 pub enum Plan {
     Command(Command),
     /// The first command of a walk (see `walk`), and the rest of it.
@@ -133,163 +22,22 @@ pub enum Plan {
     Transaction(Vec<Command>),
 }
 
-impl Request {
-    /// The same request with `namespace` before every key name it holds (not before set or list
-    /// members, which are ids), as a client with that key prefix would have sent it.
-    pub fn in_namespace(mut self, namespace: &str) -> Request {
-        if !namespace.is_empty() {
-            for name in self.key_names_mut() {
-                name.insert_str(0, namespace);
-            }
-        }
-        self
+/// How this request runs: one command, a walk of several, or one transaction.
+pub fn plan(request: Request, seal: &Arc<Seal>) -> StoreResult<Plan> {
+    let request = match request.into_command() {
+        Ok(command) => return Ok(Plan::Command(command)),
+        Err(request) => request,
+    };
+    let request = match walk::start(request, seal.clone()) {
+        Ok((command, walk)) => return Ok(Plan::Walk(command, walk)),
+        Err(request) => request,
+    };
+    match request.into_transaction() {
+        Ok(commands) => Ok(Plan::Transaction(commands)),
+        Err(request) => Err(StoreError::bad_argument(format!(
+            "no way to run {request:?}"
+        ))),
     }
-
-    /// Every key, key prefix and index prefix the request names.
-    fn key_names_mut(&mut self) -> Vec<&mut String> {
-        match self {
-            Request::Get { key }
-            | Request::Set { key, .. }
-            | Request::SetUntil { key, .. }
-            | Request::Touch { key, .. }
-            | Request::Exists { key }
-            | Request::ListPush { key, .. }
-            | Request::ListRead { key }
-            | Request::ListRemove { key, .. } => vec![key],
-            Request::Destroy { keys } | Request::MGet { keys } => keys.iter_mut().collect(),
-            Request::Count { prefix, .. }
-            | Request::Ids { prefix, .. }
-            | Request::Entries { prefix, .. }
-            | Request::Clear { prefix, .. } => vec![prefix],
-            Request::IndexedSet { key, index_key, .. } => vec![key, index_key],
-            Request::IndexedDelete {
-                key, index_prefix, ..
-            } => vec![key, index_prefix],
-            Request::IndexRead {
-                index_key,
-                key_prefix,
-                ..
-            }
-            | Request::IndexDrop {
-                index_key,
-                key_prefix,
-            } => vec![index_key, key_prefix],
-            Request::PruneIndexes {
-                index_prefix,
-                key_prefix,
-                ..
-            } => vec![index_prefix, key_prefix],
-            Request::Adopt { from, to } => vec![from, to],
-        }
-    }
-
-    /// The commands of a call that one connection runs as a transaction (`MULTI`/`EXEC`):
-    /// the index writes and the list push, as `run_bulk` runs them.
-    pub fn into_transaction(self) -> Result<Vec<Command>, Request> {
-        match self {
-            Request::IndexedSet {
-                key,
-                value,
-                at,
-                index_key,
-                member,
-            } => Ok(if at <= unix_now() {
-                vec![
-                    Command::Del(vec![key]),
-                    Command::SRem {
-                        key: index_key,
-                        members: vec![member],
-                    },
-                ]
-            } else {
-                vec![
-                    Command::Set {
-                        key,
-                        value,
-                        expiry: Expiry::At(at as u64),
-                    },
-                    Command::SAdd {
-                        key: index_key,
-                        members: vec![member],
-                    },
-                ]
-            }),
-            Request::ListPush { key, member } => Ok(vec![
-                Command::LRem {
-                    key: key.clone(),
-                    member: member.clone(),
-                },
-                Command::LPush { key, member },
-            ]),
-            other => Err(other),
-        }
-    }
-
-    /// How this request runs: one command, a walk of several, or one transaction.
-    pub fn plan(self, seal: &Arc<Seal>) -> StoreResult<Plan> {
-        let request = match self.into_command() {
-            Ok(command) => return Ok(Plan::Command(command)),
-            Err(request) => request,
-        };
-        let request = match walk::start(request, seal.clone()) {
-            Ok((command, walk)) => return Ok(Plan::Walk(command, walk)),
-            Err(request) => request,
-        };
-        match request.into_transaction() {
-            Ok(commands) => Ok(Plan::Transaction(commands)),
-            Err(request) => Err(StoreError::bad_argument(format!(
-                "no way to run {request:?}"
-            ))),
-        }
-    }
-
-    /// The single command this request needs, if it is that simple; otherwise the request
-    /// itself, for the bulk path.
-    pub fn into_command(self) -> Result<Command, Request> {
-        Ok(match self {
-            Request::Get { key } => Command::Get(key),
-            Request::Set { key, value, ttl } => match ttl {
-                None => Command::Set {
-                    key,
-                    value,
-                    expiry: Expiry::Never,
-                },
-                Some(t) if t > 0 => Command::Set {
-                    key,
-                    value,
-                    expiry: Expiry::In(t as u64),
-                },
-                Some(_) => Command::Del(vec![key]),
-            },
-            Request::SetUntil { key, value, at } => {
-                if at <= unix_now() {
-                    Command::Del(vec![key])
-                } else {
-                    Command::Set {
-                        key,
-                        value,
-                        expiry: Expiry::At(at as u64),
-                    }
-                }
-            }
-            Request::Touch { key, ttl } => Command::Expire { key, seconds: ttl },
-            Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys),
-            Request::Exists { key } => Command::Exists(key),
-            Request::ListRead { key } => Command::LRange(key),
-            Request::ListRemove { key, member } => Command::LRem { key, member },
-            Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {
-                Command::MGet(keys)
-            }
-            other => return Err(other),
-        })
-    }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -321,14 +69,14 @@ struct Inner {
     last_event: AtomicU8,
 }
 
-/// A store's core: the embedded table of `memory://`, and the connection events the engine
-/// reports, for JS.
-pub struct SessionCore {
+/// What a store runs in this process beside the engine: the embedded `memory://` table, and
+/// the connection events the engine reports, for JS.
+pub struct LocalCore {
     inner: Arc<Inner>,
 }
 
-impl SessionCore {
-    pub fn open(spec: ConnectionSpec, sink: Sink) -> StoreResult<SessionCore> {
+impl LocalCore {
+    pub fn open(spec: ConnectionSpec, sink: Sink) -> StoreResult<LocalCore> {
         let memory = matches!(spec.topology, Topology::Memory).then(Memory::new);
         let inner = Arc::new(Inner {
             memory,
@@ -337,7 +85,7 @@ impl SessionCore {
             closed: AtomicBool::new(false),
             last_event: AtomicU8::new(EVENT_NONE),
         });
-        Ok(SessionCore { inner })
+        Ok(LocalCore { inner })
     }
 
     /// Whether calls are answered inside `submit` (the embedded `memory://` table, which
@@ -451,13 +199,9 @@ impl SessionCore {
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
-    }
 }
 
-impl Drop for SessionCore {
+impl Drop for LocalCore {
     fn drop(&mut self) {
         self.close();
     }
@@ -555,7 +299,7 @@ fn run_bulk(memory: &Memory, seal: &Arc<Seal>, request: Request) -> StoreResult<
             }
             Ok(Reply::Int(removed))
         }
-        request => match request.plan(seal)? {
+        request => match plan(request, seal)? {
             Plan::Command(command) => {
                 let reply = first_reply(memory.execute(std::slice::from_ref(&command)));
                 Ok(seal.open_reply_to(&command, reply))
@@ -600,34 +344,23 @@ fn drive(memory: &Memory, first: Command, walk: walk::Walk) -> StoreResult<Reply
     }
 }
 
-/// The string form of a top-level field of a JSON object, if it is a string or a number.
-pub(crate) fn json_field(json: &str, field: &str) -> Option<String> {
-    match serde_json::from_str::<serde_json::Value>(json)
-        .ok()?
-        .get(field)?
-    {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::unix_now;
     use std::sync::mpsc;
 
-    fn memory_core() -> (SessionCore, mpsc::Receiver<Delivery>) {
+    fn memory_core() -> (LocalCore, mpsc::Receiver<Delivery>) {
         let (tx, rx) = mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
         let sink: Sink = Arc::new(move |d| {
             let _ = tx.lock().unwrap().send(d);
         });
         let spec = crate::config::parse(r#"{"url":"memory://"}"#).unwrap();
-        (SessionCore::open(spec, sink).unwrap(), rx)
+        (LocalCore::open(spec, sink).unwrap(), rx)
     }
 
-    fn call(core: &SessionCore, _rx: &mpsc::Receiver<Delivery>, request: Request) -> Reply {
+    fn call(core: &LocalCore, _rx: &mpsc::Receiver<Delivery>, request: Request) -> Reply {
         let mut r = core.run_inline(vec![(7, request)]);
         assert_eq!(r.len(), 1);
         let (id, reply) = r.pop().unwrap();

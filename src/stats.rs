@@ -30,7 +30,7 @@ pub const ERROR_KINDS: [ErrorKind; 10] = [
 const OTHER_ERROR: usize = ERROR_KINDS.len() + 1;
 
 /// Operation codes run from 1 to this (see `batch::op`).
-const OPS: usize = 20;
+const OPS: usize = crate::batch::OPS.len();
 /// Latencies are kept in microseconds, from 1 µs to 10 minutes, at 2 significant digits.
 const MAX_MICROS: u64 = 600_000_000;
 

@@ -9,11 +9,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::backend::{prefix_pattern, Command, Reply};
+use crate::command::{prefix_pattern, Command, Reply};
 use crate::engine::resp::Tree;
 use crate::error::{ErrorKind, StoreError};
+use crate::request::Request;
 use crate::seal::Seal;
-use crate::session::Request;
 
 /// Keys fetched or deleted per command once the walk has them all.
 const CHUNK: usize = 500;
@@ -621,7 +621,7 @@ fn indexed_delete(
             let owner = seal
                 .open(&key, stored)
                 .ok()
-                .and_then(|plain| crate::session::json_field(&plain, &field));
+                .and_then(|plain| crate::request::json_field(&plain, &field));
             let mut commands = vec![Command::Del(vec![key])];
             if let Some(owner) = owner {
                 commands.push(Command::SRem {
@@ -659,9 +659,9 @@ fn adopt(from: String, to: String, seal: Arc<Seal>) -> Step {
                 Command::PTtl(from.clone()),
                 Walk(Box::new(move |reply| {
                     let expiry = match reply {
-                        Ok(Tree::Int(-1)) => crate::backend::Expiry::Never,
+                        Ok(Tree::Int(-1)) => crate::command::Expiry::Never,
                         Ok(Tree::Int(ms)) if ms > 0 => {
-                            crate::backend::Expiry::In((ms as u64).div_ceil(1000))
+                            crate::command::Expiry::In((ms as u64).div_ceil(1000))
                         }
                         // Expired between the two reads.
                         Ok(_) => return Step::Done(Reply::Nil),

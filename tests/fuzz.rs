@@ -2,7 +2,7 @@
 //! call batches. None may panic, and each must round-trip what its encoder writes. The files in
 //! fuzz/corpus/ are inputs that once looked dangerous; they are replayed on every run.
 
-use ferrisession::backend::Command;
+use ferrisession::command::Command;
 use ferrisession::engine::resp;
 use ferrisession::{batch, config};
 use proptest::prelude::*;
@@ -130,7 +130,7 @@ proptest! {
     #[test]
     fn encoded_session_commands_decode(key in ".{0,30}", value in ".{0,200}", ttl in 1u64..1_000_000) {
         let mut out = Vec::new();
-        resp::encode_command(&mut out, &Command::Set { key: key.clone(), value: value.clone(), expiry: ferrisession::backend::Expiry::In(ttl) });
+        resp::encode_command(&mut out, &Command::Set { key: key.clone(), value: value.clone(), expiry: ferrisession::command::Expiry::In(ttl) });
         let (frame, used) = resp::decode(&out).unwrap().unwrap();
         prop_assert_eq!(used, out.len());
         let resp::Frame::Array(Some(items)) = frame else { panic!("a command is an array") };
@@ -160,7 +160,7 @@ proptest! {
         prop_assert_eq!(calls.len(), records.len());
         for ((id, request), (key, _, _)) in calls.into_iter().zip(&records) {
             let request = request.unwrap();
-            prop_assert_eq!(request, ferrisession::session::Request::Get { key: key.clone() });
+            prop_assert_eq!(request, ferrisession::request::Request::Get { key: key.clone() });
             let _ = id;
         }
     }

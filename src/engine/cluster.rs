@@ -19,7 +19,7 @@ use super::journal::Role;
 use super::js::Boundary;
 use super::outbox::Outbox;
 use super::{Bounce, Engine, EngineReport, Reporter};
-use crate::backend::{Command, Reply};
+use crate::command::{Command, Reply};
 use crate::config::{ClusterSpec, ConnectionSpec};
 use crate::error::{ErrorKind, StoreError};
 use crate::walk::{self, Step, Walk};

@@ -27,7 +27,7 @@ use super::outbox::Outbox;
 use super::reader::{self, Reader, Redirect};
 use super::tls::Wire;
 use super::{EngineReport, Reporter};
-use crate::backend::{Command, Reply};
+use crate::command::{Command, Reply};
 use crate::config::ConnectionSpec;
 use crate::error::{ErrorKind, StoreError};
 use crate::seal::Seal;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redis::cluster_routing::Slot;
 
 use super::resp;
-use crate::backend::Command;
+use crate::command::Command;
 use crate::error::{ErrorKind, StoreError};
 use crate::seal::Opener;
 use crate::walk::Walk;
@@ -437,7 +437,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Expiry;
+    use crate::command::Expiry;
 
     fn journal() -> Journal {
         Journal::new(Duration::from_secs(5), 100)

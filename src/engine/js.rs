@@ -20,7 +20,7 @@ use napi::sys;
 
 use super::event_loop::{self, EventLoop, Host};
 use super::outbox::{Item, Outbox};
-use crate::backend::Reply;
+use crate::command::Reply;
 use crate::error::ErrorKind;
 
 /// An open handle scope on the JS thread; values made through it live until it closes.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use napi::sys;
 
-use crate::backend::{Command, Reply};
+use crate::command::{Command, Reply};
 use crate::config::{ConnectionSpec, Topology};
 use crate::error::{ErrorKind, StoreError};
 use cache::{CacheStats, Epoch, NearCache};

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::backend::Reply;
+use crate::command::Reply;
 use crate::error::ErrorKind;
 
 pub enum Item {

@@ -11,7 +11,7 @@ use super::cache::NearCache;
 use super::journal::{Fill, Journal, Pending, Role, Waiting};
 use super::outbox::Outbox;
 use super::resp::{self, Frame, Tree};
-use crate::backend::Command;
+use crate::command::Command;
 use crate::error::{ErrorKind, StoreError};
 use crate::seal::{Opener, Seal};
 use crate::walk::{self, Step};

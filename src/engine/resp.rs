@@ -218,8 +218,8 @@ pub fn query<S: std::io::Read + Write>(
 }
 
 /// Appends the RESP form of a session command to `out`.
-pub fn encode_command(out: &mut Vec<u8>, command: &crate::backend::Command) {
-    use crate::backend::{Command, Expiry};
+pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
+    use crate::command::{Command, Expiry};
     fn keyed(out: &mut Vec<u8>, name: &[u8], keys: &[String]) {
         out.push(b'*');
         write_len(out, keys.len() + 1);
@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn encodes_session_commands() {
-        use crate::backend::{Command, Expiry};
+        use crate::command::{Command, Expiry};
         let mut out = Vec::new();
         encode_command(
             &mut out,

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Command, Expiry, Reply};
+use crate::command::{Command, Expiry, Reply};
 use crate::error::{ErrorKind, StoreError};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

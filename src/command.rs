@@ -1,11 +1,7 @@
 //! The small command set every call is made of, its replies, and the embedded `memory://`
 //! table that answers it without a server.
 
-mod memory;
-
 use crate::error::StoreError;
-
-pub use memory::Memory;
 
 /// How long a written value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

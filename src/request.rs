@@ -1,0 +1,271 @@
+//! One call from an adapter, as the batch decodes it, before the engine or the embedded table
+//! runs it: its keys, the namespace they go under, and the commands it is made of when it is
+//! that simple.
+
+use crate::command::{Command, Expiry};
+
+/// Keys deleted or fetched per round trip in bulk operations.
+const BULK_CHUNK: usize = 500;
+
+/// One call from an adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Get {
+        key: String,
+    },
+    /// Writes `value`; `ttl` in seconds, `None` for no expiry. A TTL of zero or less deletes.
+    Set {
+        key: String,
+        value: String,
+        ttl: Option<i64>,
+    },
+    /// Writes `value` to expire at an absolute UNIX time in seconds; a past time deletes.
+    SetUntil {
+        key: String,
+        value: String,
+        at: i64,
+    },
+    Touch {
+        key: String,
+        ttl: i64,
+    },
+    Destroy {
+        keys: Vec<String>,
+    },
+    Count {
+        prefix: String,
+        scan_count: usize,
+    },
+    /// The keys under `prefix`, with the prefix removed.
+    Ids {
+        prefix: String,
+        scan_count: usize,
+    },
+    /// `[id, value, id, value, …]` for every live key under `prefix`.
+    Entries {
+        prefix: String,
+        scan_count: usize,
+    },
+    Clear {
+        prefix: String,
+        scan_count: usize,
+    },
+    Exists {
+        key: String,
+    },
+    /// The values at `keys`, `None` where missing.
+    MGet {
+        keys: Vec<String>,
+    },
+    /// Writes `value` at `key` until the UNIX time `at` and adds `member` to the set at
+    /// `index_key`, in one round trip and atomically. A past `at` removes both instead.
+    IndexedSet {
+        key: String,
+        value: String,
+        at: i64,
+        index_key: String,
+        member: String,
+    },
+    /// Deletes the JSON value at `key` and removes `member` from the set
+    /// `index_prefix + value[field]`. A missing key is not an error.
+    IndexedDelete {
+        key: String,
+        member: String,
+        index_prefix: String,
+        field: String,
+    },
+    /// The live values of the members of the set at `index_key` (each stored at
+    /// `key_prefix + member`), as `[member, value, …]` pairs with `with_members`; members whose
+    /// value has expired are removed from the set.
+    IndexRead {
+        index_key: String,
+        key_prefix: String,
+        with_members: bool,
+    },
+    /// Deletes every value the set at `index_key` points to, and the set.
+    IndexDrop {
+        index_key: String,
+        key_prefix: String,
+    },
+    /// Walks every set under `index_prefix` and removes members whose value has expired.
+    /// Replies with the number of members removed.
+    PruneIndexes {
+        index_prefix: String,
+        key_prefix: String,
+        scan_count: usize,
+    },
+    /// Puts `member` at the head of the list at `key`, once: an earlier copy is removed in the
+    /// same transaction.
+    ListPush {
+        key: String,
+        member: String,
+    },
+    /// The whole list at `key`, head first.
+    ListRead {
+        key: String,
+    },
+    /// Removes every occurrence of `member` from the list at `key`.
+    ListRemove {
+        key: String,
+        member: String,
+    },
+    /// Moves the value at `from` (a key written before `hashIds`) to `to`, with its expiry, and
+    /// replies with it as stored at `to`; `Nil` when `from` holds nothing.
+    Adopt {
+        from: String,
+        to: String,
+    },
+}
+
+impl Request {
+    /// The same request with `namespace` before every key name it holds (not before set or list
+    /// members, which are ids), as a client with that key prefix would have sent it.
+    pub fn in_namespace(mut self, namespace: &str) -> Request {
+        if !namespace.is_empty() {
+            for name in self.key_names_mut() {
+                name.insert_str(0, namespace);
+            }
+        }
+        self
+    }
+
+    /// Every key, key prefix and index prefix the request names.
+    fn key_names_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Request::Get { key }
+            | Request::Set { key, .. }
+            | Request::SetUntil { key, .. }
+            | Request::Touch { key, .. }
+            | Request::Exists { key }
+            | Request::ListPush { key, .. }
+            | Request::ListRead { key }
+            | Request::ListRemove { key, .. } => vec![key],
+            Request::Destroy { keys } | Request::MGet { keys } => keys.iter_mut().collect(),
+            Request::Count { prefix, .. }
+            | Request::Ids { prefix, .. }
+            | Request::Entries { prefix, .. }
+            | Request::Clear { prefix, .. } => vec![prefix],
+            Request::IndexedSet { key, index_key, .. } => vec![key, index_key],
+            Request::IndexedDelete {
+                key, index_prefix, ..
+            } => vec![key, index_prefix],
+            Request::IndexRead {
+                index_key,
+                key_prefix,
+                ..
+            }
+            | Request::IndexDrop {
+                index_key,
+                key_prefix,
+            } => vec![index_key, key_prefix],
+            Request::PruneIndexes {
+                index_prefix,
+                key_prefix,
+                ..
+            } => vec![index_prefix, key_prefix],
+            Request::Adopt { from, to } => vec![from, to],
+        }
+    }
+
+    /// The commands of a call that one connection runs as a transaction (`MULTI`/`EXEC`):
+    /// the index writes and the list push, as `run_bulk` runs them.
+    pub fn into_transaction(self) -> Result<Vec<Command>, Request> {
+        match self {
+            Request::IndexedSet {
+                key,
+                value,
+                at,
+                index_key,
+                member,
+            } => Ok(if at <= unix_now() {
+                vec![
+                    Command::Del(vec![key]),
+                    Command::SRem {
+                        key: index_key,
+                        members: vec![member],
+                    },
+                ]
+            } else {
+                vec![
+                    Command::Set {
+                        key,
+                        value,
+                        expiry: Expiry::At(at as u64),
+                    },
+                    Command::SAdd {
+                        key: index_key,
+                        members: vec![member],
+                    },
+                ]
+            }),
+            Request::ListPush { key, member } => Ok(vec![
+                Command::LRem {
+                    key: key.clone(),
+                    member: member.clone(),
+                },
+                Command::LPush { key, member },
+            ]),
+            other => Err(other),
+        }
+    }
+
+    /// The single command this request needs, if it is that simple; otherwise the request
+    /// itself, for the bulk path.
+    pub fn into_command(self) -> Result<Command, Request> {
+        Ok(match self {
+            Request::Get { key } => Command::Get(key),
+            Request::Set { key, value, ttl } => match ttl {
+                None => Command::Set {
+                    key,
+                    value,
+                    expiry: Expiry::Never,
+                },
+                Some(t) if t > 0 => Command::Set {
+                    key,
+                    value,
+                    expiry: Expiry::In(t as u64),
+                },
+                Some(_) => Command::Del(vec![key]),
+            },
+            Request::SetUntil { key, value, at } => {
+                if at <= unix_now() {
+                    Command::Del(vec![key])
+                } else {
+                    Command::Set {
+                        key,
+                        value,
+                        expiry: Expiry::At(at as u64),
+                    }
+                }
+            }
+            Request::Touch { key, ttl } => Command::Expire { key, seconds: ttl },
+            Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys),
+            Request::Exists { key } => Command::Exists(key),
+            Request::ListRead { key } => Command::LRange(key),
+            Request::ListRemove { key, member } => Command::LRem { key, member },
+            Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {
+                Command::MGet(keys)
+            }
+            other => return Err(other),
+        })
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The string form of a top-level field of a JSON object, if it is a string or a number.
+pub(crate) fn json_field(json: &str, field: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(json)
+        .ok()?
+        .get(field)?
+    {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
