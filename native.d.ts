@@ -61,6 +61,12 @@ export declare class NativeStore {
    * is off.
    */
   cacheStats(): Array<number> | null
-  /** Stops new calls; calls in flight still settle. The connection closes once they have. */
+  /**
+   * Stops new calls; calls in flight still settle. The connection closes once they have
+   * (the engine stays until then; `ready()` refuses new calls).
+   */
   close(): void
 }
+
+/** The op codes of the batch format, by the names `lib/native.js` uses: one table, in Rust. */
+export declare function opCodes(): Record<string, number>
