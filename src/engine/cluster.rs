@@ -147,6 +147,10 @@ impl Router {
         if let (Some(report), Some(on_link)) = (report, on_link) {
             self.wire_up(&node, index, report, on_link);
         }
+        if self.closed.get() {
+            // Named by a redirect while the store closes: calls sent to it settle as closed.
+            node.close();
+        }
         Some(index)
     }
 

@@ -21,7 +21,7 @@ use redis::cluster_routing::Slot;
 use super::cache::NearCache;
 use super::dial::{Place, Target};
 use super::event_loop::{self, EventLoop, Listener, OsSocket, PollHandle, TimerHandle};
-use super::journal::{Fill, Journal, Waiting};
+use super::journal::{Fill, Journal, Role, Waiting};
 use super::js::Boundary;
 use super::outbox::Outbox;
 use super::reader::{self, Reader, Redirect};
@@ -300,7 +300,16 @@ impl Connection {
     /// Queues a call another connection gave up (a redirect, or a slot that moved), keeping
     /// its deadline. With `asking`, an `ASKING` goes first.
     pub fn push_waiting(&self, call: Waiting, asking: bool) {
-        self.shared.state.borrow_mut().journal.requeue(call, asking);
+        self.shared.with(|s| {
+            if !s.closed {
+                return s.journal.requeue(call, asking);
+            }
+            // Closed already (the store is closing): the call settles here, once, on the
+            // last command of its transaction if it has several.
+            if !matches!(call.role, Role::Lead) {
+                s.fx.out.error(call.id, ErrorKind::Closed, "the store is closed");
+            }
+        });
     }
 
     /// Takes every call still waiting out of a connection that is down, so the router can
@@ -314,11 +323,6 @@ impl Connection {
             s.arm_timer();
             taken
         })
-    }
-
-    /// Hands call `id` its reply (one the cluster router settled away from any connection).
-    pub fn deliver(&self, id: u32, reply: Reply) {
-        self.shared.with(|s| s.fx.out.reply(id, reply));
     }
 
     /// Where this connection goes.

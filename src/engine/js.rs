@@ -26,8 +26,9 @@ use crate::error::ErrorKind;
 /// An open handle scope on the JS thread; values made through it live until it closes.
 pub struct Scope {
     env: sys::napi_env,
-    /// The scope this guard opened, closed on drop; null when it was already open.
-    raw: sys::napi_handle_scope,
+    /// The scope this guard opened (closed on drop); `None` when it was already open. Some
+    /// hosts (Deno) give a null scope that must still be closed.
+    opened: Option<sys::napi_handle_scope>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -39,9 +40,9 @@ impl Scope {
     unsafe fn open(env: sys::napi_env) -> Option<Scope> {
         let mut raw = ptr::null_mut();
         let ok = unsafe { sys::napi_open_handle_scope(env, &mut raw) } == sys::Status::napi_ok;
-        (ok && !raw.is_null()).then_some(Scope {
+        ok.then_some(Scope {
             env,
-            raw,
+            opened: Some(raw),
             _not_send: PhantomData,
         })
     }
@@ -53,7 +54,7 @@ impl Scope {
     pub unsafe fn inside_call(env: sys::napi_env) -> Scope {
         Scope {
             env,
-            raw: ptr::null_mut(),
+            opened: None,
             _not_send: PhantomData,
         }
     }
@@ -141,8 +142,8 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        if !self.raw.is_null() {
-            unsafe { sys::napi_close_handle_scope(self.env, self.raw) };
+        if let Some(raw) = self.opened {
+            unsafe { sys::napi_close_handle_scope(self.env, raw) };
         }
     }
 }

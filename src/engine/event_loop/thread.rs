@@ -115,6 +115,14 @@ fn wake() {
 /// The thread: waits for sockets to become ready and timers to fall due, and sends what
 /// happened to the JS thread.
 fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
+    // Spawned from inside the `DRIVER` initialisation: wait until it is stored.
+    let d = loop {
+        match DRIVER.get() {
+            Some(Some(d)) => break d,
+            Some(None) => return,
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
     let mut drain = [0u8; 64];
     loop {
         while matches!(watch.read(&mut drain), Ok(n) if n > 0) {}
@@ -126,9 +134,6 @@ fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
         }];
         let mut handles = vec![0usize];
         let timeout = {
-            let Some(d) = DRIVER.get().and_then(Option::as_ref) else {
-                return;
-            };
             let mut r = d.registry.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let mut next: Option<Instant> = None;
