@@ -7,16 +7,20 @@ const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
+/** A TCP port nobody listens on now, at most `max` (a cluster node's bus port is port + 10000). */
+async function freePort(max = 65535) {
+  for (let i = 0; ; i++) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = net.createServer()
+      srv.unref()
+      srv.on('error', reject)
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address()
+        srv.close(() => resolve(port))
+      })
     })
-  })
+    if (port <= max || i >= 200) return port
+  }
 }
 
 function sleep(ms) {
@@ -24,61 +28,130 @@ function sleep(ms) {
 }
 
 function cli(port, ...args) {
+  return cliWithin(30000, port, ...args)
+}
+
+/** `cli`, killed after `ms` (something on the port that never answers must not hang a test). */
+function cliWithin(ms, port, ...args) {
   const tls = cli.tls[port] || []
   return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...tls, ...args], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: ms,
   }).trim()
 }
 
 // redis-cli's TLS flags per port, for servers started with `tls`.
 cli.tls = {}
 
-async function waitForPing(port, timeoutMs = 10000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      if (cli(port, 'PING') === 'PONG') return
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not answer PING`)
-    await sleep(50)
+// How many times a server whose start failed is started again on a new free port (the port can
+// be taken between choosing it and binding it), and how often a restart on its own port is tried.
+const START_ATTEMPTS = 5
+const RESTART_ATTEMPTS = 5
+
+/** The last lines of a server's log file, for an error message. */
+function logTail(file) {
+  try {
+    return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ')
+  } catch {
+    return '(no log)'
   }
+}
+
+/**
+ * Spawns `redis-server args` and waits until the process answers on `port` as itself (its
+ * `INFO server` names its own pid: another server that took the port does not count). Rejects
+ * early when the process exits (e.g. "Address already in use"), or after `timeoutMs`; the
+ * process is killed then. Resolves with the child process.
+ */
+async function launch(args, port, logfile, timeoutMs = 10000) {
+  const proc = spawn('redis-server', args, { stdio: 'ignore' })
+  let spawnError = null
+  proc.on('error', (e) => (spawnError = e))
+  const deadline = Date.now() + timeoutMs
+  let why = 'did not answer PING'
+  for (;;) {
+    if (spawnError) why = `could not be spawned: ${spawnError.message}`
+    else if (proc.exitCode !== null || proc.signalCode !== null) why = `exited (${proc.exitCode ?? proc.signalCode}) before answering`
+    else {
+      try {
+        const info = cliWithin(2000, port, 'INFO', 'server')
+        const m = /process_id:(\d+)/.exec(info)
+        if (m && Number(m[1]) === proc.pid) return proc
+        if (m) why = `did not answer PING: port ${port} is answered by another redis-server (pid ${m[1]})`
+      } catch {
+        try {
+          // INFO may be renamed away: a PONG while our process lives will do then.
+          if (cliWithin(2000, port, 'PING') === 'PONG' && proc.exitCode === null) {
+            await sleep(100)
+            if (proc.exitCode === null && proc.signalCode === null) return proc
+          }
+        } catch {}
+      }
+      if (Date.now() <= deadline) {
+        await sleep(50)
+        continue
+      }
+    }
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r))
+      proc.kill('SIGKILL')
+      await exited
+    }
+    throw new Error(`redis-server on ${port} ${why} (log: ${logTail(logfile)})`)
+  }
+}
+
+/** Empties `dir` for a fresh start: a failed attempt may have left a nodes.conf naming its port. */
+function emptyDir(dir) {
+  for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true })
 }
 
 /**
  * A redis-server of our own. `extraArgs` go on its command line. With `tls` ({cert, key, ca}
  * file paths, `authClients`), it listens with TLS only. `stop()` kills it; `restart()` starts
- * it again on the same port.
+ * it again on the same port. A start that fails (the port was taken before the server bound
+ * it, or it did not answer) is tried again on a new free port, up to START_ATTEMPTS times.
+ * With `clusterBus`, the port is one whose bus port (port + 10000) exists.
  */
-async function startRedis(extraArgs = [], { tls } = {}) {
-  const port = await freePort()
-  let listen = ['--port', String(port)]
-  if (tls) {
-    listen = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', tls.authClients ? 'yes' : 'no']
-    cli.tls[port] = ['--tls', '--cacert', tls.ca, ...(tls.clientCert ? ['--cert', tls.clientCert, '--key', tls.clientKey] : [])]
-  }
+async function startRedis(extraArgs = [], { tls, clusterBus = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-redis-'))
+  const logfile = path.join(os.tmpdir(), `${path.basename(dir)}.log`)
   const server = {
-    port,
+    port: 0,
     dir,
-    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    url: '',
     proc: null,
+    args() {
+      const port = this.port
+      let listen = ['--port', String(port)]
+      if (tls) {
+        listen = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', tls.authClients ? 'yes' : 'no']
+      }
+      return [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', logfile, ...extraArgs]
+    },
+    /** Starts the server on its port (again); a port still held is tried a few times. */
     async start() {
-      this.proc = spawn(
-        'redis-server',
-        [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
-        { stdio: 'ignore' },
-      )
-      this.proc.on('error', () => {})
-      await waitForPing(port)
+      let last
+      for (let i = 0; i < RESTART_ATTEMPTS; i++) {
+        try {
+          this.proc = await launch(this.args(), this.port, logfile)
+          return
+        } catch (e) {
+          last = e
+          this.proc = null
+          await sleep(200 * (i + 1))
+        }
+      }
+      throw last
     },
     cli(...args) {
-      return cli(port, ...args)
+      return cli(this.port, ...args)
     },
     async stop() {
       const p = this.proc
       this.proc = null
-      if (!p || p.exitCode !== null) return
+      if (!p || p.exitCode !== null || p.signalCode !== null) return
       const exited = new Promise((r) => p.once('exit', r))
       p.kill('SIGKILL')
       await exited
@@ -90,10 +163,42 @@ async function startRedis(extraArgs = [], { tls } = {}) {
     async close() {
       await this.stop()
       fs.rmSync(dir, { recursive: true, force: true })
+      fs.rmSync(logfile, { force: true })
     },
   }
-  await server.start()
-  return server
+  const errors = []
+  for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+    const port = await freePort(clusterBus ? 55535 : 65535)
+    server.port = port
+    server.url = `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`
+    if (tls) cli.tls[port] = ['--tls', '--cacert', tls.ca, ...(tls.clientCert ? ['--cert', tls.clientCert, '--key', tls.clientKey] : [])]
+    try {
+      server.proc = await launch(server.args(), port, logfile)
+      return server
+    } catch (e) {
+      errors.push(e.message)
+      delete cli.tls[port]
+      emptyDir(dir)
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
+  fs.rmSync(logfile, { force: true })
+  throw new Error(`redis-server did not start in ${START_ATTEMPTS} attempts: ${errors.join('; ')}`)
+}
+
+/** Runs `attempt()` up to `times` times, calling `cleanup()` after each failure; rethrows the last. */
+async function retried(what, times, attempt) {
+  const errors = []
+  for (let i = 0; i < times; i++) {
+    const cleanups = []
+    try {
+      return await attempt((f) => cleanups.push(f))
+    } catch (e) {
+      errors.push(e.message)
+      for (const f of cleanups.reverse()) await f().catch(() => {})
+    }
+  }
+  throw new Error(`${what} failed ${times} times: ${errors.join('; ')}`)
 }
 
 async function until(check, timeoutMs, what) {
@@ -109,34 +214,44 @@ async function until(check, timeoutMs, what) {
 
 /**
  * A 6-node Redis Cluster (3 primaries, 3 replicas) on loopback, with a 1 s node timeout so
- * failovers happen within seconds. `close()` stops every node.
+ * failovers happen within seconds. `close()` stops every node. A cluster that does not come
+ * up (a node that would not start, `--cluster create` failing, no `cluster_state:ok`) is torn
+ * down and started again on new ports, up to 3 times.
  */
 async function startCluster() {
-  const nodes = []
-  for (let i = 0; i < 6; i++) {
-    nodes.push(
-      await startRedis([
-        '--cluster-enabled', 'yes',
-        '--cluster-config-file', 'nodes.conf',
-        '--cluster-node-timeout', '1000',
-        '--cluster-replica-validity-factor', '0',
-      ]),
-    )
-  }
-  execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], {
-    stdio: 'ignore',
+  const nodes = await retried('starting a cluster', 3, async (onFailure) => {
+    const nodes = []
+    onFailure(async () => {
+      for (const n of nodes) await n.close()
+    })
+    for (let i = 0; i < 6; i++) {
+      nodes.push(
+        await startRedis(
+          [
+            '--cluster-enabled', 'yes',
+            '--cluster-config-file', 'nodes.conf',
+            '--cluster-node-timeout', '1000',
+            '--cluster-replica-validity-factor', '0',
+          ],
+          { clusterBus: true },
+        ),
+      )
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], {
+      stdio: 'ignore',
+      timeout: 60000,
+    })
+    for (const n of nodes) {
+      await until(() => /cluster_state:ok/.test(n.cli('CLUSTER', 'INFO')) && /cluster_slots_ok:16384/.test(n.cli('CLUSTER', 'INFO')), 20000, `cluster state ok on ${n.port}`)
+    }
+    return nodes
   })
-  for (const n of nodes) {
-    await until(() => /cluster_state:ok/.test(n.cli('CLUSTER', 'INFO')) && /cluster_slots_ok:16384/.test(n.cli('CLUSTER', 'INFO')), 20000, `cluster state ok on ${n.port}`)
-  }
   return {
     nodes,
     seeds: nodes.slice(0, 3).map((n) => n.url),
     /** The node currently serving `key` as primary. */
     primaryFor(key) {
-      const slot = Number(nodes[0].cli('CLUSTER', 'KEYSLOT', key))
-      const shards = nodes.find((n) => n.proc).cli('CLUSTER', 'SLOTS')
-      void shards
+      const slot = Number(nodes.find((n) => n.proc).cli('CLUSTER', 'KEYSLOT', key))
       for (const n of nodes) {
         if (!n.proc) continue
         const role = n.cli('ROLE').split('\n')[0]
@@ -156,64 +271,91 @@ async function startCluster() {
   }
 }
 
-/**
- * A primary, one replica and three sentinels monitoring them as `mymaster`, with a 1 s
- * down-after so failover takes seconds.
- */
-async function startSentinels({ primaryArgs = [] } = {}) {
-  const primary = await startRedis(primaryArgs)
-  const replica = await startRedis(['--replicaof', '127.0.0.1', String(primary.port)])
-  await until(() => /master_link_status:up/.test(replica.cli('INFO', 'replication')), 10000, 'replica sync')
-  const sentinels = []
-  for (let i = 0; i < 3; i++) {
+/** A sentinel monitoring `primaryPort` as `mymaster`; a start that fails is tried on a new port. */
+async function startSentinel(primaryPort) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-sentinel-'))
+  const conf = path.join(dir, 'sentinel.conf')
+  const logfile = path.join(dir, 'sentinel.log')
+  const errors = []
+  for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
     const port = await freePort()
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-sentinel-'))
-    const conf = path.join(dir, 'sentinel.conf')
+    emptyDir(dir)
     fs.writeFileSync(
       conf,
       [
         `port ${port}`,
         'bind 127.0.0.1',
         `dir ${dir}`,
-        `sentinel monitor mymaster 127.0.0.1 ${primary.port} 2`,
+        `logfile ${logfile}`,
+        `sentinel monitor mymaster 127.0.0.1 ${primaryPort} 2`,
         'sentinel down-after-milliseconds mymaster 1000',
         'sentinel failover-timeout mymaster 5000',
         'sentinel parallel-syncs mymaster 1',
         '',
       ].join('\n'),
     )
-    const proc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
-    proc.on('error', () => {})
-    await waitForPing(port)
-    sentinels.push({
+    let proc
+    try {
+      proc = await launch([conf, '--sentinel'], port, logfile)
+    } catch (e) {
+      errors.push(e.message)
+      continue
+    }
+    return {
       port,
       proc,
       url: `redis://127.0.0.1:${port}`,
       cli: (...args) => cli(port, ...args),
       async close() {
-        if (proc.exitCode === null) {
+        if (proc.exitCode === null && proc.signalCode === null) {
           const exited = new Promise((r) => proc.once('exit', r))
           proc.kill('SIGKILL')
           await exited
         }
         fs.rmSync(dir, { recursive: true, force: true })
       },
-    })
+    }
   }
-  for (const s of sentinels) {
-    await until(() => Number(s.cli('SENTINEL', 'MASTER', 'mymaster').split('\n')[s.cli('SENTINEL', 'MASTER', 'mymaster').split('\n').indexOf('num-other-sentinels') + 1]) === 2, 15000, 'sentinels to see each other')
-  }
-  return {
-    primary,
-    replica,
-    sentinels,
-    masterPort: () => Number(sentinels[0].cli('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster').split('\n')[1]),
-    async close() {
+  fs.rmSync(dir, { recursive: true, force: true })
+  throw new Error(`a sentinel did not start in ${START_ATTEMPTS} attempts: ${errors.join('; ')}`)
+}
+
+/**
+ * A primary, one replica and three sentinels monitoring them as `mymaster`, with a 1 s
+ * down-after so failover takes seconds. A group that does not come up is torn down and
+ * started again on new ports, up to 3 times.
+ */
+async function startSentinels({ primaryArgs = [] } = {}) {
+  return retried('starting a sentinel group', 3, async (onFailure) => {
+    const servers = []
+    const sentinels = []
+    onFailure(async () => {
       for (const s of sentinels) await s.close()
-      await primary.close()
-      await replica.close()
-    },
-  }
+      for (const s of servers) await s.close()
+    })
+    const primary = await startRedis(primaryArgs)
+    servers.push(primary)
+    const replica = await startRedis(['--replicaof', '127.0.0.1', String(primary.port)])
+    servers.push(replica)
+    await until(() => /master_link_status:up/.test(replica.cli('INFO', 'replication')), 10000, 'replica sync')
+    for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(primary.port))
+    const otherSentinels = (s) => {
+      const lines = s.cli('SENTINEL', 'MASTER', 'mymaster').split('\n')
+      return Number(lines[lines.indexOf('num-other-sentinels') + 1])
+    }
+    for (const s of sentinels) await until(() => otherSentinels(s) === 2, 15000, 'sentinels to see each other')
+    return {
+      primary,
+      replica,
+      sentinels,
+      masterPort: () => Number(sentinels[0].cli('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster').split('\n')[1]),
+      async close() {
+        for (const s of sentinels) await s.close()
+        await primary.close()
+        await replica.close()
+      },
+    }
+  })
 }
 
 /**
