@@ -50,6 +50,10 @@ pub struct Router {
     closed: Cell<bool>,
     /// Primaries in the last slot map read; 0 before the first.
     primaries: Cell<usize>,
+    /// Slots whose calls still wait on a connected node that no longer owns them (the map
+    /// changed under them): later calls of such a slot go to that node too, and follow the
+    /// redirect behind the earlier ones, so none overtakes a call made before it.
+    draining: RefCell<HashMap<Slot, usize>>,
     /// The near cache every node fills and invalidates.
     cache: Option<Rc<RefCell<NearCache>>>,
     /// When each keyspace walk under way must have made its pass over every primary: a pass
@@ -91,6 +95,7 @@ impl Router {
             refresh_again: Cell::new(false),
             closed: Cell::new(false),
             primaries: Cell::new(0),
+            draining: RefCell::new(HashMap::new()),
             cache,
             passes: RefCell::new(HashMap::new()),
         };
@@ -189,8 +194,36 @@ impl Router {
         !self.closed.get()
     }
 
+    /// The node a new call of `slot` goes to: its owner, unless earlier calls of the slot
+    /// still wait on another node (see `draining`).
     fn node_for(&self, slot: Slot) -> usize {
+        let old = self.draining.borrow().get(&slot).copied();
+        if let Some(old) = old {
+            if self.node(old).has_pending(slot) {
+                return old;
+            }
+            self.draining.borrow_mut().remove(&slot);
+        }
+        self.owner(slot)
+    }
+
+    /// The node the slot map names for `slot` (the first seed before the map is known).
+    fn owner(&self, slot: Slot) -> usize {
         self.slots.borrow().get(&slot).copied().unwrap_or(0)
+    }
+
+    /// Before slots change owner: every slot with calls waiting on a connected node that will
+    /// not own it keeps its later calls there until those are answered (see `draining`).
+    fn hold_back(&self, owner: impl Fn(Slot) -> usize) {
+        let nodes = self.nodes.borrow().clone();
+        let mut draining = self.draining.borrow_mut();
+        for (i, node) in nodes.iter().enumerate() {
+            for slot in node.pending_slots() {
+                if owner(slot) != i {
+                    draining.entry(slot).or_insert(i);
+                }
+            }
+        }
     }
 
     pub fn cached(&self, key: &str) -> Option<Result<String, crate::error::StoreError>> {
@@ -430,6 +463,9 @@ impl Router {
                     if !r.ask {
                         moved = true;
                         if let Some(slot) = r.calls.first().and_then(|c| c.slot) {
+                            if self.node(from).has_pending(slot) {
+                                self.draining.borrow_mut().entry(slot).or_insert(from);
+                            }
                             self.slots.borrow_mut().insert(slot, to);
                         }
                     }
@@ -450,10 +486,7 @@ impl Router {
                 }
                 self.flush();
             }
-            NodeEvent::Lost => {
-                let _ = from;
-                self.refresh();
-            }
+            NodeEvent::Lost => self.refresh(),
         }
     }
 
@@ -512,6 +545,7 @@ impl Router {
                 LinkCounters::add(&self.settings.spec.counters.failovers);
             }
         }
+        self.hold_back(|slot| slots.get(&slot).copied().unwrap_or(0));
         *self.slots.borrow_mut() = slots;
         let nodes = self.nodes.borrow().clone();
         let mut restarts = Vec::new();
@@ -529,7 +563,7 @@ impl Router {
                     }
                     continue;
                 }
-                let to = call.slot.map(|s| self.node_for(s)).unwrap_or(i);
+                let to = call.slot.map(|s| self.owner(s)).unwrap_or(i);
                 nodes[to].push_waiting(call, false);
                 self.dirty.borrow_mut().push(to);
             }

@@ -307,7 +307,8 @@ impl Connection {
             // Closed already (the store is closing): the call settles here, once, on the
             // last command of its transaction if it has several.
             if !matches!(call.role, Role::Lead) {
-                s.fx.out.error(call.id, ErrorKind::Closed, "the store is closed");
+                s.fx.out
+                    .error(call.id, ErrorKind::Closed, "the store is closed");
             }
         });
     }
@@ -323,6 +324,22 @@ impl Connection {
             s.arm_timer();
             taken
         })
+    }
+
+    /// Whether a caller waits on a call of `slot` here, while connected (a connection that is
+    /// down gives its calls up to the router instead).
+    pub fn has_pending(&self, slot: Slot) -> bool {
+        let s = self.shared.state.borrow();
+        s.conn.is_some() && s.journal.has_slot(slot)
+    }
+
+    /// The slots of the calls waiting here, while connected.
+    pub fn pending_slots(&self) -> std::collections::HashSet<Slot> {
+        let s = self.shared.state.borrow();
+        match s.conn {
+            Some(_) => s.journal.slots(),
+            None => Default::default(),
+        }
     }
 
     /// Where this connection goes.
@@ -734,10 +751,12 @@ impl State {
         let connected = self.conn.is_some();
         let expired = self.journal.expire(now);
         let limit = self.journal.timeout();
-        let silent = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| !self.journal.is_empty() && now.duration_since(c.last_read) >= limit);
+        // Silent: the oldest command has waited its whole timeout and nothing came meanwhile.
+        // (A loop's timer can fire a little early; a call's own deadline decides first.)
+        let silent = self.conn.as_ref().is_some_and(|c| {
+            self.journal.oldest_deadline().is_some_and(|d| d <= now)
+                && now.duration_since(c.last_read) >= limit
+        });
         let reconnect = !connected
             && !self.connecting
             && !self.closing

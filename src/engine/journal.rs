@@ -127,6 +127,27 @@ impl Journal {
         self.pending.iter().any(|p| !p.answered)
     }
 
+    /// The deadline of the oldest command still in the journal, answered or not.
+    pub fn oldest_deadline(&self) -> Option<Instant> {
+        self.pending.front().map(|p| p.deadline)
+    }
+
+    /// Whether a caller still waits on a call of cluster slot `slot`.
+    pub fn has_slot(&self, slot: Slot) -> bool {
+        self.pending
+            .iter()
+            .any(|p| !p.answered && p.slot == Some(slot))
+    }
+
+    /// The cluster slots of the calls whose callers still wait.
+    pub fn slots(&self) -> std::collections::HashSet<Slot> {
+        self.pending
+            .iter()
+            .filter(|p| !p.answered)
+            .filter_map(|p| p.slot)
+            .collect()
+    }
+
     /// The first deadline of a call whose caller still waits.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.pending
