@@ -210,6 +210,7 @@ impl NativeStore {
         text: String,
     ) -> Result<Option<JsDelivery>> {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine::fault::check(engine::fault::Site::Submit);
             self.submit_batch(&nums, len, text)
         }));
         run.unwrap_or_else(|panic| {

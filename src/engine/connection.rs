@@ -747,6 +747,7 @@ impl State {
     /// Answers calls whose `commandTimeout` ran out, replaces a connection that stayed silent
     /// for a whole timeout while calls waited, and starts a reconnect that is due.
     fn on_timer(&mut self) {
+        super::fault::check(super::fault::Site::Timer);
         let now = Instant::now();
         let connected = self.conn.is_some();
         let expired = self.journal.expire(now);
@@ -797,6 +798,7 @@ impl State {
     }
 
     fn read_and_deliver(&mut self) {
+        super::fault::check(super::fault::Site::Read);
         let State {
             conn,
             journal,

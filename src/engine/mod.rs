@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod connection;
 pub mod dial;
 pub mod event_loop;
+pub mod fault;
 pub mod journal;
 pub mod js;
 pub mod outbox;
