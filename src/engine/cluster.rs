@@ -153,8 +153,8 @@ impl Router {
             self.wire_up(&node, index, report, on_link);
         }
         if self.closed.get() {
-            // Named by a redirect while the store closes: calls sent to it settle as closed.
-            node.close();
+            // Named by a redirect while the store closes: it closes with the others.
+            node.watch_idle();
         }
         Some(index)
     }
@@ -423,11 +423,21 @@ impl Router {
         }
     }
 
+    /// Stops taking calls. The nodes close together once none has a call in flight: until
+    /// then every node stays open, so a call redirected while the store closes still runs.
     pub fn close(&self) {
         self.closed.set(true);
         let nodes = self.nodes.borrow().clone();
-        for node in nodes {
-            node.close();
+        nodes.iter().for_each(|n| n.watch_idle());
+        self.close_if_idle();
+    }
+
+    fn close_if_idle(&self) {
+        let nodes = self.nodes.borrow().clone();
+        if self.closed.get() && !nodes.iter().any(|n| n.busy()) {
+            for node in nodes {
+                node.close();
+            }
         }
     }
 
@@ -487,6 +497,7 @@ impl Router {
                 self.flush();
             }
             NodeEvent::Lost => self.refresh(),
+            NodeEvent::Idle => self.close_if_idle(),
         }
     }
 

@@ -58,6 +58,8 @@ pub enum NodeEvent {
     Steps(Vec<(u32, Step)>),
     /// The connection was lost (so the slot map may have changed).
     Lost,
+    /// No caller waits here any more (told once the router asked, while the store closes).
+    Idle,
 }
 
 pub type NodeHook = Rc<dyn Fn(NodeEvent)>;
@@ -136,6 +138,8 @@ struct State {
     /// The near cache this connection fills and invalidates (shared by a cluster's nodes).
     cache: Option<Rc<RefCell<NearCache>>>,
     on_node: Option<NodeHook>,
+    /// Tell the router when no caller waits here any more (`NodeEvent::Idle`).
+    report_idle: bool,
     /// Whether the socket and the timer keep the process alive, as last asked.
     poll_held: bool,
     timer_held: bool,
@@ -191,6 +195,7 @@ impl Connection {
             node,
             cache: None,
             on_node: None,
+            report_idle: false,
             poll_held: false,
             timer_held: false,
             fx: Effects::default(),
@@ -398,6 +403,17 @@ impl Connection {
                 }
             }
         });
+    }
+
+    /// Whether a caller waits on a call here.
+    pub fn busy(&self) -> bool {
+        self.shared.state.borrow().journal.waiting()
+    }
+
+    /// While the store closes: tell the router (`NodeEvent::Idle`) when no caller waits here
+    /// any more, so it closes every node only once none has calls in flight.
+    pub fn watch_idle(&self) {
+        self.shared.state.borrow_mut().report_idle = true;
     }
 
     /// Stops taking calls; the connection closes once calls in flight have settled.
@@ -873,8 +889,12 @@ impl State {
         }
     }
 
-    /// Shuts down a closing connection once nothing waits on it; true if it did.
+    /// Shuts down a closing connection once nothing waits on it; true if it did. A node the
+    /// router watches says when it is idle.
     fn settle_if_closing(&mut self) -> bool {
+        if self.report_idle && !self.journal.waiting() {
+            self.tell_node(NodeEvent::Idle);
+        }
         let done = self.closing && !self.closed && !self.journal.waiting();
         if done {
             self.shut_down();
