@@ -140,7 +140,9 @@ impl NativeStore {
             .touch_after
             .map(|t| std::cell::RefCell::new(refresh::RefreshGate::new(t)));
         let epoch = shared.map(engine::cache::Epoch);
-        let engine = unsafe { Engine::new(env.raw(), on_delivery.raw(), &spec, epoch) }
+        // SAFETY: called in this JS call, on its thread; the delivery function is live.
+        let boundary = || unsafe { engine::js::Boundary::new(env.raw(), on_delivery.raw()) };
+        let engine = Engine::new(boundary, &spec, epoch)
             .map_err(to_napi_err)?
             .map(Rc::new);
         let engine_in_cb = engine.as_ref().map(Rc::downgrade);

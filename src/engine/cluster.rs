@@ -50,10 +50,11 @@ pub struct Router {
     closed: Cell<bool>,
     /// Primaries in the last slot map read; 0 before the first.
     primaries: Cell<usize>,
-    /// Slots whose calls still wait on a connected node that no longer owns them (the map
-    /// changed under them): later calls of such a slot go to that node too, and follow the
-    /// redirect behind the earlier ones, so none overtakes a call made before it.
+    /// Slots whose calls still wait on a node that no longer owns them (the map changed
+    /// under them), and that node: later calls of such a slot are held here (`held`) until
+    /// the earlier ones are answered or redirected, so none overtakes a call made before it.
     draining: RefCell<HashMap<Slot, usize>>,
+    held: RefCell<HashMap<Slot, Vec<Held>>>,
     /// The near cache every node fills and invalidates.
     cache: Option<Rc<RefCell<NearCache>>>,
     /// When each keyspace walk under way must have made its pass over every primary: a pass
@@ -96,6 +97,7 @@ impl Router {
             closed: Cell::new(false),
             primaries: Cell::new(0),
             draining: RefCell::new(HashMap::new()),
+            held: RefCell::new(HashMap::new()),
             cache,
             passes: RefCell::new(HashMap::new()),
         };
@@ -194,36 +196,131 @@ impl Router {
         !self.closed.get()
     }
 
-    /// The node a new call of `slot` goes to: its owner, unless earlier calls of the slot
-    /// still wait on another node (see `draining`).
-    fn node_for(&self, slot: Slot) -> usize {
-        let old = self.draining.borrow().get(&slot).copied();
-        if let Some(old) = old {
-            if self.node(old).has_pending(slot) {
-                return old;
-            }
-            self.draining.borrow_mut().remove(&slot);
-        }
-        self.owner(slot)
-    }
-
     /// The node the slot map names for `slot` (the first seed before the map is known).
     fn owner(&self, slot: Slot) -> usize {
         self.slots.borrow().get(&slot).copied().unwrap_or(0)
     }
 
-    /// Before slots change owner: every slot with calls waiting on a connected node that will
-    /// not own it keeps its later calls there until those are answered (see `draining`).
+    /// Before slots change owner: every slot with calls waiting on a node that will not own
+    /// it is drained first (see `draining`).
     fn hold_back(&self, owner: impl Fn(Slot) -> usize) {
         let nodes = self.nodes.borrow().clone();
-        let mut draining = self.draining.borrow_mut();
         for (i, node) in nodes.iter().enumerate() {
             for slot in node.pending_slots() {
                 if owner(slot) != i {
-                    draining.entry(slot).or_insert(i);
+                    self.drain(slot, i);
                 }
             }
         }
+    }
+
+    fn drain(&self, slot: Slot, from: usize) {
+        self.draining.borrow_mut().entry(slot).or_insert(from);
+        self.node(from).watch_progress(true);
+    }
+
+    /// Whether calls of `slot` wait behind earlier ones on a node that no longer owns it.
+    fn holds(&self, slot: Slot) -> bool {
+        let from = self.draining.borrow().get(&slot).copied();
+        match from {
+            Some(from) if self.node(from).has_pending(slot) => true,
+            Some(_) => {
+                self.release(slot);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The earlier calls of `slot` are answered: what was held goes, in call order.
+    fn release(&self, slot: Slot) {
+        self.draining.borrow_mut().remove(&slot);
+        let held = self.held.borrow_mut().remove(&slot).unwrap_or_default();
+        for h in held {
+            if h.deadline <= Instant::now() {
+                let limit = self.settings.spec.command_timeout.as_millis();
+                let late = StoreError::new(
+                    ErrorKind::Timeout,
+                    format!("no reply from Redis within {limit} ms (the slot was moving)"),
+                );
+                self.deliver(h.id, Reply::Error(late));
+                continue;
+            }
+            match self.queue(h.id, slot, h.call, Some(h.deadline)) {
+                Ok(None) => {}
+                Ok(Some(reply)) => self.deliver(h.id, reply),
+                Err(e) => self.deliver(h.id, Reply::Error(e)),
+            }
+        }
+    }
+
+    /// Releases every drained slot whose earlier calls on `from` (or on any node) are
+    /// answered.
+    fn release_drained(&self, from: Option<usize>) {
+        let candidates: Vec<(Slot, usize)> = self
+            .draining
+            .borrow()
+            .iter()
+            .filter(|(_, n)| from.is_none_or(|f| f == **n))
+            .map(|(s, n)| (*s, *n))
+            .collect();
+        for (slot, node) in &candidates {
+            if !self.node(*node).has_pending(*slot) {
+                self.release(*slot);
+            }
+        }
+        let draining = self.draining.borrow();
+        for (_, node) in candidates {
+            if !draining.values().any(|n| *n == node) {
+                self.node(node).watch_progress(false);
+            }
+        }
+    }
+
+    /// Queues call `id` of `slot` on the slot's owner, or holds it while earlier calls of the
+    /// slot are still answered elsewhere. `Ok(Some(reply))`: answered at once (near cache).
+    fn queue(
+        &self,
+        id: u32,
+        slot: Slot,
+        call: Queued,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Reply>, StoreError> {
+        if self.holds(slot) {
+            if let Some(cache) = &self.cache {
+                // Held, a write is in flight: its keys are not served until it is answered.
+                let mut cache = cache.borrow_mut();
+                call.keys().into_iter().for_each(|k| cache.remove(k));
+            }
+            let deadline =
+                deadline.unwrap_or_else(|| Instant::now() + self.settings.spec.command_timeout);
+            self.held
+                .borrow_mut()
+                .entry(slot)
+                .or_default()
+                .push(Held { id, deadline, call });
+            return Ok(None);
+        }
+        let index = self.owner(slot);
+        let node = self.node(index);
+        let answered = match call {
+            Queued::Command(command) => node.push(id, &command, Some(slot))?,
+            Queued::Step(command, walk) => {
+                node.push_step(id, &command, walk, Some(slot))?;
+                None
+            }
+            Queued::Transaction(commands, walk) => {
+                node.push_transaction(id, &commands, Some(walk), Some(slot))?;
+                None
+            }
+        };
+        if answered.is_none() {
+            if let Some(deadline) = deadline {
+                node.redate(id, deadline);
+            }
+            self.dirty.borrow_mut().push(index);
+        }
+        Ok(answered)
     }
 
     pub fn cached(&self, key: &str) -> Option<Result<String, crate::error::StoreError>> {
@@ -243,13 +340,8 @@ impl Router {
                 .route(id, Step::Send(command, walk))
                 .map_err(Bounce::Refused);
         };
-        let index = self.node_for(slot);
-        let node = self.nodes.borrow()[index].clone();
-        match node.push(id, &command, Some(slot)) {
-            Ok(None) => {
-                self.dirty.borrow_mut().push(index);
-                Ok(())
-            }
+        match self.queue(id, slot, Queued::Command(command), None) {
+            Ok(None) => Ok(()),
             Ok(Some(reply)) => Err(Bounce::Answered(reply)),
             Err(e) => Err(Bounce::Refused(e)),
         }
@@ -277,7 +369,7 @@ impl Router {
             }
             Step::Send(command, next) => {
                 if let Some(slot) = one_slot(&command) {
-                    return self.send_step(id, &command, next, slot);
+                    return self.send_step(id, command, next, slot);
                 }
                 let slots: Vec<Slot> = command.keys().into_iter().map(Slot::for_key).collect();
                 let Some(&first) = slots.first() else {
@@ -304,7 +396,7 @@ impl Router {
                         .try_for_each(|(c, w)| self.route(id, Step::Send(c, w))),
                     // No other command takes keys of several slots: the first key's node
                     // answers it (`CROSSSLOT`).
-                    Err((command, next)) => self.send_step(id, &command, next, first),
+                    Err((command, next)) => self.send_step(id, command, next, first),
                 }
             }
             Step::Atomic(commands, next) => {
@@ -315,17 +407,9 @@ impl Router {
                     }
                 }
                 match slots.as_slice() {
-                    [slot] => {
-                        let index = self.node_for(*slot);
-                        self.node(index).push_transaction(
-                            id,
-                            &commands,
-                            Some(next),
-                            Some(*slot),
-                        )?;
-                        self.dirty.borrow_mut().push(index);
-                        Ok(())
-                    }
+                    [slot] => self
+                        .queue(id, *slot, Queued::Transaction(commands, next), None)
+                        .map(|_| ()),
                     _ => walk::spread(commands, next)
                         .into_iter()
                         .try_for_each(|(c, w)| self.route(id, Step::Send(c, w))),
@@ -374,14 +458,12 @@ impl Router {
     fn send_step(
         &self,
         id: u32,
-        command: &Command,
+        command: Command,
         walk: Walk,
         slot: Slot,
     ) -> Result<(), StoreError> {
-        let index = self.node_for(slot);
-        self.node(index).push_step(id, command, walk, Some(slot))?;
-        self.dirty.borrow_mut().push(index);
-        Ok(())
+        self.queue(id, slot, Queued::Step(command, walk), None)
+            .map(|_| ())
     }
 
     fn node(&self, index: usize) -> Rc<Connection> {
@@ -474,7 +556,7 @@ impl Router {
                         moved = true;
                         if let Some(slot) = r.calls.first().and_then(|c| c.slot) {
                             if self.node(from).has_pending(slot) {
-                                self.draining.borrow_mut().entry(slot).or_insert(from);
+                                self.drain(slot, from);
                             }
                             self.slots.borrow_mut().insert(slot, to);
                         }
@@ -498,6 +580,10 @@ impl Router {
             }
             NodeEvent::Lost => self.refresh(),
             NodeEvent::Idle => self.close_if_idle(),
+            NodeEvent::Progress => {
+                self.release_drained(Some(from));
+                self.flush();
+            }
         }
     }
 
@@ -582,6 +668,7 @@ impl Router {
         for (id, step) in restarts {
             self.route_or_fail(id, step);
         }
+        self.release_drained(None);
         self.flush();
     }
 }
@@ -594,4 +681,27 @@ fn one_slot(command: &Command) -> Option<Slot> {
         .iter()
         .all(|k| Slot::for_key(k) == slot)
         .then_some(slot)
+}
+
+/// A call the router holds back (see `Router::draining`), with the deadline it was made with.
+struct Held {
+    id: u32,
+    deadline: Instant,
+    call: Queued,
+}
+
+/// What a call of one slot queues on its node.
+enum Queued {
+    Command(Command),
+    Step(Command, Walk),
+    Transaction(Vec<Command>, Walk),
+}
+
+impl Queued {
+    fn keys(&self) -> Vec<&str> {
+        match self {
+            Queued::Command(c) | Queued::Step(c, _) => c.keys(),
+            Queued::Transaction(commands, _) => commands.iter().flat_map(|c| c.keys()).collect(),
+        }
+    }
 }

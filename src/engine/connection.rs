@@ -60,6 +60,8 @@ pub enum NodeEvent {
     Lost,
     /// No caller waits here any more (told once the router asked, while the store closes).
     Idle,
+    /// Replies were read or calls timed out here (told while the router asked).
+    Progress,
 }
 
 pub type NodeHook = Rc<dyn Fn(NodeEvent)>;
@@ -140,6 +142,8 @@ struct State {
     on_node: Option<NodeHook>,
     /// Tell the router when no caller waits here any more (`NodeEvent::Idle`).
     report_idle: bool,
+    /// Tell the router after each read and timer (`NodeEvent::Progress`).
+    report_progress: bool,
     /// Whether the socket and the timer keep the process alive, as last asked.
     poll_held: bool,
     timer_held: bool,
@@ -196,6 +200,7 @@ impl Connection {
             cache: None,
             on_node: None,
             report_idle: false,
+            report_progress: false,
             poll_held: false,
             timer_held: false,
             fx: Effects::default(),
@@ -331,20 +336,25 @@ impl Connection {
         })
     }
 
-    /// Whether a caller waits on a call of `slot` here, while connected (a connection that is
-    /// down gives its calls up to the router instead).
+    /// Whether a caller waits on a call of `slot` here.
     pub fn has_pending(&self, slot: Slot) -> bool {
-        let s = self.shared.state.borrow();
-        s.conn.is_some() && s.journal.has_slot(slot)
+        self.shared.state.borrow().journal.has_slot(slot)
     }
 
-    /// The slots of the calls waiting here, while connected.
+    /// The slots of the calls waiting here.
     pub fn pending_slots(&self) -> std::collections::HashSet<Slot> {
-        let s = self.shared.state.borrow();
-        match s.conn {
-            Some(_) => s.journal.slots(),
-            None => Default::default(),
-        }
+        self.shared.state.borrow().journal.slots()
+    }
+
+    /// Gives call `id`, just queued, the deadline it was made with.
+    pub fn redate(&self, id: u32, deadline: Instant) {
+        self.shared.state.borrow_mut().journal.redate(id, deadline);
+    }
+
+    /// Tell the router (`NodeEvent::Progress`) after each read and timer, while it waits for
+    /// calls here to be answered.
+    pub fn watch_progress(&self, on: bool) {
+        self.shared.state.borrow_mut().report_progress = on;
     }
 
     /// Where this connection goes.
@@ -892,6 +902,9 @@ impl State {
     /// Shuts down a closing connection once nothing waits on it; true if it did. A node the
     /// router watches says when it is idle.
     fn settle_if_closing(&mut self) -> bool {
+        if self.report_progress {
+            self.tell_node(NodeEvent::Progress);
+        }
         if self.report_idle && !self.journal.waiting() {
             self.tell_node(NodeEvent::Idle);
         }

@@ -313,6 +313,17 @@ impl Journal {
         &self.bytes[self.written..]
     }
 
+    /// Gives the commands of call `id` at the end of the journal `deadline` (a call the
+    /// router held back keeps the deadline it was made with).
+    pub fn redate(&mut self, id: u32, deadline: Instant) {
+        for p in self.pending.iter_mut().rev() {
+            if p.id != id && !matches!(p.role, Role::Aside) {
+                break;
+            }
+            p.deadline = deadline;
+        }
+    }
+
     /// A new connection: everything not answered goes again.
     pub fn resend(&mut self) {
         self.written = self.head;

@@ -27,8 +27,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use napi::sys;
-
 use crate::command::{Command, Reply};
 use crate::config::{ConnectionSpec, Topology};
 use crate::error::{ErrorKind, StoreError};
@@ -71,21 +69,17 @@ fn no_loop() -> StoreError {
 }
 
 impl Engine {
-    /// `None` for memory://, which needs no connection; `Err` for settings no connection
-    /// can be made from.
-    ///
-    /// # Safety
-    /// Called in a JS call on `env`'s thread; `callback` is a live JS function.
-    pub unsafe fn new(
-        env: sys::napi_env,
-        callback: sys::napi_value,
+    /// The engine of a store whose replies go to `boundary`; `None` for memory://, which
+    /// needs no connection; `Err` for settings no connection can be made from.
+    pub fn new(
+        boundary: impl FnOnce() -> Option<Boundary>,
         spec: &ConnectionSpec,
         epoch: Option<Epoch>,
     ) -> Result<Option<Engine>, StoreError> {
         if matches!(spec.topology, Topology::Memory) {
             return Ok(None);
         }
-        let boundary = Rc::new(unsafe { Boundary::new(env, callback) }.ok_or_else(no_loop)?);
+        let boundary = Rc::new(boundary().ok_or_else(no_loop)?);
         let event_loop = boundary.event_loop().ok_or_else(no_loop)?;
         let cache = spec
             .cache
