@@ -27,10 +27,6 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
     fn keep(&mut self, s: &str) -> Range<usize> {
         let start = self.text.len();
         self.text.push_str(s);
@@ -68,10 +64,6 @@ impl Outbox {
         self.items.push((id, Item::Reply(reply)));
     }
 
-    /// The ids in this outbox, in order (for tests and for failing them all).
-    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.items.iter().map(|(id, _)| *id)
-    }
 }
 
 impl Outbox {
@@ -122,6 +114,6 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, vec!["one", "two", "x,-"]);
-        assert_eq!(a.ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(a.items.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 }
