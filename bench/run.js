@@ -3,7 +3,10 @@
 // topology users run (plain TCP, TLS, Cluster, Sentinel; servers this script starts), against
 // express-session's MemoryStore on memory://, in alternating rounds; plus connect-redis 8 +
 // ioredis and a pure-JS floor on plain TCP, an end-to-end Express run, and calls rejected per
-// fault (restart, failovers). Writes bench/results.md, bench/results.json and bench/chart.svg.
+// fault (restart, failovers); and under Bun (the devDependency's binary), ours against
+// connect-redis + node-redis and against a hand-written store over Bun's own Redis client.
+// Writes bench/results.md, bench/results.json and bench/chart.svg, and the Bun section also to
+// bench/results-bun.md and bench/results-bun.json; `BENCH_ONLY=bun` writes only those two.
 const { spawn, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')
@@ -23,6 +26,11 @@ const STORES = ['ferrisession', 'connect-redis', 'connect-redis8-ioredis', 'floo
 const PHASES = ['set', 'get', 'touch', 'destroy']
 const OURS = 'ferrisession'
 const ANCHOR = 'connect-redis'
+// The connect-redis-shaped store a Bun user could write over Bun's built-in client.
+const BUN_STORE = 'bun-redis'
+const TARGET = 1.3
+// `BENCH_ONLY=plain,bun,…`: the sections to run (all when unset).
+const ONLY = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : null
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -30,8 +38,8 @@ const median = (xs) => {
 }
 const geomean = (xs) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length)
 
-function runWorker(store, target, phases = PHASES) {
-  const out = execFileSync(process.execPath, [path.join(__dirname, 'worker.js'), store, JSON.stringify(target), String(OPS), String(CONCURRENCY), phases.join(',')], {
+function runWorker(store, target, phases = PHASES, runtime = process.execPath) {
+  const out = execFileSync(runtime, [path.join(__dirname, 'worker.js'), store, JSON.stringify(target), String(OPS), String(CONCURRENCY), phases.join(',')], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   })
@@ -126,21 +134,30 @@ ${bars.join('\n')}
   fs.writeFileSync(file, svg)
 }
 
-/** Runs the phases for `stores` on one topology, rounds alternating; returns medians. */
-function measure(title, stores, target, flush, phases = PHASES) {
+/**
+ * Runs the phases for `stores` on one topology, rounds alternating; returns medians. `runtime`
+ * is the binary each worker runs under (Node by default).
+ */
+function measure(title, stores, target, flush, phases = PHASES, runtime = process.execPath) {
   const runs = Object.fromEntries(stores.map((s) => [s, []]))
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order each round so drift and warm-up favour no store.
     for (const store of stores.map((_, i) => stores[(i + round) % stores.length])) {
       flush()
-      const r = runWorker(store, target, phases)
+      const r = runWorker(store, target, phases, runtime)
       runs[store].push(r)
       console.log(`${title} round ${round + 1} ${store}: ` + phases.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
     }
   }
   const summary = {}
   for (const store of stores) {
-    summary[store] = { peakRssMb: Math.max(...runs[store].map((r) => r.peakRssMb)), sessionBytes: runs[store][0].sessionBytes }
+    const first = runs[store][0]
+    summary[store] = { peakRssMb: Math.max(...runs[store].map((r) => r.peakRssMb)), sessionBytes: first.sessionBytes, runtime: first.runtime, driver: first.driver }
+    // Where the JS-thread column came from in each round (the worker falls back if /proc fails).
+    const sources = [...new Set(runs[store].map((r) => r.jsCpu && r.jsCpu.source))]
+    summary[store].jsCpuSource = sources.join(', ')
+    const why = runs[store].map((r) => r.jsCpu && r.jsCpu.why).find(Boolean)
+    if (why) summary[store].jsCpuFallback = why
     for (const p of phases) {
       summary[store][p] = Object.fromEntries(
         ['opsPerSec', 'jsCpuUsPerOp', 'processCpuUsPerOp'].map((k) => [k, median(runs[store].map((r) => r.phases[p][k]))]),
@@ -148,6 +165,36 @@ function measure(title, stores, target, flush, phases = PHASES) {
     }
   }
   return summary
+}
+
+/** The Bun binary the devDependency `bun` installed: {bin, version} or {skip: why}. */
+function locateBun() {
+  const root = path.join(__dirname, '..')
+  const nm = path.join(root, 'node_modules')
+  const exe = process.platform === 'win32' ? '.exe' : ''
+  // node_modules/.bin/bun links to bun/bin/bun.exe, a placeholder until bun's postinstall
+  // puts the platform binary there; without install scripts it is still in @oven/bun-<platform>.
+  const oven = path.join(nm, '@oven')
+  const candidates = [
+    path.join(nm, '.bin', `bun${exe}`),
+    path.join(nm, 'bun', 'bin', 'bun.exe'),
+    ...(fs.existsSync(oven) ? fs.readdirSync(oven).map((p) => path.join(oven, p, 'bin', `bun${exe}`)) : []),
+  ]
+  const failures = []
+  for (const bin of candidates) {
+    if (!fs.existsSync(bin)) continue
+    try {
+      const out = execFileSync(bin, ['--version'], { encoding: 'utf8', timeout: 30000, stdio: ['ignore', 'pipe', 'pipe'] })
+      const version = /\d+\.\d+\.\d+\S*/.exec(out)
+      if (version) return { bin, version: version[0] }
+      failures.push(`${path.relative(root, bin)}: printed no version`)
+    } catch (e) {
+      failures.push(`${path.relative(root, bin)}: ${String(e.stderr || '').trim().split('\n')[0] || e.message}`)
+    }
+  }
+  const where = `${process.platform}-${process.arch}`
+  if (failures.length) return { skip: `Bun cannot run on ${where}: ${failures.join('; ')}` }
+  return { skip: `no Bun binary for ${where} in node_modules (the devDependency bun installs it with npm ci)` }
 }
 
 const ratios = (summary, ours, anchor, key) => PHASES.map((p) => summary[ours][p][key] / summary[anchor][p][key])
@@ -215,6 +262,20 @@ const TOPOLOGIES = [
       return { target: { kind: 'memory', url: 'memory://' }, flush: () => {}, close: async () => {} }
     },
   },
+  {
+    // Every store of this one runs under the Bun binary, not Node; two anchors.
+    name: 'bun',
+    title: 'under Bun, one server, plain TCP',
+    stores: [OURS, ANCHOR, BUN_STORE],
+    anchor: ANCHOR,
+    anchors: [ANCHOR, BUN_STORE],
+    async setup() {
+      const bun = locateBun()
+      if (bun.skip) return { skip: bun.skip }
+      const r = await startRedis()
+      return { target: { kind: 'plain', url: r.url }, flush: () => r.cli('FLUSHALL'), close: () => r.close(), runtime: bun.bin, runtimeVersion: bun.version }
+    },
+  },
 ]
 
 const OPTION_STORES = [OURS, ANCHOR, 'ferrisession-hashids', 'ferrisession-encrypted', 'ferrisession-hashids-encrypted', 'ferrisession-userid']
@@ -227,7 +288,11 @@ const OPTION_LABEL = {
   'ferrisession-userid': 'ferrisession, userId (log out everywhere index)',
 }
 
-const ANCHOR_LABEL = { 'connect-redis': 'connect-redis 10 + node-redis 5', memorystore: 'express-session MemoryStore' }
+const ANCHOR_LABEL = {
+  'connect-redis': 'connect-redis 10 + node-redis 5',
+  memorystore: 'express-session MemoryStore',
+  'bun-redis': 'hand-written store over Bun.redis',
+}
 
 /** Faults ridden through by 8 lanes of set + get; each store gets fresh servers. */
 const FAULTS = [
@@ -444,10 +509,9 @@ async function latency(redis) {
   return out
 }
 
-function topologyTable(lines, topo, summary) {
-  const anchor = topo.anchor
+function topologyTable(lines, topo, summary, anchor = topo.anchor, title = topo.title) {
   const label = ANCHOR_LABEL[anchor]
-  lines.push(`### ${topo.title}`, '')
+  lines.push(`### ${title}`, '')
   lines.push(`| phase | ferrisession ops/s | ${label} ops/s | throughput ours / theirs | whole-process CPU µs/op, ours | theirs | CPU ours / theirs | JS-thread CPU ours / theirs |`)
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|')
   const t = ratios(summary, OURS, anchor, 'opsPerSec')
@@ -459,9 +523,77 @@ function topologyTable(lines, topo, summary) {
   lines.push(`| geometric mean | | | **${fmt(geomean(t), 2)}×** | | | **${fmt(geomean(c), 2)}×** | ${fmt(geomean(j), 2)}× |`, '')
 }
 
+function machine() {
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    cores: os.cpus().length,
+    cpu: os.cpus()[0].model,
+    redisServer: execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)[1],
+  }
+}
+
+/** The results' first line: when, on what machine, which runtime, what workload. */
+function machineLine(runtime, sessionBytes, fresh) {
+  const m = machine()
+  return `Generated by \`${ONLY ? `BENCH_ONLY=${ONLY.join(',')} ` : ''}npm run bench\` on ${m.date}: ${m.cores} cores (${m.cpu}), ${runtime}, redis-server ${m.redisServer} on the same machine. ${ROUNDS} alternating rounds, each store in a fresh ${fresh}; medians shown. Workload: ${OPS.toLocaleString('en-US')} operations per phase, ${CONCURRENCY} calls in flight, a ${sessionBytes}-byte session whose \`cookie.expires\` is a Date, as express-session hands it.`
+}
+
+/** Geomeans over the phases of ours against each Bun anchor: throughput and CPU ratios. */
+function bunGeomeans(sm) {
+  const out = {}
+  for (const anchor of [ANCHOR, BUN_STORE]) {
+    out[anchor] = Object.fromEntries(['opsPerSec', 'processCpuUsPerOp', 'jsCpuUsPerOp'].map((k) => [k, geomean(ratios(sm, OURS, anchor, k))]))
+  }
+  return out
+}
+
+/** The Bun section: all three stores under the Bun binary, absolute numbers, then ratios. */
+function bunSection(sm, rt) {
+  const stores = [OURS, ANCHOR, BUN_STORE]
+  const label = { [OURS]: 'ferrisession', [ANCHOR]: 'connect-redis 10 + node-redis 5', [BUN_STORE]: 'Bun.redis store' }
+  const lines = [`## Under Bun ${rt.version}: one server, plain TCP`, '']
+  lines.push(
+    `Every store in its own \`${rt.bin}\` process (${rt.version}), rounds alternating, on one redis-server this run started. ` +
+      `ferrisession (driver \`${sm[OURS].driver || '?'}\`: its engine on an I/O thread of its own, not the host's event loop); ` +
+      `connect-redis 10 over node-redis 5, both running under Bun; and the connect-redis-shaped store a Bun user could write by hand over Bun's built-in client ` +
+      '(`new Bun.RedisClient(url)`, auto-pipelining on by default: GET, SET EX from `cookie.expires`, EXPIRE, DEL, JSON values, prefix `sess:`; `bench/stores.js`).',
+    '',
+  )
+  const sources = [...new Set(stores.map((s) => sm[s].jsCpuSource))]
+  const fallback = stores.map((s) => sm[s].jsCpuFallback).find(Boolean)
+  lines.push(
+    sources.length === 1 && sources[0] === '/proc/self/task/<pid>/stat'
+      ? "JS-thread CPU is Bun's main thread, from `/proc/self/task/<pid>/stat` (checked in each worker: 100 ms of busy JS shows on that task), " +
+          `in 10 ms ticks, so ±${fmt(10_000 / OPS, 2)} µs per op at ${OPS.toLocaleString('en-US')} ops. ferrisession's I/O thread is not on it, so the JS-thread ratio flatters ours; the whole-process column (all threads, \`process.cpuUsage()\`) is the fair one.`
+      : `JS-thread CPU: the /proc reading did not hold under Bun (${fallback || sources.join(', ')}); that column falls back to whole-process \`process.cpuUsage()\` and is the same as the CPU column.`,
+    '',
+  )
+  lines.push('| phase | ferrisession ops/s | connect-redis 10 + node-redis 5 ops/s | Bun.redis store ops/s | whole-process CPU µs/op, ours | connect-redis | Bun.redis | JS-thread CPU µs/op, ours | connect-redis | Bun.redis |')
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const p of PHASES) {
+    lines.push(`| ${p} | ${stores.map((s) => fmt(sm[s][p].opsPerSec)).join(' | ')} | ${stores.map((s) => fmt(sm[s][p].processCpuUsPerOp, 2)).join(' | ')} | ${stores.map((s) => fmt(sm[s][p].jsCpuUsPerOp, 2)).join(' | ')} |`)
+  }
+  lines.push('')
+  lines.push('| phase | throughput ours / connect-redis | ours / Bun.redis | CPU ours / connect-redis | ours / Bun.redis | JS-thread CPU ours / connect-redis | ours / Bun.redis |')
+  lines.push('|---|---:|---:|---:|---:|---:|---:|')
+  const r = Object.fromEntries(
+    [ANCHOR, BUN_STORE].map((a) => [a, Object.fromEntries(['opsPerSec', 'processCpuUsPerOp', 'jsCpuUsPerOp'].map((k) => [k, ratios(sm, OURS, a, k)]))]),
+  )
+  const row = (i) => ['opsPerSec', 'processCpuUsPerOp', 'jsCpuUsPerOp'].flatMap((k) => [r[ANCHOR][k], r[BUN_STORE][k]].map((xs) => (k === 'opsPerSec' ? `**${fmt(xs[i], 2)}×**` : `${fmt(xs[i], 2)}×`)))
+  PHASES.forEach((p, i) => lines.push(`| ${p} | ${row(i).join(' | ')} |`))
+  const g = bunGeomeans(sm)
+  const gm = ['opsPerSec', 'processCpuUsPerOp', 'jsCpuUsPerOp'].flatMap((k) => [g[ANCHOR][k], g[BUN_STORE][k]].map((x) => `**${fmt(x, 2)}×**`))
+  lines.push(`| geometric mean | ${gm.join(' | ')} |`, '')
+  const verdict = (a) => `${fmt(g[a].opsPerSec, 2)}× against ${label[a]}: ${g[a].opsPerSec >= TARGET ? 'met' : '**not met**'}`
+  lines.push(`Target ≥ ${TARGET}× throughput on the geomean: ${verdict(ANCHOR)}; ${verdict(BUN_STORE)}.`, '')
+  lines.push(`Peak RSS (MB): ${stores.map((s) => `${label[s]} ${fmt(sm[s].peakRssMb, 1)}`).join(', ')}.`, '')
+  return lines
+}
+
 async function main() {
-  const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : null
+  const only = ONLY
   const results = {}
+  const runtimes = {}
   let plainRedis = null
   let ceil = null
   const envs = []
@@ -469,13 +601,19 @@ async function main() {
     for (const topo of TOPOLOGIES) {
       if (only && !only.includes(topo.name)) continue
       const env = await topo.setup()
+      if (env.skip) {
+        console.log(`${topo.title}: skipped: ${env.skip}`)
+        continue
+      }
       envs.push(env)
       if (topo.name === 'plain') {
         plainRedis = env.redis
         ceil = ceiling(plainRedis.port)
       }
-      console.log(`${topo.title}: ${ROUNDS} rounds × ${OPS} ops per phase`)
-      results[topo.name] = measure(topo.name, topo.stores, env.target, env.flush)
+      const runtime = env.runtime || process.execPath
+      if (env.runtime) runtimes[topo.name] = { bin: path.relative(path.join(__dirname, '..'), env.runtime), version: env.runtimeVersion }
+      console.log(`${topo.title}: ${ROUNDS} rounds × ${OPS} ops per phase${env.runtime ? ` (workers under ${runtimes[topo.name].bin}, ${env.runtimeVersion})` : ''}`)
+      results[topo.name] = measure(topo.name, topo.stores, env.target, env.flush, PHASES, runtime)
       if (topo.name !== 'plain') {
         await env.close()
         envs.pop()
@@ -524,7 +662,7 @@ async function main() {
     const lines = []
     const anyRun = Object.values(results)[0]
     lines.push('# Benchmark results', '')
-    lines.push(`Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${os.cpus()[0].model}), Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)[1]} on the same machine. ${ROUNDS} alternating rounds, each store in a fresh process; medians shown. Workload: ${OPS.toLocaleString('en-US')} operations per phase, ${CONCURRENCY} calls in flight, a ${anyRun ? anyRun[OURS].sessionBytes : '—'}-byte session whose \`cookie.expires\` is a Date, as express-session hands it.`, '')
+    lines.push(machineLine(`Node ${process.version}`, anyRun ? anyRun[OURS].sessionBytes : '—', 'process'), '')
     if (ceil) lines.push(`Machine ceiling (\`redis-benchmark -P 16 -t set,get -d 300\`, plain server): SET ${fmt(ceil.set)}/s, GET ${fmt(ceil.get)}/s.`, '')
 
     lines.push('## Every topology, side by side', '')
@@ -534,15 +672,20 @@ async function main() {
     for (const topo of TOPOLOGIES) {
       const sm = results[topo.name]
       if (!sm) continue
-      const t = ratios(sm, OURS, topo.anchor, 'opsPerSec')
-      lines.push(`| ${topo.title} | **${fmt(geomean(t), 2)}×** | ${fmt(Math.min(...t), 2)}× (${PHASES[t.indexOf(Math.min(...t))]}) | ${fmt(geomean(ratios(sm, OURS, topo.anchor, 'processCpuUsPerOp')), 2)}× | ${fmt(geomean(ratios(sm, OURS, topo.anchor, 'jsCpuUsPerOp')), 2)}× |`)
+      for (const anchor of topo.anchors || [topo.anchor]) {
+        const t = ratios(sm, OURS, anchor, 'opsPerSec')
+        const title = topo.anchors ? `${topo.name === 'bun' ? `under Bun ${runtimes.bun.version}` : topo.title}, plain TCP, against ${ANCHOR_LABEL[anchor]}` : topo.title
+        lines.push(`| ${title} | **${fmt(geomean(t), 2)}×** | ${fmt(Math.min(...t), 2)}× (${PHASES[t.indexOf(Math.min(...t))]}) | ${fmt(geomean(ratios(sm, OURS, anchor, 'processCpuUsPerOp')), 2)}× | ${fmt(geomean(ratios(sm, OURS, anchor, 'jsCpuUsPerOp')), 2)}× |`)
+      }
     }
     lines.push('')
     if (summary) {
       const above = (store) => geomean(PHASES.map((p) => Math.max(summary[store][p].jsCpuUsPerOp - summary.floor[p].jsCpuUsPerOp, 0.01)))
       lines.push(`Plain TCP, JS-thread CPU above the pure-JS floor (the harness's own JSON and promise work taken out), geomean: ours ${fmt(above(OURS), 2)} µs, connect-redis ${fmt(above(ANCHOR), 2)} µs, ratio **${fmt(above(OURS) / above(ANCHOR), 2)}×**.`, '')
     }
-    for (const topo of TOPOLOGIES) if (results[topo.name]) topologyTable(lines, topo, results[topo.name])
+    for (const topo of TOPOLOGIES) if (results[topo.name] && topo.name !== 'bun') topologyTable(lines, topo, results[topo.name])
+    const bunLines = results.bun ? bunSection(results.bun, runtimes.bun) : null
+    if (bunLines) lines.push(...bunLines)
 
     if (latencyResults) {
       const L = latencyResults
@@ -622,8 +765,21 @@ async function main() {
       lines.push('![throughput chart](chart.svg)', '')
       chart(summary, path.join(__dirname, 'chart.svg'))
     }
+    if (bunLines) {
+      // The Bun section also has files of its own, so that `BENCH_ONLY=bun` can refresh it alone.
+      const bunFile = [`# Benchmark results under Bun`, '', machineLine(`Bun ${runtimes.bun.version} (\`${runtimes.bun.bin}\`)`, results.bun[OURS].sessionBytes, 'Bun process'), '', ...bunLines]
+      fs.writeFileSync(path.join(__dirname, 'results-bun.md'), bunFile.join('\n'))
+      fs.writeFileSync(path.join(__dirname, 'results-bun.json'), JSON.stringify({ machine: machine(), runtime: runtimes.bun, rounds: ROUNDS, ops: OPS, concurrency: CONCURRENCY, stores: results.bun, geomean: bunGeomeans(results.bun) }, null, 2) + '\n')
+    }
+    // A run of the Bun section alone leaves the other topologies' committed results as they are.
+    const bunOnly = only && only.every((name) => name === 'bun')
+    if (bunOnly) {
+      console.log('\n' + (bunLines || ['Bun section skipped: nothing written.']).join('\n'))
+      if (bunLines) console.log('\nWrote bench/results-bun.md and bench/results-bun.json (bench/results.md and results.json left as they were).')
+      return
+    }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, e2e, latency: latencyResults, options: optionResults, faults: faultResults }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

@@ -30,6 +30,74 @@ class FloorStore extends EventEmitter {
   close() {}
 }
 
+/**
+ * What a Bun user could write by hand over Bun's built-in Redis client (`Bun.RedisClient`,
+ * auto-pipelining on, its default): connect-redis 10's behaviour mirrored line for line (see
+ * node_modules/connect-redis/dist/connect-redis.cjs): key `sess:` + sid, JSON values, SET EX
+ * with the TTL from `cookie.expires` (else `ttl`, 86400 s), a TTL <= 0 destroys, touch is
+ * EXPIRE, destroy is DEL, an optional callback. Only the methods the benchmark calls.
+ */
+function bunRedisStore(client, opts = {}) {
+  const { Store } = require('express-session')
+  const optionalCb = (err, data, cb) => {
+    if (cb) return cb(err, data)
+    if (err) throw err
+    return data
+  }
+  class BunRedisStore extends Store {
+    constructor() {
+      super()
+      this.client = client
+      this.prefix = opts.prefix == null ? 'sess:' : opts.prefix
+      this.serializer = opts.serializer || JSON
+      this.ttl = opts.ttl || 86400
+    }
+    async get(sid, cb) {
+      try {
+        const data = await this.client.get(this.prefix + sid)
+        if (!data) return optionalCb(null, null, cb)
+        return optionalCb(null, await this.serializer.parse(data), cb)
+      } catch (err) {
+        return optionalCb(err, null, cb)
+      }
+    }
+    async set(sid, sess, cb) {
+      const ttl = this.getTTL(sess)
+      try {
+        if (ttl > 0) {
+          await this.client.set(this.prefix + sid, this.serializer.stringify(sess), 'EX', ttl)
+          return optionalCb(null, null, cb)
+        }
+        return this.destroy(sid, cb)
+      } catch (err) {
+        return optionalCb(err, null, cb)
+      }
+    }
+    async touch(sid, sess, cb) {
+      try {
+        await this.client.expire(this.prefix + sid, this.getTTL(sess))
+        return optionalCb(null, null, cb)
+      } catch (err) {
+        return optionalCb(err, null, cb)
+      }
+    }
+    async destroy(sid, cb) {
+      try {
+        await this.client.del(this.prefix + sid)
+        return optionalCb(null, null, cb)
+      } catch (err) {
+        return optionalCb(err, null, cb)
+      }
+    }
+    getTTL(sess) {
+      if (typeof this.ttl === 'function') return this.ttl(sess)
+      if (sess?.cookie?.expires) return Math.ceil((Number(new Date(sess.cookie.expires)) - Date.now()) / 1000)
+      return this.ttl
+    }
+  }
+  return new BunRedisStore()
+}
+
 // A fixed key: the benchmark's sessions are throwaway.
 const BENCH_KEY = Buffer.alloc(32, 7)
 
@@ -107,6 +175,15 @@ const STORES = {
     await new Promise((resolve, reject) => client.once('ready', resolve).once('error', reject))
     return { store: new RedisStore({ client }), close: () => client.quit() }
   },
+  /** The hand-written connect-redis-shaped store over Bun's own client; only under Bun. */
+  async 'bun-redis'(t) {
+    if (typeof Bun === 'undefined') throw new Error('the bun-redis store runs only under Bun')
+    if (t.kind !== 'plain') throw new Error('the bun-redis store is benchmarked on plain TCP only')
+    // eslint-disable-next-line no-undef
+    const client = new Bun.RedisClient(t.url)
+    await client.connect()
+    return { store: bunRedisStore(client), close: async () => client.close() }
+  },
   async memorystore() {
     // express-session's own in-memory store; callback-only, so each call is wrapped in one
     // promise, as ours returns one.
@@ -127,4 +204,4 @@ const STORES = {
   },
 }
 
-module.exports = { STORES, FloorStore, oursFor }
+module.exports = { STORES, FloorStore, oursFor, bunRedisStore }

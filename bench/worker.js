@@ -36,7 +36,7 @@ function session(i) {
 
 // utime + stime of the JS (main) thread, in µs, from the kernel's per-task accounting.
 const TICK_US = 1e6 / 100
-function jsThreadCpuUs() {
+function mainThreadCpuUs() {
   const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) * TICK_US
@@ -45,6 +45,30 @@ function processCpuUs() {
   const u = process.cpuUsage()
   return u.user + u.system
 }
+
+/**
+ * Whether the /proc reading is the JS thread's CPU in this runtime (Node, or Bun, whose
+ * `process.pid` must also be its main thread's task id): 100 ms of busy JS must show on that
+ * task, within the 10 ms ticks, and no more than the whole process used. If not (no /proc, or
+ * a runtime that runs JS on another thread), the JS-thread column falls back to the whole
+ * process's `process.cpuUsage()`, and the result says so.
+ */
+function probeJsThreadCpu() {
+  try {
+    const t0 = mainThreadCpuUs()
+    const p0 = processCpuUs()
+    const w0 = performance.now()
+    while (performance.now() - w0 < 100);
+    const thread = mainThreadCpuUs() - t0
+    const whole = processCpuUs() - p0
+    if (thread >= 0.5 * whole - 2 * TICK_US && thread <= whole + 2 * TICK_US && thread > 0) return { source: '/proc/self/task/<pid>/stat' }
+    return { source: 'process.cpuUsage', why: `the main task's CPU (${thread} µs) did not match 100 ms of busy JS (whole process ${whole} µs)` }
+  } catch (e) {
+    return { source: 'process.cpuUsage', why: `/proc/self/task/<pid>/stat unreadable: ${e.message}` }
+  }
+}
+const JS_CPU = probeJsThreadCpu()
+const jsThreadCpuUs = JS_CPU.source === 'process.cpuUsage' ? processCpuUs : mainThreadCpuUs
 
 async function phase(store, op, sessions) {
   let next = 0
@@ -79,7 +103,15 @@ async function main() {
       Array.from({ length: 2000 }, (_, i) => (op === 'get' ? store.get(`bench-${i}`) : store[op](`bench-${i}`, sessions[i]))),
     )
   }
-  const result = { name, sessionBytes: JSON.stringify(sessions[0]).length, phases: {} }
+  const result = {
+    name,
+    // eslint-disable-next-line no-undef
+    runtime: process.versions.bun ? `bun ${Bun.version}` : `node ${process.version}`,
+    driver: typeof store.stats === 'function' ? store.stats().driver : undefined,
+    jsCpu: JS_CPU,
+    sessionBytes: JSON.stringify(sessions[0]).length,
+    phases: {},
+  }
   for (const op of PHASE_LIST) {
     // A hot session has been read before: one read of each first.
     if (op === 'hot') await Promise.all(Array.from({ length: HOT }, (_, i) => store.get(`bench-${i}`)))
