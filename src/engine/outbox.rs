@@ -63,7 +63,6 @@ impl Outbox {
     pub fn reply(&mut self, id: u32, reply: Reply) {
         self.items.push((id, Item::Reply(reply)));
     }
-
 }
 
 impl Outbox {
@@ -114,6 +113,9 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, vec!["one", "two", "x,-"]);
-        assert_eq!(a.items.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            a.items.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
     }
 }

@@ -53,6 +53,11 @@ struct Registry {
     held: bool,
     /// The runtime is tearing the env down: the waker is about to be freed.
     gone: bool,
+    /// What the thread is doing: `None` while it works (it reads the registry again before
+    /// it waits), `Some(until)` once it waits in poll(2) with what it read (`until`: its
+    /// next timer, `None` for none). A change needs a wake only in the second case, and only
+    /// when the thread would miss it.
+    asleep: Option<Option<Instant>>,
 }
 
 struct Driver {
@@ -112,6 +117,14 @@ fn wake() {
     let _ = (&driver().wake).write(&[1]);
 }
 
+/// Wakes the thread if it waits in poll(2) (it would miss a change to what it watches).
+fn wake_if_asleep() {
+    let asleep = registry().asleep.is_some();
+    if asleep {
+        wake();
+    }
+}
+
 /// The thread: waits for sockets to become ready and timers to fall due, and sends what
 /// happened to the JS thread.
 fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
@@ -163,6 +176,7 @@ fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
                     handles.push(h);
                 }
             }
+            r.asleep = events.is_empty().then_some(next);
             match (events.is_empty(), next) {
                 (false, _) => 0,
                 (true, Some(at)) => at
@@ -175,6 +189,7 @@ fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
         };
         // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        registry().asleep = None;
         if n > 0 {
             let mut r = registry();
             for (fd, &h) in fds.iter().zip(&handles).skip(1) {
@@ -215,6 +230,8 @@ pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
     let Ok(events) = events.downcast::<Vec<Event>>() else {
         return;
     };
+    // A socket whose report was on its way is watched again: one wake for all of them.
+    let mut rearmed = false;
     for event in *events {
         match event {
             Event::Poll(h, readable, writable) => {
@@ -230,7 +247,7 @@ pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
                 if let Some(p) = registry().polls.get_mut(&h) {
                     p.armed = true;
                 }
-                wake();
+                rearmed = true;
             }
             Event::Timer(h, generation) => {
                 let due = {
@@ -251,6 +268,9 @@ pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
             // SAFETY: closed and unregistered: nothing names it again.
             Event::Close(h) => unsafe { free_handle(h as *mut c_void, HANDLE_SIZE) },
         }
+    }
+    if rearmed {
+        wake_if_asleep();
     }
     hold_waker();
 }
@@ -292,7 +312,11 @@ pub(super) fn poll_watch(raw: NonNull<c_void>, writable: bool) {
     if let Some(p) = registry().polls.get_mut(&(raw.as_ptr() as usize)) {
         p.writable = writable;
     }
-    wake();
+    // Watching for less needs no wake: a report of it is dropped on the JS thread, and the
+    // thread reads the registry again after each report.
+    if writable {
+        wake_if_asleep();
+    }
 }
 
 pub(super) fn timer_open(listener: Weak<dyn Listener>) -> NonNull<c_void> {
@@ -310,13 +334,25 @@ pub(super) fn timer_open(listener: Weak<dyn Listener>) -> NonNull<c_void> {
 }
 
 pub(super) fn timer_set(raw: NonNull<c_void>, ms: Option<u64>) {
-    if let Some(t) = registry().timers.get_mut(&(raw.as_ptr() as usize)) {
-        t.due = ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-        t.generation += 1;
-        t.firing = false;
-    }
+    let due = ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+    let sooner = {
+        let mut r = registry();
+        if let Some(t) = r.timers.get_mut(&(raw.as_ptr() as usize)) {
+            t.due = due;
+            t.generation += 1;
+            t.firing = false;
+        }
+        // A later or cancelled timer is found when the thread next wakes; only a sooner one
+        // must wake it now.
+        match (r.asleep, due) {
+            (Some(until), Some(due)) => until.is_none_or(|until| due < until),
+            _ => false,
+        }
+    };
     hold_waker();
-    wake();
+    if sooner {
+        wake();
+    }
 }
 
 pub(super) fn close(raw: NonNull<c_void>) {
