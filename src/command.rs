@@ -72,6 +72,16 @@ pub enum Reply {
     Error(StoreError),
 }
 
+/// A reply read whole, owned: what a walk's step gets (see `walk`), and what the handshake
+/// and topology queries read. Made from the wire by `engine::resp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tree {
+    Text(String),
+    Int(i64),
+    List(Vec<Tree>),
+    Nil,
+}
+
 impl Command {
     /// Whether the command changes its keys (for the near cache: this process's own write).
     pub fn writes(&self) -> bool {

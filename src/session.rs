@@ -337,7 +337,7 @@ fn drive(memory: &Memory, first: Command, walk: walk::Walk) -> StoreResult<Reply
                     .into_iter()
                     .map(walk::tree_of)
                     .collect::<Result<Vec<_>, _>>()
-                    .map(crate::engine::resp::Tree::List);
+                    .map(crate::command::Tree::List);
                 next.resume(tree)
             }
         };

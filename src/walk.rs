@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::command::Tree;
 use crate::command::{prefix_pattern, Command, Reply};
-use crate::engine::resp::Tree;
 use crate::error::{ErrorKind, StoreError};
 use crate::request::Request;
 use crate::seal::Seal;

@@ -147,16 +147,10 @@ pub fn roundtrip<S: std::io::Read + Write>(
     Ok(query_tree(stream, args)?.map(|_| ()))
 }
 
-/// A reply read whole, owned: for the few replies the handshake and topology queries read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tree {
-    Text(String),
-    Int(i64),
-    List(Vec<Tree>),
-    Nil,
-}
+pub use crate::command::Tree;
 
 impl Tree {
+    /// A decoded frame, owned.
     pub fn of(frame: &Frame<'_>) -> Tree {
         let text = |b: &[u8]| Tree::Text(String::from_utf8_lossy(b).into_owned());
         match frame {
