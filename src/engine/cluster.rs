@@ -221,7 +221,14 @@ impl Router {
 
     /// Whether calls of `slot` wait behind earlier ones on a node that no longer owns it.
     fn holds(&self, slot: Slot) -> bool {
-        let from = self.draining.borrow().get(&slot).copied();
+        let from = {
+            let draining = self.draining.borrow();
+            if draining.is_empty() {
+                // The common case: no slot is moving, nothing to hash.
+                return false;
+            }
+            draining.get(&slot).copied()
+        };
         match from {
             Some(from) if self.node(from).has_pending(slot) => true,
             Some(_) => {
