@@ -4,23 +4,22 @@
 
 const { randomBytes } = require('node:crypto')
 const { promisify } = require('node:util')
-const { Link, OP, parseStored } = require('./native.js')
+const { OP, openLink, readValue, withLink } = require('./core/adapter.js')
 
 const random = promisify(randomBytes)
 
 class RedisStore {
   constructor(opts = {}) {
     this.opts = { clientOptions: {}, prefix: 'session', ...opts }
-    this.link = new Link(this.opts, () => {})
+    this.link = openLink(this.opts, 'curveball')
   }
   // Keys are `${prefix}-${id}`, through `link.callId` (the core hashes the id with `hashIds`).
   /** `expire` is an absolute UNIX time in seconds; one in the past deletes the session. */
   async set(id, values, expire) {
     await this.link.callId(OP.SET_UNTIL, `${this.opts.prefix}-`, id, JSON.stringify(values), expire)
   }
-  async get(id) {
-    const raw = await this.link.read(`${this.opts.prefix}-`, id)
-    return raw === null ? null : parseStored(JSON, raw, `${this.opts.prefix}-${id}`)
+  get(id) {
+    return readValue(this.link, `${this.opts.prefix}-`, id)
   }
   async delete(id) {
     await this.link.callId(OP.DESTROY, `${this.opts.prefix}-`, id)
@@ -28,14 +27,7 @@ class RedisStore {
   async newSessionId() {
     return (await random(32)).toString('base64')
   }
-  /** Numbers an operator can watch, as the express store's `stats()`. */
-  stats() {
-    return this.link.stats()
-  }
-  /** Releases the connection. */
-  close() {
-    this.link.close()
-  }
 }
+withLink(RedisStore)
 
 module.exports = { RedisStore, default: RedisStore }

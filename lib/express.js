@@ -11,17 +11,10 @@ try {
 } catch {
   Store = EventEmitter
 }
-const { Link, OP, badArgument, checkId, parseStored } = require('./native.js')
+const { OP, openLink, readValue, settle, UserIndex, withLink } = require('./core/adapter.js')
+const { badArgument, checkId, parseStored } = require('./core/errors.js')
 
 const toNull = () => null
-
-function settle(promise, cb) {
-  if (typeof cb !== 'function') return promise
-  return promise.then(
-    (data) => cb(null, data),
-    (err) => cb(err, null),
-  )
-}
 
 class RedisStore extends Store {
   constructor(opts = {}) {
@@ -45,7 +38,8 @@ class RedisStore extends Store {
     if (this.userId !== undefined && typeof this.userId !== 'function') throw badArgument('userId must be a function of the session')
     if (this.userId && this.disableTTL) throw badArgument('userId needs session TTLs (it cannot be used with disableTTL)')
     if (this.userId && this.prefix && this.userPrefix.startsWith(this.prefix)) throw badArgument('userPrefix must not start with prefix: the index would be listed as sessions')
-    this.link = new Link(opts, (name, detail) => this.emit(name, detail))
+    this.link = openLink(opts, 'express', (name, detail) => this.emit(name, detail))
+    this.users = this.userId && new UserIndex(this.link, { sessionPrefix: this.prefix, userPrefix: this.userPrefix, ownerOf: this.userId, serializer: this.serializer })
   }
 
   // The hot methods chain one .then onto the core's promise instead of using async functions:
@@ -54,11 +48,7 @@ class RedisStore extends Store {
   // (`encryption`). Parse errors name the key as the caller knows it.
   get(sid, cb) {
     return settle(
-      this.#start(sid, () => {
-        const hit = this.link.cached(this.prefix, sid)
-        if (hit !== undefined) return Promise.resolve(parseStored(this.serializer, hit, this.prefix + sid))
-        return this.link.read(this.prefix, sid).then((data) => (data ? parseStored(this.serializer, data, this.prefix + sid) : null))
-      }),
+      this.#start(sid, () => readValue(this.link, this.prefix, sid, this.serializer)),
       cb,
     )
   }
@@ -72,8 +62,7 @@ class RedisStore extends Store {
         if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
         const owner = this.userId ? this.userId(sess) : undefined
         if (owner != null) {
-          const at = Math.ceil(Date.now() / 1000) + ttl
-          return this.link.callId(OP.INDEXED_SET, this.prefix, sid, value, at, [this.userPrefix + checkId(String(owner), 'user id'), sid]).then(this.#done('set', sid))
+          return this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl).then(this.#done('set', sid))
         }
         return this.link.callId(OP.SET, this.prefix, sid, value, this.disableTTL ? undefined : ttl).then(this.#done('set', sid))
       }),
@@ -119,37 +108,24 @@ class RedisStore extends Store {
 
   /** The user's live sessions, each with its `id` (needs the `userId` option). */
   userSessions(userId, cb) {
-    return settle(this.#userSessions(userId), cb)
-  }
-
-  async #userSessions(userId) {
-    if (!this.userId) throw badArgument('userSessions needs the userId option')
-    const index = this.userPrefix + checkId(String(userId), 'user id')
-    const flat = await this.link.call(OP.INDEX_READ, index, this.prefix, 1)
-    const out = []
-    for (let i = 0; i < flat.length; i += 2) {
-      const sess = await parseStored(this.serializer, flat[i + 1], this.prefix + flat[i])
-      // A session that changed owner stays in its old index until it goes; skip it there.
-      if (String(this.userId(sess)) !== String(userId)) continue
-      sess.id = flat[i]
-      out.push(sess)
-    }
-    return out
+    return settle(
+      this.#withUsers(async () => (await this.users.list(userId)).map(({ id, value }) => Object.assign(value, { id }))),
+      cb,
+    )
   }
 
   /** Destroys the user's sessions but `except` (a session id); resolves to how many. */
   destroyUserSessions(userId, opts, cb) {
     if (typeof opts === 'function') [cb, opts] = [opts, undefined]
-    return settle(this.#destroyUserSessions(userId, (opts && opts.except) || undefined), cb)
+    return settle(
+      this.#withUsers(() => this.users.drop(userId, (opts && opts.except) || undefined)),
+      cb,
+    )
   }
 
-  async #destroyUserSessions(userId, plainExcept) {
-    // Index members are ids as keys hold them: hashed with `hashIds`.
-    const except = plainExcept === undefined ? undefined : this.link.sid(plainExcept)
-    const ids = (await this.#userSessions(userId)).map((s) => s.id).filter((id) => id !== except)
-    if (ids.length === 0) return 0
-    await this.link.call(OP.DESTROY, '', undefined, undefined, ids.map((id) => this.prefix + id))
-    return ids.length
+  #withUsers(work) {
+    if (!this.users) return Promise.reject(badArgument('the user index needs the userId option'))
+    return work()
   }
 
   clear(cb) {
@@ -188,20 +164,9 @@ class RedisStore extends Store {
     }
     return this.ttl
   }
-
-  /**
-   * Numbers an operator can watch: `{calls: {op: {calls, errors: {code: n}, latency: {p50, p90,
-   * p99, max}}}, inFlight, link: {connects, reconnects, failovers}, cache}` (latency in ms;
-   * `cache` null when the near cache is off). Cheap enough to call on every scrape.
-   */
-  stats() {
-    return this.link.stats()
-  }
-
-  /** Releases the connection; calls in flight still settle. */
-  close() {
-    this.link.close()
-  }
 }
 
-module.exports = { RedisStore }
+// `stats()`: see README "Stats"; `close()` releases the connection, calls in flight still settle.
+withLink(RedisStore)
+
+module.exports = { RedisStore, default: RedisStore }

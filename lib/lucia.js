@@ -5,7 +5,9 @@
 // of the user's session ids. `redis({session, userSessions})` is the lucia-auth era adapter,
 // with that adapter's own layout (see `originalAdapter`).
 
-const { Link, OP, badArgument, checkId, isClient, parseStored } = require('./native.js')
+const { OP, openLink, readValue, UserIndex, withLink } = require('./core/adapter.js')
+const { badArgument, checkId, parseStored } = require('./core/errors.js')
+const { isClient } = require('./core/options.js')
 
 const DEFAULT_PREFIXES = { session: 'session', userSessions: 'user_sessions' }
 
@@ -20,45 +22,17 @@ function layout(prefixes, hashTag) {
   return { sessionPrefix: `{${tag}}:${session}:`, userPrefix: `{${tag}}:${userSessions}:` }
 }
 
-function linkFor(clientOrOptions) {
-  const opts = isClient(clientOrOptions) ? { client: clientOrOptions } : clientOrOptions || {}
-  return new Link(opts, () => {})
-}
-
-/** Session key/index operations shared by both Lucia versions. */
-class SessionIndex {
+/** Session key/index operations shared by both Lucia versions; `ownerField` names the user. */
+class SessionIndex extends UserIndex {
   constructor(link, prefixes, ownerField, hashTag) {
-    this.link = link
+    super(link, { ...layout(prefixes, hashTag), ownerOf: (s) => s[ownerField] })
     this.ownerField = ownerField
-    Object.assign(this, layout(prefixes, hashTag))
   }
-  // Session keys go through `link.callId`: the core hashes the id (`hashIds`), in the key and
-  // in the index member that repeats it.
-  async read(sessionId) {
-    const raw = await this.link.read(this.sessionPrefix, sessionId)
-    return raw ? parseStored(JSON, raw, this.sessionPrefix + sessionId) : null
-  }
-  write(sessionId, ownerId, json, expiresAtSeconds) {
-    return this.link.callId(OP.INDEXED_SET, this.sessionPrefix, sessionId, json, expiresAtSeconds, [
-      this.userPrefix + checkId(String(ownerId), 'user id'),
-      sessionId,
-    ])
-  }
-  async remove(sessionId) {
-    await this.link.callId(OP.INDEXED_DELETE, this.sessionPrefix, sessionId, undefined, undefined, [sessionId, this.userPrefix, this.ownerField])
-    // While migrating, the plain key goes too, or the next read would move it back.
-    if (this.link.migrating) await this.link.callId(OP.DESTROY, this.sessionPrefix, sessionId)
+  read(sessionId) {
+    return readValue(this.link, this.sessionPrefix, sessionId)
   }
   async listByUser(userId) {
-    const key = this.userPrefix + checkId(String(userId), 'user id')
-    const values = await this.link.call(OP.INDEX_READ, key, this.sessionPrefix)
-    return Promise.all(values.map((v) => parseStored(JSON, v, key)))
-  }
-  removeByUser(userId) {
-    return this.link.call(OP.INDEX_DROP, this.userPrefix + checkId(String(userId), 'user id'), this.sessionPrefix)
-  }
-  prune() {
-    return this.link.call(OP.PRUNE_INDEXES, this.userPrefix, this.sessionPrefix, 100)
+    return (await this.list(userId)).map((s) => s.value)
   }
 }
 
@@ -92,8 +66,8 @@ function originalAdapter(clients, handleError) {
     for (const c of [clients.session, clients.userSessions]) {
       if (c && !isClient(c) && c.hashIds) throw badArgument('hashIds is not available in the lucia-auth layout: its user lists hold session ids')
     }
-    const sessions = linkFor(clients.session)
-    const users = clients.userSessions === clients.session ? sessions : linkFor(clients.userSessions)
+    const sessions = openLink(clients.session, 'lucia')
+    const users = clients.userSessions === clients.session ? sessions : openLink(clients.userSessions, 'lucia')
     const read = async (ids) => {
       const values = ids.length === 0 ? [] : await sessions.call(OP.MGET, '', undefined, undefined, ids)
       return values.map((v, i) => (v === null ? null : parseStored(JSON, v, ids[i])))
@@ -165,7 +139,7 @@ function redis(clientOrOptions, prefixes) {
   let index
   return () => {
     const hashTag = !isClient(clientOrOptions) && clientOrOptions && clientOrOptions.hashTag
-    if (!index) index = new SessionIndex(linkFor(clientOrOptions), prefixes, 'user_id', hashTag)
+    if (!index) index = new SessionIndex(openLink(clientOrOptions, 'lucia'), prefixes, 'user_id', hashTag)
     const v2Expiry = (s) => Math.floor(Number(s.idle_expires) / 1000)
     return {
       getSession: (sessionId) => index.read(sessionId),
@@ -180,10 +154,10 @@ function redis(clientOrOptions, prefixes) {
         await index.write(sessionId, updated.user_id, JSON.stringify(updated), v2Expiry(updated))
       },
       deleteSession: async (sessionId) => {
-        await index.remove(sessionId)
+        await index.remove(sessionId, index.ownerField)
       },
       deleteSessionsByUserId: async (userId) => {
-        await index.removeByUser(userId)
+        await index.drop(userId)
       },
     }
   }
@@ -198,7 +172,8 @@ class LuciaAdapter {
     const { prefixes, getUser, hashTag, ...connection } = opts
     if (typeof getUser !== 'function') throw new TypeError('luciaAdapter needs getUser(userId)')
     this.getUser = getUser
-    this.index = new SessionIndex(linkFor(connection), prefixes, 'userId', hashTag)
+    this.index = new SessionIndex(openLink(connection, 'lucia'), prefixes, 'userId', hashTag)
+    this.link = this.index.link
   }
   static decode(stored) {
     return { id: stored.id, userId: stored.userId, expiresAt: new Date(stored.expiresAt), attributes: stored.attributes || {} }
@@ -228,23 +203,16 @@ class LuciaAdapter {
     await this.#save({ ...LuciaAdapter.decode(stored), expiresAt })
   }
   async deleteSession(sessionId) {
-    await this.index.remove(sessionId)
+    await this.index.remove(sessionId, this.index.ownerField)
   }
   async deleteUserSessions(userId) {
-    await this.index.removeByUser(userId)
+    await this.index.drop(userId)
   }
   async deleteExpiredSessions() {
     await this.index.prune()
   }
-  /** Numbers an operator can watch, as the express store's `stats()`. */
-  stats() {
-    return this.index.link.stats()
-  }
-  /** Releases the connection. */
-  close() {
-    this.index.link.close()
-  }
 }
+withLink(LuciaAdapter)
 
 function luciaAdapter(opts) {
   return new LuciaAdapter(opts)

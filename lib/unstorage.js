@@ -1,7 +1,8 @@
 'use strict'
 // An unstorage driver with the options and key layout of unstorage/drivers/redis (`base:key`).
 
-const { Link, OP, badArgument } = require('./native.js')
+const { OP, openLink } = require('./core/adapter.js')
+const { badArgument } = require('./core/errors.js')
 
 function normalizeKey(key) {
   if (!key) return ''
@@ -15,7 +16,7 @@ function joinKeys(...keys) {
 function ferrisessionDriver(opts = {}) {
   const base = (opts.base || '').replace(/:$/, '')
   if (opts.hashIds) throw badArgument('hashIds does not apply to unstorage: its keys must stay listable by name')
-  const link = new Link(opts, () => {})
+  const link = openLink(opts, 'unstorage')
   const p = (...keys) => joinKeys(base, ...keys)
   const d = (key) => (base ? key.slice(base.length + 1) : key)
   // Keys strictly under `base2` (within our base): an exact, glob-free prefix.

@@ -37,7 +37,6 @@ op_table! {
     INDEXED_SET = 12, "indexedSet";
     INDEXED_DELETE = 13, "indexedDelete";
     INDEX_READ = 14, "indexRead";
-    INDEX_DROP = 15, "indexDrop";
     PRUNE_INDEXES = 16, "pruneIndexes";
     LIST_PUSH = 17, "listPush";
     LIST_READ = 18, "listRead";
@@ -314,10 +313,6 @@ fn to_request(
             index_key: key,
             key_prefix: value_or_err(value)?,
             with_members: num.is_some_and(|n| n == 1.0),
-        },
-        op::INDEX_DROP => Request::IndexDrop {
-            index_key: key,
-            key_prefix: value_or_err(value)?,
         },
         op::PRUNE_INDEXES => Request::PruneIndexes {
             index_prefix: key,

@@ -82,11 +82,6 @@ pub enum Request {
         key_prefix: String,
         with_members: bool,
     },
-    /// Deletes every value the set at `index_key` points to, and the set.
-    IndexDrop {
-        index_key: String,
-        key_prefix: String,
-    },
     /// Walks every set under `index_prefix` and removes members whose value has expired.
     /// Replies with the number of members removed.
     PruneIndexes {
@@ -153,10 +148,6 @@ impl Request {
                 index_key,
                 key_prefix,
                 ..
-            }
-            | Request::IndexDrop {
-                index_key,
-                key_prefix,
             } => vec![index_key, key_prefix],
             Request::PruneIndexes {
                 index_prefix,

@@ -162,23 +162,6 @@ pub fn start(request: Request, seal: Arc<Seal>) -> Result<(Command, Walk), Reque
             });
             return first(read_index(index_key, key_prefix, Some(seal), done));
         }
-        Request::IndexDrop {
-            index_key,
-            key_prefix,
-        } => {
-            return first(Step::Send(
-                Command::SMembers(index_key.clone()),
-                Walk(Box::new(move |reply| match members(reply) {
-                    Ok(members) => {
-                        let mut keys: Vec<String> =
-                            members.iter().map(|m| format!("{key_prefix}{m}")).collect();
-                        keys.push(index_key);
-                        delete(keys, 0)
-                    }
-                    Err(step) => step,
-                })),
-            ))
-        }
         Request::IndexedDelete {
             key,
             member,

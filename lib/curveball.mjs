@@ -1,4 +1,4 @@
-import cjs from './lib/curveball.js'
+import cjs from './curveball.js'
 
 export const RedisStore = cjs.RedisStore
 export default cjs.RedisStore

@@ -1,4 +1,4 @@
-import cjs from './index.js'
+import cjs from './express.js'
 
 export const RedisStore = cjs.RedisStore
 export default cjs.RedisStore

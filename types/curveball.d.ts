@@ -1,4 +1,4 @@
-import type { ConnectionOptions, StoreStats } from './index.js'
+import type { ConnectionOptions, StoreStats } from './common.js'
 
 export interface CurveballStoreOptions extends ConnectionOptions {
   /** Default `"session"`: sessions live at `${prefix}-${id}`. */

@@ -1,4 +1,4 @@
-import type { ConnectionOptions, StoreStats } from './index.js'
+import type { ConnectionOptions, StoreStats } from './common.js'
 
 export interface LuciaPrefixes {
   /** Default `"session"`: sessions live at `session:<id>`. */

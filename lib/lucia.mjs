@@ -1,4 +1,4 @@
-import cjs from './lib/lucia.js'
+import cjs from './lucia.js'
 
 export const { redis, ioredis, luciaAdapter, LuciaAdapter } = cjs
 export default cjs.redis

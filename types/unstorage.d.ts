@@ -1,4 +1,4 @@
-import type { ConnectionOptions } from './index.js'
+import type { ConnectionOptions } from './common.js'
 
 export interface UnstorageDriverOptions extends ConnectionOptions {
   /** Key prefix; keys are stored as `base:key`. */

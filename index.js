@@ -1,5 +1,0 @@
-'use strict'
-const { RedisStore } = require('./lib/express.js')
-
-module.exports = { RedisStore }
-module.exports.default = RedisStore

@@ -1,0 +1,127 @@
+'use strict'
+// What every adapter needs on top of a Link, written once: opening the link from a client or
+// options, reading a stored value (near cache first), the user index behind "log out
+// everywhere", and the `stats()`/`close()` pair.
+
+const { Link, OP } = require('./link.js')
+const { checkId, parseStored } = require('./errors.js')
+const { isClient } = require('./options.js')
+
+/**
+ * A Link for `adapter` (the name tracing reports) from a node-redis/ioredis client or our
+ * connection options. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
+ */
+function openLink(clientOrOptions, adapter, onEvent) {
+  const opts = isClient(clientOrOptions) ? { client: clientOrOptions } : clientOrOptions || {}
+  return new Link(opts, adapter, onEvent)
+}
+
+/**
+ * The value stored for `id` under `prefix`, parsed with `serializer`, or null. A near-cache hit
+ * needs no native call; a value that does not parse rejects with ERR_BAD_DATA.
+ */
+function readValue(link, prefix, id, serializer = JSON) {
+  try {
+    checkId(id)
+    const hit = link.cached(prefix, id)
+    if (hit !== undefined) return Promise.resolve(parseStored(serializer, hit, prefix + id))
+  } catch (err) {
+    return Promise.reject(err)
+  }
+  return link.read(prefix, id).then((raw) => (raw === null ? null : parseStored(serializer, raw, prefix + id)))
+}
+
+/**
+ * Sessions indexed by user: the session at `sessionPrefix + id` is written together with its
+ * id's membership in the SET at `userPrefix + owner`, atomically. The index is never updated on
+ * a destroy or an expiry: readers skip members whose session is gone (and the core prunes
+ * them), and skip sessions whose `ownerOf(value)` is no longer that user.
+ */
+class UserIndex {
+  constructor(link, { sessionPrefix, userPrefix, ownerOf, serializer = JSON }) {
+    this.link = link
+    this.sessionPrefix = sessionPrefix
+    this.userPrefix = userPrefix
+    this.ownerOf = ownerOf
+    this.serializer = serializer
+  }
+
+  indexKey(owner) {
+    return this.userPrefix + checkId(String(owner), 'user id')
+  }
+
+  /** Writes `value` (text) for session `id` of `owner` until the UNIX time `at` (seconds). */
+  write(id, owner, value, at) {
+    return this.link.callId(OP.INDEXED_SET, this.sessionPrefix, id, value, at, [this.indexKey(owner), id])
+  }
+
+  /** The owner's live sessions as `[{id, value}]`, ids as keys hold them (hashed with `hashIds`). */
+  async list(owner) {
+    const flat = await this.link.call(OP.INDEX_READ, this.indexKey(owner), this.sessionPrefix, 1)
+    const out = []
+    for (let i = 0; i < flat.length; i += 2) {
+      const value = await parseStored(this.serializer, flat[i + 1], this.sessionPrefix + flat[i])
+      if (String(this.ownerOf(value)) === String(owner)) out.push({ id: flat[i], value })
+    }
+    return out
+  }
+
+  /**
+   * Destroys the owner's sessions but `except` (a session id as the caller knows it); resolves
+   * to how many. With no `except`, the index goes too.
+   */
+  async drop(owner, except) {
+    const kept = except === undefined ? undefined : this.link.sid(except)
+    const ids = (await this.list(owner)).map((s) => s.id).filter((id) => id !== kept)
+    const keys = ids.map((id) => this.sessionPrefix + id)
+    if (kept === undefined) keys.push(this.indexKey(owner))
+    if (keys.length > 0) await this.link.call(OP.DESTROY, '', undefined, undefined, keys)
+    return ids.length
+  }
+
+  /** Destroys session `id` and takes it out of its owner's index (`field` of the stored JSON). */
+  async remove(id, field) {
+    await this.link.callId(OP.INDEXED_DELETE, this.sessionPrefix, id, undefined, undefined, [id, this.userPrefix, field])
+    // While migrating, the plain key goes too, or the next read would move it back.
+    if (this.link.migrating) await this.link.callId(OP.DESTROY, this.sessionPrefix, id)
+  }
+
+  /** Removes members whose session has expired from every index; resolves to how many. */
+  prune() {
+    return this.link.call(OP.PRUNE_INDEXES, this.userPrefix, this.sessionPrefix, 100)
+  }
+}
+
+/** Adds `stats()` and `close()` over `this.link` to an adapter class. */
+function withLink(Adapter) {
+  Object.defineProperties(Adapter.prototype, {
+    stats: {
+      /** Numbers an operator can watch: see README "Stats". */
+      value: function stats() {
+        return this.link.stats()
+      },
+      writable: true,
+      configurable: true,
+    },
+    close: {
+      /** Releases the connection; calls in flight still settle. */
+      value: function close() {
+        this.link.close()
+      },
+      writable: true,
+      configurable: true,
+    },
+  })
+  return Adapter
+}
+
+/** A promise, or its outcome handed to a Node-style callback when one is given. */
+function settle(promise, cb) {
+  if (typeof cb !== 'function') return promise
+  return promise.then(
+    (data) => cb(null, data),
+    (err) => cb(err, null),
+  )
+}
+
+module.exports = { openLink, readValue, UserIndex, withLink, settle, OP }

@@ -1,0 +1,3 @@
+import driver from './unstorage.js'
+
+export default driver

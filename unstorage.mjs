@@ -1,3 +1,0 @@
-import driver from './lib/unstorage.js'
-
-export default driver
