@@ -25,3 +25,22 @@ const store: SessionStore = new CurveballStore({ clientOptions: { url: 'redis://
 void store
 
 export const storage = createStorage({ driver: ferrisessionDriver({ base: 'app', url: 'memory://', ttl: 60 }) })
+
+// Koa: koa-session 7 takes the store as its external store.
+import Koa from 'koa'
+import koaSession from 'koa-session'
+import koaRedisStore from 'ferrisession/koa'
+const koa = new Koa()
+koa.keys = ['secret']
+koa.use(koaSession({ store: koaRedisStore({ url: 'memory://' }) }, koa))
+
+// Hono: @hono/session's storage and hono-sessions' store.
+import { Hono } from 'hono'
+import { useSession, useSessionStorage } from '@hono/session'
+import { sessionMiddleware, type Store as HonoSessionsStore } from 'hono-sessions'
+import { storage as honoStorage, RedisStore as HonoSessionsRedisStore } from 'ferrisession/hono'
+export const hono = new Hono()
+hono.use(useSessionStorage(honoStorage<{ user: string }>({ url: 'memory://', ttl: 3600 })))
+hono.use(useSession({ secret: 'a-secret-of-enough-length-for-the-example' }))
+const honoSessionsStore: HonoSessionsStore = new HonoSessionsRedisStore({ url: 'memory://' })
+export const hono2 = new Hono().use('*', sessionMiddleware({ store: honoSessionsStore, expireAfterSeconds: 900 }))

@@ -1,0 +1,3 @@
+import cjs from './hono.js'
+
+export const { storage, RedisStore } = cjs

@@ -1,0 +1,4 @@
+import cjs from './koa.js'
+
+export const RedisStore = cjs.RedisStore
+export default cjs
