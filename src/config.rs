@@ -188,12 +188,20 @@ fn tls_field(v: Option<&Value>) -> Option<RawTls> {
 }
 
 /// A cluster client's settings: its nodes, and the credentials and TLS every node shares.
-fn cluster_client(shared: &Value, tls: Option<&Value>, nodes: Vec<Value>) -> RawOptions {
+/// `key_prefix` is the cluster client's own `keyPrefix` (node-redis 6, ioredis), else the one
+/// its per-node options carry.
+fn cluster_client(
+    shared: &Value,
+    tls: Option<&Value>,
+    nodes: Vec<Value>,
+    key_prefix: Option<String>,
+) -> RawOptions {
     RawOptions {
         username: str_field(shared, "username"),
         password: str_field(shared, "password"),
         tls: tls_field(tls),
         cluster: Some(RawCluster { nodes }),
+        key_prefix: key_prefix.or_else(|| str_field(shared, "keyPrefix")),
         ..RawOptions::default()
     }
 }
@@ -232,6 +240,8 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
                 password: str_field(o, "password"),
                 db: int_field(o, "database"),
                 tls,
+                // node-redis 6.1 prefixes every key argument, as ioredis does.
+                key_prefix: str_field(o, "keyPrefix"),
                 ..RawOptions::default()
             })
         }
@@ -271,7 +281,12 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Ok(cluster_client(&defaults, socket.get("tls"), nodes))
+            Ok(cluster_client(
+                &defaults,
+                socket.get("tls"),
+                nodes,
+                str_field(o, "keyPrefix"),
+            ))
         }
         "ioredis-cluster" => {
             let redis_options = o.get("redisOptions").cloned().unwrap_or(Value::Null);
@@ -284,6 +299,7 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
                 &redis_options,
                 redis_options.get("tls"),
                 nodes,
+                str_field(o, "keyPrefix"),
             ))
         }
         other => Err(StoreError::bad_argument(format!(
@@ -925,6 +941,27 @@ mod tests {
         let spec = parse(r#"{"url":"redis://other:1","client":{"flavor":"node-redis-v3","options":{"host":"h","prefix":"v3:"}}}"#).unwrap();
         assert_eq!(spec.namespace, "v3:");
         assert_eq!(parse("{}").unwrap().namespace, "");
+        // node-redis 6.1 and its cluster, and an ioredis Cluster's own or per-node keyPrefix.
+        for (json, want) in [
+            (
+                r#"{"client":{"flavor":"node-redis","options":{"url":"redis://h:1","keyPrefix":"np:"}}}"#,
+                "np:",
+            ),
+            (
+                r#"{"client":{"flavor":"node-redis-cluster","options":{"rootNodes":[{"url":"redis://h:1"}],"defaults":{},"keyPrefix":"nc:"}}}"#,
+                "nc:",
+            ),
+            (
+                r#"{"client":{"flavor":"ioredis-cluster","options":{"startupNodes":[{"host":"h","port":1}],"redisOptions":{},"keyPrefix":"ic:"}}}"#,
+                "ic:",
+            ),
+            (
+                r#"{"client":{"flavor":"ioredis-cluster","options":{"startupNodes":[{"host":"h","port":1}],"redisOptions":{"keyPrefix":"in:"}}}}"#,
+                "in:",
+            ),
+        ] {
+            assert_eq!(parse(json).unwrap().namespace, want, "{json}");
+        }
     }
 
     #[test]

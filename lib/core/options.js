@@ -6,7 +6,7 @@ const { badArgument } = require('./errors.js')
 
 // Option names copied from a cluster client's shared options. Anything else (modules, scripts,
 // sockets, functions) is left behind.
-const CLIENT_KEYS = ['url', 'socket', 'host', 'port', 'path', 'username', 'password', 'database', 'db', 'tls', 'sentinels', 'name', 'sentinelUsername', 'sentinelPassword']
+const CLIENT_KEYS = ['url', 'keyPrefix', 'socket', 'host', 'port', 'path', 'username', 'password', 'database', 'db', 'tls', 'sentinels', 'name', 'sentinelUsername', 'sentinelPassword']
 // Fields of a client's options copied whatever their value, so that the core can refuse one it
 // cannot read instead of falling back to the default address. Other fields are copied only when
 // they are plain strings, numbers or booleans.
@@ -21,6 +21,8 @@ function pemText(v) {
   if (Array.isArray(v)) return v.map(pemText).join('\n')
   return typeof v === 'string' ? v : undefined
 }
+
+const stringOrUndefined = (v) => (typeof v === 'string' ? v : undefined)
 
 function pick(source, keys) {
   const out = {}
@@ -80,13 +82,13 @@ function clientSettings(client) {
     const defaults = pick(clusterOptions.defaults, CLIENT_KEYS)
     if (defaults.socket) defaults.socket = plainSocket(defaults.socket)
     const rootNodes = clusterOptions.rootNodes.map((n) => ({ url: n.url, socket: n.socket && plainSocket(n.socket) }))
-    return { flavor: 'node-redis-cluster', options: { rootNodes, defaults } }
+    return { flavor: 'node-redis-cluster', options: { rootNodes, defaults, keyPrefix: stringOrUndefined(clusterOptions.keyPrefix) } }
   }
   if (client.isCluster === true) {
     const redisOptions = pick(client.options && client.options.redisOptions, CLIENT_KEYS)
     if ('tls' in redisOptions) redisOptions.tls = plainTls(redisOptions.tls)
     const startupNodes = (client.startupNodes || []).map((n) => (typeof n === 'object' ? pick(n, ['host', 'port']) : n))
-    return { flavor: 'ioredis-cluster', options: { startupNodes, redisOptions } }
+    return { flavor: 'ioredis-cluster', options: { startupNodes, redisOptions, keyPrefix: stringOrUndefined(client.options && client.options.keyPrefix) } }
   }
   const options = client.options
   if (!options || typeof options !== 'object') {
