@@ -278,9 +278,11 @@ const TOPOLOGIES = [
   },
 ]
 
-const OPTION_STORES = [OURS, ANCHOR, 'ferrisession-hashids', 'ferrisession-encrypted', 'ferrisession-hashids-encrypted', 'ferrisession-userid']
+const OPTION_STORES = [OURS, ANCHOR, 'ferrisession-untraced', 'ferrisession-traced', 'ferrisession-hashids', 'ferrisession-encrypted', 'ferrisession-hashids-encrypted', 'ferrisession-userid']
 const OPTION_LABEL = {
   [OURS]: 'ferrisession, no option',
+  'ferrisession-untraced': 'ferrisession, tracing channel left out (FERRISESSION_TRACING=off)',
+  'ferrisession-traced': 'ferrisession, a subscriber on ferrisession:call',
   [ANCHOR]: 'connect-redis 10 + node-redis 5',
   'ferrisession-hashids': 'ferrisession, hashIds',
   'ferrisession-encrypted': 'ferrisession, encryption (AES-256-GCM)',
@@ -717,6 +719,9 @@ async function main() {
         lines.push(`| ${OPTION_LABEL[store]} | ${fmt(O[store].set.opsPerSec)} | ${fmt(O[store].get.opsPerSec)} | **${fmt(both(store), 2)}×** | ${fmt(O[store].set.processCpuUsPerOp, 2)} | ${fmt(O[store].get.processCpuUsPerOp, 2)} | ${fmt(both(store) / both(OURS), 2)}× |`)
       }
       lines.push('')
+      const untraced = both('ferrisession-untraced')
+      const cpu = (store) => Math.sqrt(O[store].set.processCpuUsPerOp * O[store].get.processCpuUsPerOp)
+      lines.push(`Tracing with nobody subscribed (ours against ours with the channel left out): throughput ${fmt((both(OURS) / untraced - 1) * 100, 1)}%, whole-process CPU per call ${fmt((cpu(OURS) / cpu('ferrisession-untraced') - 1) * 100, 1)}% (target: within 1%; round-to-round noise is of the same order). With a subscriber: throughput ${fmt((both('ferrisession-traced') / untraced - 1) * 100, 1)}%.`, '')
     }
 
     if (faultResults) {

@@ -147,6 +147,23 @@ const STORES = {
     const store = new RedisStore({ ...oursFor(t), touchAfter: 60, cache: true })
     return { store, close: async () => store.close() }
   },
+  /** Ours with the tracing channel left out: what the no-subscriber check costs is ours / this. */
+  async 'ferrisession-untraced'(t) {
+    process.env.FERRISESSION_TRACING = 'off'
+    const { RedisStore } = require('..')
+    const store = new RedisStore(oursFor(t))
+    return { store, close: async () => store.close() }
+  },
+  /** Ours with a subscriber on `ferrisession:call` that only counts: what tracing costs when on. */
+  async 'ferrisession-traced'(t) {
+    const dc = require('node:diagnostics_channel')
+    let calls = 0
+    const count = () => calls++
+    dc.tracingChannel('ferrisession:call').subscribe({ start: count, end() {}, asyncStart() {}, asyncEnd() {}, error() {} })
+    const { RedisStore } = require('..')
+    const store = new RedisStore(oursFor(t))
+    return { store, close: async () => store.close() }
+  },
   /** Ours with each opt-in option of its own, for the cost of each (see OPTION_STORES). */
   ...Object.fromEntries(
     Object.entries({

@@ -53,6 +53,61 @@ pub enum Topology {
     Sentinel(SentinelSpec),
 }
 
+/// Where a store's calls go, as tracing names it: the address and port of the server (for a
+/// cluster its first seed node, behind Sentinel its first sentinel), and the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerName {
+    pub address: String,
+    pub port: Option<u16>,
+    pub database: i64,
+}
+
+impl ServerName {
+    fn unknown() -> Self {
+        ServerName {
+            address: String::new(),
+            port: None,
+            database: 0,
+        }
+    }
+}
+
+impl ConnectionSpec {
+    pub fn server_name(&self) -> ServerName {
+        let of = |info: &ConnectionInfo, database: i64| {
+            let (address, port) = match info.addr() {
+                ConnectionAddr::Tcp(h, p)
+                | ConnectionAddr::TcpTls {
+                    host: h, port: p, ..
+                } => (h.clone(), Some(*p)),
+                ConnectionAddr::Unix(path) => (path.display().to_string(), None),
+                _ => (String::new(), None),
+            };
+            ServerName {
+                address,
+                port,
+                database,
+            }
+        };
+        match &self.topology {
+            Topology::Memory => ServerName {
+                address: "memory".into(),
+                port: None,
+                database: 0,
+            },
+            Topology::Standalone(e) => of(&e.info, e.info.redis_settings().db()),
+            Topology::Cluster(c) => c
+                .nodes
+                .first()
+                .map_or_else(ServerName::unknown, |n| of(n, 0)),
+            Topology::Sentinel(s) => s
+                .sentinels
+                .first()
+                .map_or_else(ServerName::unknown, |n| of(n, s.node.db())),
+        }
+    }
+}
+
 /// A Redis Cluster: seed nodes to discover the topology from, and how to log in to every node.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {

@@ -88,6 +88,7 @@ pub struct NativeStore {
     /// Calls per operation, as JS records them, and what the connections went through.
     calls: std::cell::RefCell<stats::CallStats>,
     counters: Arc<stats::LinkCounters>,
+    server: config::ServerName,
 }
 
 /// Runs `f` (engine work a JS call or a report started); a panic fails the calls in flight
@@ -134,6 +135,7 @@ impl NativeStore {
     ) -> Result<Self> {
         let spec = config::parse(&options).map_err(to_napi_err)?;
         let namespace = spec.namespace.clone();
+        let server = spec.server_name();
         let seal = spec.seal.clone();
         let counters = spec.counters.clone();
         let gate = spec
@@ -197,6 +199,7 @@ impl NativeStore {
             seal,
             calls: Default::default(),
             counters,
+            server,
         })
     }
 
@@ -399,6 +402,19 @@ impl NativeStore {
         let id = self.seal.id(&id);
         let key = format!("{}{prefix}{id}", self.namespace);
         engine.cached(&key).transpose().map_err(to_napi_err)
+    }
+
+    /// Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a
+    /// unix socket or memory://; namespace: the copied client's key prefix).
+    #[napi(getter)]
+    pub fn server(&self) -> (String, Option<u32>, i64, String) {
+        let s = &self.server;
+        (
+            s.address.clone(),
+            s.port.map(u32::from),
+            s.database,
+            self.namespace.clone(),
+        )
     }
 
     /// `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself.

@@ -117,3 +117,25 @@ export interface Linked {
   /** Releases the connection; calls in flight still settle. */
   close(): void
 }
+
+/**
+ * The context of each event on the `ferrisession:call` TracingChannel
+ * (`diagnostics_channel.tracingChannel('ferrisession:call')`): one per call to Redis.
+ */
+export interface CallContext {
+  /** The store operation: `get`, `set`, `touch`, `destroy`, `ids`, `indexedSet`, … */
+  operation: string
+  /** `express`, `lucia`, `curveball`, `unstorage`, `koa`, `hono`, `better-auth`. */
+  adapter: string
+  /** The keys as Redis holds them (client prefix first, ids hashed with `hashIds`); a walk gives its pattern. */
+  keys: string[]
+  /** The server (a cluster's first seed node, the first sentinel), or `"memory"`. */
+  serverAddress: string
+  /** `null` for a unix socket or memory://. */
+  serverPort: number | null
+  database: number
+  /** Set on `asyncEnd`: the reply. */
+  result?: unknown
+  /** Set on `error`: the rejection, with its `code`. */
+  error?: StoreError
+}

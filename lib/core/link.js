@@ -5,9 +5,11 @@
 const { NativeStore, opCodes } = require('../../native.js')
 const { checkId, closedError, nativeError } = require('./errors.js')
 const { connectionOptions } = require('./options.js')
+const tracing = require('./tracing.js')
 
 // The op codes of the batch format (`src/batch.rs` holds the one table).
 const OP = Object.freeze(opCodes())
+const OPERATION = tracing.operationNames(OP)
 
 // Calls that read or change a whole keyspace (SCAN walks). Each waits for every earlier call
 // of its store to settle, and later calls wait for it: no call overtakes another across one,
@@ -34,6 +36,8 @@ class Link {
   constructor(opts, adapter, onEvent = () => {}) {
     // The adapter's name, as tracing reports it.
     this.adapter = adapter
+    // `[address, port, database, namespace]`, read from the core when tracing first needs it.
+    this.server = undefined
     this.pending = new Map()
     this.nextId = 1
     this.nums = new Float64Array(256)
@@ -93,6 +97,7 @@ class Link {
 
   /** `key` and `value` are strings (`value` may be undefined), `num` a number or undefined, `list` strings. */
   call(op, key, value, num, list) {
+    if (tracing.listening()) return this.traced(op, key, value, num, list, 0)
     return this.ordered(op, key, value, num, list, 0)
   }
 
@@ -103,7 +108,25 @@ class Link {
    */
   callId(op, prefix, id, value, num, list) {
     checkId(id)
+    if (tracing.listening()) return this.traced(op, prefix + id, value, num, list, prefix.length + 1)
     return this.ordered(op, prefix + id, value, num, list, prefix.length + 1)
+  }
+
+  /**
+   * `ordered`, published on the `ferrisession:call` channel. `keys` are the keys as Redis holds
+   * them: the copied client's prefix first, the session id hashed with `hashIds`; a keyspace
+   * walk gives its pattern.
+   */
+  traced(op, key, value, num, list, mark) {
+    if (this.server === undefined) this.server = this.native.server
+    const [serverAddress, serverPort, database, namespace] = this.server
+    let keys
+    if (KEYSPACE_OPS.has(op)) keys = [`${namespace}${key}*`]
+    else if (list !== undefined && key === '') keys = list.map((k) => namespace + k)
+    else if (mark > 0) keys = [namespace + key.slice(0, mark - 1) + this.native.sealId(key.slice(mark - 1))]
+    else keys = [namespace + key]
+    const context = { operation: OPERATION[op], adapter: this.adapter, keys, serverAddress, serverPort, database }
+    return tracing.channel.tracePromise(this.ordered, context, this, op, key, value, num, list, mark)
   }
 
   /** `mark`: 0, or 1 + the length of the prefix before a session id that ends `key`. */
