@@ -8,7 +8,8 @@ const redis6 = require('redis6')
 const IORedis6 = require('ioredis6')
 const ConnectRedis = require('connect-redis').RedisStore
 const { RedisStore } = require('..')
-const { startRedis, startCluster } = require('./support/redis.js')
+const redis5 = require('redis')
+const { startRedis, startCluster, startSentinels } = require('./support/redis.js')
 
 const session = () => ({
   cookie: { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600_000).toISOString(), httpOnly: true, path: '/' },
@@ -137,6 +138,69 @@ describe('cluster clients of node-redis 6 and ioredis 6', () => {
     } finally {
       ours.close()
       client.disconnect()
+    }
+  })
+})
+
+describe('node-redis createSentinel (v5 and v6) as client', () => {
+  let group
+
+  before(async () => {
+    group = await startSentinels()
+  })
+  after(async () => {
+    await group.close()
+  })
+
+  const sentinelClient = (lib, extra = {}) =>
+    lib.createSentinel({ name: 'mymaster', sentinelRootNodes: group.sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), ...extra })
+
+  for (const [label, lib, extra, prefix] of [
+    ['v5', redis5, {}, ''],
+    ['v6 with keyPrefix', redis6, { keyPrefix: 'ns:' }, 'ns:'],
+  ]) {
+    it(`${label}: finds the one monitored primary and writes what connect-redis over it writes`, async () => {
+      const client = sentinelClient(lib, extra)
+      client.on('error', () => {})
+      await client.connect()
+      const theirs = new ConnectRedis({ client })
+      const ours = new RedisStore({ client })
+      try {
+        const s = session()
+        await theirs.set(`t-${label}`, s)
+        await ours.set(`o-${label}`, s)
+        const primary = group.masterPort()
+        const cli = (...args) => require('node:child_process').execFileSync('redis-cli', ['-p', String(primary), ...args], { encoding: 'utf8' }).trim()
+        assert.equal(cli('GET', `${prefix}sess:o-${label}`), cli('GET', `${prefix}sess:t-${label}`))
+        assert.equal((await ours.get(`t-${label}`)).user, 'u-6')
+        assert.equal((await theirs.get(`o-${label}`)).user, 'u-6')
+      } finally {
+        ours.close()
+        await client.close()
+      }
+    })
+  }
+
+  it('asks which primary when the sentinels monitor several, and takes sentinel.name beside the client', async () => {
+    const other = await startRedis()
+    const first = group.sentinels[0]
+    first.cli('SENTINEL', 'MONITOR', 'other', '127.0.0.1', String(other.port), '2')
+    const client = sentinelClient(redis5)
+    try {
+      const ambiguous = new RedisStore({ client, commandTimeout: 1500, connectTimeout: 1000 })
+      await assert.rejects(ambiguous.set('x', session()), (err) => {
+        assert.equal(err.code, 'ERR_NOT_CONNECTED')
+        assert.match(err.message, /monitor 2 primaries \((mymaster, other|other, mymaster)\): pass sentinel: \{ name \}/)
+        return true
+      })
+      ambiguous.close()
+      const named = new RedisStore({ client, sentinel: { name: 'mymaster' } })
+      await named.set('named', session())
+      assert.equal((await named.get('named')).user, 'u-6')
+      named.close()
+    } finally {
+      first.cli('SENTINEL', 'REMOVE', 'other')
+      await other.close()
     }
   })
 })

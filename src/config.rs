@@ -122,7 +122,8 @@ pub struct ClusterSpec {
 #[derive(Clone, Debug)]
 pub struct SentinelSpec {
     pub sentinels: Vec<ConnectionInfo>,
-    pub name: String,
+    /// The primary's name; `None`: the one primary the sentinels monitor.
+    pub name: Option<String>,
     pub node: redis::RedisConnectionInfo,
     pub tls: Option<TlsSettings>,
 }
@@ -184,10 +185,32 @@ struct RawCluster {
 
 #[derive(Deserialize, Default, Debug, Clone)]
 struct RawSentinel {
+    #[serde(default)]
     nodes: Vec<Value>,
     name: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    /// A client that hides the primary's name (node-redis `createSentinel`): with no `name`,
+    /// the sentinels are asked for the one primary they monitor.
+    #[serde(skip)]
+    discover: bool,
+}
+
+impl RawSentinel {
+    /// Our `sentinel` option over a client's: fields we were given win, the client's nodes
+    /// stand in when we named none.
+    fn over(self, client: RawSentinel) -> RawSentinel {
+        if !self.nodes.is_empty() {
+            return self;
+        }
+        RawSentinel {
+            nodes: client.nodes,
+            name: self.name.or(client.name),
+            username: self.username.or(client.username),
+            password: self.password.or(client.password),
+            discover: client.discover,
+        }
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -309,6 +332,7 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
                     name: str_field(o, "name"),
                     username: str_field(o, "sentinelUsername"),
                     password: str_field(o, "sentinelPassword"),
+                    discover: false,
                 }),
             host: str_field(o, "host"),
             port: int_field(o, "port").map(|p| p as u16),
@@ -317,6 +341,21 @@ fn client_options(client: &RawClient) -> StoreResult<RawOptions> {
             password: str_field(o, "password"),
             db: int_field(o, "db"),
             tls: tls_field(o.get("tls")),
+            key_prefix: str_field(o, "keyPrefix"),
+            ..RawOptions::default()
+        }),
+        // node-redis `createSentinel` keeps its options private: JS reads the sentinels it can
+        // see, and the primary is the one they monitor unless `sentinel.name` says which.
+        "node-redis-sentinel" => Ok(RawOptions {
+            sentinel: Some(RawSentinel {
+                nodes: o
+                    .get("sentinels")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                discover: true,
+                ..RawSentinel::default()
+            }),
             key_prefix: str_field(o, "keyPrefix"),
             ..RawOptions::default()
         }),
@@ -594,7 +633,10 @@ fn resolve(raw: RawOptions) -> StoreResult<ConnectionSpec> {
         db: raw.db.or(base.db),
         tls: raw.tls.or(base.tls),
         cluster: raw.cluster.or(base.cluster),
-        sentinel: raw.sentinel.or(base.sentinel),
+        sentinel: match (raw.sentinel, base.sentinel) {
+            (Some(ours), Some(client)) => Some(ours.over(client)),
+            (ours, client) => ours.or(client),
+        },
         ..RawOptions::default()
     };
 
@@ -703,9 +745,15 @@ fn sentinel_spec(sentinel: RawSentinel, o: RawOptions) -> StoreResult<SentinelSp
             "sentinel.nodes must list at least one sentinel",
         ));
     }
-    let name = sentinel.name.filter(|n| !n.is_empty()).ok_or_else(|| {
-        StoreError::bad_argument("sentinel.name (the monitored primary's name) is required")
-    })?;
+    let name = match sentinel.name.filter(|n| !n.is_empty()) {
+        Some(name) => Some(name),
+        None if sentinel.discover => None,
+        None => {
+            return Err(StoreError::bad_argument(
+                "sentinel.name (the monitored primary's name) is required",
+            ))
+        }
+    };
     let sentinels = sentinel
         .nodes
         .iter()
@@ -956,7 +1004,7 @@ mod tests {
         let Topology::Sentinel(s) = spec.topology else {
             panic!("expected sentinel")
         };
-        assert_eq!(s.name, "mymaster");
+        assert_eq!(s.name.as_deref(), Some("mymaster"));
         assert_eq!(s.sentinels[0].redis_settings().password(), Some("sp"));
         assert_eq!(s.node.password(), Some("np"));
         assert_eq!(s.node.db(), 2);
@@ -973,6 +1021,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_node_redis_sentinel_client_discovers_its_primary_unless_named() {
+        let client = r#""client":{"flavor":"node-redis-sentinel","options":{"sentinels":[{"host":"s","port":26379}],"keyPrefix":"ns:"}}"#;
+        let spec = parse(&format!("{{{client}}}")).unwrap();
+        let Topology::Sentinel(s) = &spec.topology else {
+            panic!("expected sentinel")
+        };
+        assert_eq!(s.name, None);
+        assert_eq!(spec.namespace, "ns:");
+        let spec = parse(&format!(
+            r#"{{{client},"sentinel":{{"name":"m","password":"sp"}}}}"#
+        ))
+        .unwrap();
+        let Topology::Sentinel(s) = &spec.topology else {
+            panic!("expected sentinel")
+        };
+        assert_eq!(s.name.as_deref(), Some("m"));
+        assert_eq!(s.sentinels[0].addr().to_string(), "s:26379");
+        assert_eq!(s.sentinels[0].redis_settings().password(), Some("sp"));
+        // Our own sentinel option still needs its name.
+        assert!(parse(r#"{"sentinel":{"nodes":["a:1"]}}"#).is_err());
     }
 
     #[test]

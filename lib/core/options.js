@@ -84,6 +84,16 @@ function clientSettings(client) {
     const rootNodes = clusterOptions.rootNodes.map((n) => ({ url: n.url, socket: n.socket && plainSocket(n.socket) }))
     return { flavor: 'node-redis-cluster', options: { rootNodes, defaults, keyPrefix: stringOrUndefined(clusterOptions.keyPrefix) } }
   }
+  // node-redis createSentinel (v5, v6) keeps its options private. Readable are the sentinel it
+  // talks to once connected, the first root node (in its identity) and, in v6, its key prefix.
+  if (typeof client.getMasterNode === 'function' && typeof client.getSentinelNode === 'function') {
+    const sentinels = []
+    const current = client.getSentinelNode()
+    if (current && current.host) sentinels.push(pick(current, ['host', 'port']))
+    const first = /^(.+):(\d+)\//.exec((client.identity && client.identity.id) || '')
+    if (first && !sentinels.some((n) => n.host === first[1] && n.port === Number(first[2]))) sentinels.push({ host: first[1], port: Number(first[2]) })
+    return { flavor: 'node-redis-sentinel', options: { sentinels, keyPrefix: stringOrUndefined(client._keyPrefix) } }
+  }
   if (client.isCluster === true) {
     const redisOptions = pick(client.options && client.options.redisOptions, CLIENT_KEYS)
     if ('tls' in redisOptions) redisOptions.tls = plainTls(redisOptions.tls)
@@ -128,7 +138,8 @@ function connectionOptions(opts = {}) {
 
 /** True for a node-redis or ioredis client, as opposed to a plain options object. */
 function isClient(x) {
-  return !!x && typeof x === 'object' && !!(x.options || x._options) && (typeof x.connect === 'function' || typeof x.sendCommand === 'function')
+  if (!x || typeof x !== 'object' || (typeof x.connect !== 'function' && typeof x.sendCommand !== 'function')) return false
+  return !!(x.options || x._options) || typeof x.getMasterNode === 'function'
 }
 
 module.exports = { connectionOptions, clientSettings, isClient }

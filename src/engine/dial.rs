@@ -27,7 +27,7 @@ pub(super) enum Place {
     /// Asked anew on every connect, so a reconnect after a failover finds the new primary.
     Sentinel {
         sentinels: Vec<Sentinel>,
-        name: String,
+        name: Option<String>,
     },
 }
 
@@ -197,8 +197,13 @@ impl Target {
         Err(last)
     }
 
-    /// The primary's address, as the first sentinel that answers names it.
-    fn ask_sentinels(&self, sentinels: &[Sentinel], name: &str) -> Result<(String, u16), String> {
+    /// The primary's address, as the first sentinel that answers names it. With no `name`, the
+    /// sentinels must monitor exactly one primary.
+    fn ask_sentinels(
+        &self,
+        sentinels: &[Sentinel],
+        name: Option<&str>,
+    ) -> Result<(String, u16), String> {
         let mut last = String::from("no sentinel answered");
         for s in sentinels {
             let asked = self.dial(&s.host, s.port).and_then(|(mut stream, addr)| {
@@ -213,6 +218,12 @@ impl Target {
                         .map_err(io)?
                         .map_err(|e| format!("sentinel {addr} AUTH failed: {e}"))?;
                 }
+                let Some(name) = name else {
+                    let masters = resp::query_tree(&mut stream, &[b"SENTINEL", b"MASTERS"])
+                        .map_err(io)?
+                        .map_err(|e| format!("sentinel {addr}: {e}"))?;
+                    return only_primary(&masters).map_err(|e| format!("sentinel {addr}: {e}"));
+                };
                 let reply = resp::query(
                     &mut stream,
                     &[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", name.as_bytes()],
@@ -311,7 +322,7 @@ impl Target {
                 return self.log_in(wire, &path.display().to_string(), false);
             }
             Place::Sentinel { sentinels, name } => {
-                let (host, port) = self.ask_sentinels(sentinels, name)?;
+                let (host, port) = self.ask_sentinels(sentinels, name.as_deref())?;
                 (host, port, true)
             }
         };
@@ -368,4 +379,38 @@ pub struct SlotRange {
     pub end: u16,
     pub host: String,
     pub port: u16,
+}
+
+/// The address of the one primary in a `SENTINEL MASTERS` reply (each entry a flat list of
+/// field names and values).
+fn only_primary(masters: &crate::command::Tree) -> Result<(String, u16), String> {
+    use crate::command::Tree;
+    let Tree::List(entries) = masters else {
+        return Err("SENTINEL MASTERS gave no list".into());
+    };
+    let field = |entry: &Tree, want: &str| -> Option<String> {
+        let Tree::List(kv) = entry else { return None };
+        kv.chunks(2).find_map(|pair| match pair {
+            [Tree::Text(k), Tree::Text(v)] if k == want => Some(v.clone()),
+            _ => None,
+        })
+    };
+    match entries.as_slice() {
+        [one] => {
+            let host = field(one, "ip").ok_or("SENTINEL MASTERS gave no ip")?;
+            let port = field(one, "port")
+                .and_then(|p| p.parse().ok())
+                .ok_or("SENTINEL MASTERS gave no port")?;
+            Ok((host, port))
+        }
+        [] => Err("the sentinels monitor no primary".into()),
+        many => {
+            let names: Vec<String> = many.iter().filter_map(|e| field(e, "name")).collect();
+            Err(format!(
+                "the sentinels monitor {} primaries ({}): pass sentinel: {{ name }} to say which",
+                many.len(),
+                names.join(", ")
+            ))
+        }
+    }
 }

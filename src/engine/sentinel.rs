@@ -8,16 +8,20 @@ use std::time::Duration;
 
 use crate::stats::LinkCounters;
 
-/// Listens on every sentinel for `+switch-master` of primary `name`, for as long as the store
-/// owning `counters` lives.
-pub fn watch(sentinels: Vec<redis::ConnectionInfo>, name: String, counters: &Arc<LinkCounters>) {
+/// Listens on every sentinel for `+switch-master` of primary `name` (`None`: the one primary
+/// they monitor, which the dial has checked), for as long as the store owning `counters` lives.
+pub fn watch(
+    sentinels: Vec<redis::ConnectionInfo>,
+    name: Option<String>,
+    counters: &Arc<LinkCounters>,
+) {
     let _guard = crate::runtime::get().enter();
     for info in sentinels {
         let name = name.clone();
         let counters = Arc::downgrade(counters);
         crate::runtime::get().spawn(async move {
             while counters.strong_count() > 0 {
-                let _ = listen(&info, &name, &counters).await;
+                let _ = listen(&info, name.as_deref(), &counters).await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
@@ -26,7 +30,7 @@ pub fn watch(sentinels: Vec<redis::ConnectionInfo>, name: String, counters: &Arc
 
 async fn listen(
     info: &redis::ConnectionInfo,
-    name: &str,
+    name: Option<&str>,
     counters: &Weak<LinkCounters>,
 ) -> redis::RedisResult<()> {
     use futures_util::StreamExt;
@@ -45,7 +49,8 @@ async fn listen(
             Ok(None) => return Ok(()),
             Ok(Some(msg)) => {
                 let payload: String = msg.get_payload().unwrap_or_default();
-                if payload.split(' ').next() == Some(name) {
+                let announced = payload.split(' ').next();
+                if name.is_none() || announced == name {
                     LinkCounters::add(&counters.switches_announced);
                     if let Some(tell) = counters.on_switch.get() {
                         tell();
