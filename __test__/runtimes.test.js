@@ -197,6 +197,20 @@ for (const rt of runtimes) {
       assert.equal(server.cli('EXISTS', `session-${out.loggedOut}`), '0')
     })
 
+    it('Hono: @hono/session over storage() and hono-sessions over RedisStore, through app.request()', async () => {
+      const server = await fresh()
+      const out = clean(await run(rt, 'hono.mjs', { url: server.url }), rt)
+      assert.equal(out.driver, 'thread')
+      assert.deepEqual(JSON.parse(server.cli('GET', `hono-session:${out.honoSession}`)), { user: 'alice', n: 1 })
+      const ttl = Number(server.cli('TTL', `hono-session:${out.honoSession}`))
+      assert.ok(ttl > 590 && ttl <= 600, `ttl ${ttl}`)
+      assert.equal(server.cli('EXISTS', `hono-session:${out.loggedOut}`), '0')
+      const [key] = server.cli('--scan', '--pattern', 'hono-sessions:*').split('\n').filter(Boolean)
+      const stored = JSON.parse(server.cli('GET', key))
+      assert.equal(stored._data.user.value, 'bob')
+      assert.ok(Number(server.cli('TTL', key)) <= 901)
+    })
+
     it('unstorage driver', async () => {
       const server = await fresh()
       const out = clean(await run(rt, 'unstorage.mjs', { url: server.url }), rt)
@@ -309,8 +323,8 @@ for (const rt of runtimes) {
         fs.copyFileSync(path.join(scripts, 'installed.mjs'), path.join(project, 'main.mjs'))
         const out = clean(await run(rt, path.join(project, 'main.mjs'), { url: server.url }, { cwd: project, inProject: true }), rt)
         assert.deepEqual(
-          { express: out.express, lucia: out.lucia, curveball: out.curveball, unstorage: out.unstorage, drivers: out.drivers },
-          { express: 'express', lucia: 'i2', curveball: 'curveball', unstorage: 'unstorage', drivers: ['thread', 'thread', 'thread'] },
+          { express: out.express, lucia: out.lucia, curveball: out.curveball, unstorage: out.unstorage, koa: out.koa, hono: out.hono, drivers: out.drivers },
+          { express: 'express', lucia: 'i2', curveball: 'curveball', unstorage: 'unstorage', koa: 'koa', hono: 'hono', drivers: ['thread', 'thread', 'thread'] },
         )
         assert.equal(server.cli('GET', 'i4:k'), 'unstorage')
       } finally {
