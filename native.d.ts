@@ -45,6 +45,11 @@ export declare class NativeStore {
    * so no earlier write is overtaken. Throws `ERR_BAD_DATA` when the value does not open.
    */
   cached(prefix: string, id: string): string | null
+  /**
+   * Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a
+   * unix socket or memory://; namespace: the copied client's key prefix).
+   */
+  get server(): [string, number | undefined | null, number, string]
   /** `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself. */
   sealId(id: string): string
   /**
@@ -68,5 +73,11 @@ export declare class NativeStore {
   close(): void
 }
 
+/** A new session token's parts for `ferrisession/sessions`: `[id, secret, secretHash]`. */
+export declare function mintSessionToken(): Array<string>
+
 /** The op codes of the batch format, by the names `lib/native.js` uses: one table, in Rust. */
 export declare function opCodes(): Record<string, number>
+
+/** Whether `secret` hashes to `secretHash`, compared in constant time. */
+export declare function sessionSecretMatches(secret: string, secretHash: string): boolean

@@ -836,4 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeStore = nativeBinding.NativeStore
+module.exports.mintSessionToken = nativeBinding.mintSessionToken
 module.exports.opCodes = nativeBinding.opCodes
+module.exports.sessionSecretMatches = nativeBinding.sessionSecretMatches

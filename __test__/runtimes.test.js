@@ -164,6 +164,31 @@ after(async () => {
   for (const s of started.reverse()) await s.close()
 })
 
+/**
+ * A scratch project whose node_modules/ferrisession holds the package as npm would install it,
+ * with `files` (name in the project -> source path) copied in. The caller removes it.
+ */
+function installedProject(files) {
+  const project = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-consumer-'))
+  const installed = path.join(project, 'node_modules', 'ferrisession')
+  fs.mkdirSync(installed, { recursive: true })
+  for (const entry of [...pkg.files, 'package.json']) fs.cpSync(path.join(root, entry), path.join(installed, entry), { recursive: true })
+  for (const f of fs.readdirSync(root).filter((f) => /^ferrisession\..+\.node$/.test(f))) fs.copyFileSync(path.join(root, f), path.join(installed, f))
+  // The frameworks the copied scripts import, from this checkout's node_modules.
+  for (const dep of fs.readdirSync(path.join(root, 'node_modules'))) {
+    if (dep === 'ferrisession' || dep === '.bin') continue
+    fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(project, 'node_modules', dep))
+  }
+  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { ferrisession: pkg.version } }))
+  // What README asks of a Deno project: a node_modules directory (Bun ignores this file).
+  fs.writeFileSync(path.join(project, 'deno.json'), JSON.stringify({ nodeModulesDir: 'manual' }))
+  for (const [name, from] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(project, name)), { recursive: true })
+    fs.copyFileSync(from, path.join(project, name))
+  }
+  return project
+}
+
 for (const rt of runtimes) {
   describe(`under ${rt.name}${rt.version ? ` ${rt.version}` : ''}`, { skip: rt.skip }, () => {
     it("express-session's store API (set/get/touch/destroy/ids/all/length/clear), call order, stats().driver === 'thread'", async () => {
@@ -311,22 +336,29 @@ for (const rt of runtimes) {
 
     it('every ESM entry point by name, from a project whose node_modules holds the package', async (t) => {
       const server = await fresh()
-      const project = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-consumer-'))
+      const project = installedProject({ 'main.mjs': path.join(scripts, 'installed.mjs') })
       try {
-        const installed = path.join(project, 'node_modules', 'ferrisession')
-        fs.mkdirSync(installed, { recursive: true })
-        for (const entry of [...pkg.files, 'package.json']) fs.cpSync(path.join(root, entry), path.join(installed, entry), { recursive: true })
-        for (const f of fs.readdirSync(root).filter((f) => /^ferrisession\..+\.node$/.test(f))) fs.copyFileSync(path.join(root, f), path.join(installed, f))
-        fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { ferrisession: pkg.version } }))
-        // What README asks of a Deno project: a node_modules directory (Bun ignores this file).
-        fs.writeFileSync(path.join(project, 'deno.json'), JSON.stringify({ nodeModulesDir: 'manual' }))
-        fs.copyFileSync(path.join(scripts, 'installed.mjs'), path.join(project, 'main.mjs'))
         const out = clean(await run(rt, path.join(project, 'main.mjs'), { url: server.url }, { cwd: project, inProject: true }), rt)
         assert.deepEqual(
           { express: out.express, lucia: out.lucia, curveball: out.curveball, unstorage: out.unstorage, koa: out.koa, hono: out.hono, drivers: out.drivers },
           { express: 'express', lucia: 'i2', curveball: 'curveball', unstorage: 'unstorage', koa: 'koa', hono: 'hono', drivers: ['thread', 'thread', 'thread'] },
         )
         assert.equal(server.cli('GET', 'i4:k'), 'unstorage')
+      } finally {
+        fs.rmSync(project, { recursive: true, force: true })
+      }
+    })
+
+    it('examples/sessions-hono.ts as it is: login, the protected page, a cross-site post refused, logout', async () => {
+      const server = await fresh()
+      // The example imports ferrisession/sessions by name, as an app does: from an installed
+      // project, where Deno reads the package's CommonJS files as CommonJS.
+      const project = installedProject({ 'examples/sessions-hono.ts': path.join(root, 'examples', 'sessions-hono.ts'), 'main.mjs': path.join(scripts, 'sessions-hono.mjs') })
+      try {
+        const out = clean(await run(rt, path.join(project, 'main.mjs'), { url: server.url }, { cwd: project, inProject: true }), rt)
+        assert.equal(out.driver, 'thread')
+        assert.equal(server.cli('EXISTS', `session:${out.sessionId}`), '0', 'logged out')
+        assert.equal(server.cli('SCARD', 'session-users:ann'), '0')
       } finally {
         fs.rmSync(project, { recursive: true, force: true })
       }

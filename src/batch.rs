@@ -42,7 +42,23 @@ op_table! {
     LIST_READ = 18, "listRead";
     LIST_REMOVE = 19, "listRemove";
     ADOPT = 20, "adopt";
+    GET_DEL = 21, "getDel";
+    INCREMENT = 22, "increment";
+    REPLACE_UNTIL = 23, "replaceUntil";
 }
+
+/// The highest op code (codes run from 1 to this, with gaps).
+pub const MAX_OP: u32 = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < OPS.len() {
+        if OPS[i].0 > max {
+            max = OPS[i].0;
+        }
+        i += 1;
+    }
+    max
+};
 
 /// The name `stats()` gives each op code.
 pub fn op_name(code: usize) -> &'static str {
@@ -198,8 +214,11 @@ fn request_key(request: &Request) -> Option<&str> {
         Request::Get { key }
         | Request::Set { key, .. }
         | Request::SetUntil { key, .. }
+        | Request::ReplaceUntil { key, .. }
         | Request::Touch { key, .. }
-        | Request::Exists { key } => Some(key),
+        | Request::Exists { key }
+        | Request::GetDel { key }
+        | Request::Increment { key, .. } => Some(key),
         Request::Destroy { keys } if keys.len() == 1 => Some(&keys[0]),
         _ => None,
     }
@@ -218,6 +237,18 @@ fn whole_seconds(num: Option<f64>) -> Result<i64, StoreError> {
             "ttl must be a finite number, got {n}"
         ))),
         None => Err(StoreError::bad_argument("ttl must be a number")),
+    }
+}
+
+/// A TTL that must be a whole number of seconds above zero (a counter's window).
+fn positive_seconds(num: Option<f64>) -> Result<i64, StoreError> {
+    match num {
+        Some(n) if n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= i64::MAX as f64 => {
+            Ok(n as i64)
+        }
+        _ => Err(StoreError::bad_argument(
+            "ttl must be a positive whole number of seconds",
+        )),
     }
 }
 
@@ -251,6 +282,11 @@ fn to_request(
             value: value_or_err(value)?,
             at: whole_seconds(num)?,
         },
+        op::REPLACE_UNTIL => Request::ReplaceUntil {
+            key,
+            value: value_or_err(value)?,
+            at: whole_seconds(num)?,
+        },
         op::TOUCH => Request::Touch {
             key,
             ttl: whole_seconds(num)?,
@@ -275,6 +311,11 @@ fn to_request(
             scan_count: scan_count(num),
         },
         op::EXISTS => Request::Exists { key },
+        op::GET_DEL => Request::GetDel { key },
+        op::INCREMENT => Request::Increment {
+            key,
+            ttl: positive_seconds(num)?,
+        },
         op::LIST_PUSH => Request::ListPush {
             key,
             member: value_or_err(value)?,

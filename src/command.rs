@@ -18,10 +18,18 @@ pub enum Expiry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Get(String),
+    /// `GETDEL key` (Redis 6.2): the value, and the key gone, in one step.
+    GetDel(String),
     Set {
         key: String,
         value: String,
         expiry: Expiry,
+    },
+    /// `SET key value EXAT at XX`: only a key that exists; replies `OK` or nil.
+    Replace {
+        key: String,
+        value: String,
+        at: u64,
     },
     Expire {
         key: String,
@@ -51,6 +59,13 @@ pub enum Command {
     /// `LRANGE key 0 -1`: the whole list.
     LRange(String),
     Exists(String),
+    /// `INCR key`, and `EXPIRE key seconds` when that made the key, in one atomic step: the
+    /// Lua script `INCREMENT_SCRIPT` (one key, so one slot on a cluster). Replies with the
+    /// new value. The expiry is set only on creation, so a counter's window never moves.
+    Increment {
+        key: String,
+        seconds: u64,
+    },
     /// `PTTL key`: milliseconds left, -1 with no expiry, -2 when missing.
     PTtl(String),
     /// `SCAN cursor MATCH pattern COUNT count`, one page of a keyspace walk (see `walk`).
@@ -103,12 +118,15 @@ impl Command {
         match self {
             Command::Ping | Command::Scan { .. } => vec![],
             Command::Get(k)
+            | Command::GetDel(k)
             | Command::SMembers(k)
             | Command::Exists(k)
             | Command::PTtl(k)
             | Command::LRange(k) => vec![k],
             Command::Set { key, .. }
+            | Command::Replace { key, .. }
             | Command::Expire { key, .. }
+            | Command::Increment { key, .. }
             | Command::SAdd { key, .. }
             | Command::SRem { key, .. }
             | Command::LPush { key, .. }
@@ -117,6 +135,14 @@ impl Command {
         }
     }
 }
+
+/// What `Command::Increment` runs: the counter goes up by one, and a counter that this made
+/// (its value is 1) gets its expiry. `ARGV[1]` is the TTL in seconds.
+pub const INCREMENT_SCRIPT: &str = "local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return n";
 
 /// `SCAN MATCH` pattern that matches exactly the keys starting with `prefix`: every glob
 /// metacharacter in the prefix is escaped, so a prefix like `a*[x]:` matches only itself.

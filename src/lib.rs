@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod seal;
 pub mod session;
 pub mod stats;
+pub mod token;
 pub mod walk;
 
 use std::rc::Rc;
@@ -483,4 +484,17 @@ impl NativeStore {
             core.close();
         }
     }
+}
+
+/// A new session token's parts for `ferrisession/sessions`: `[id, secret, secretHash]`.
+#[napi]
+pub fn mint_session_token() -> Result<Vec<String>> {
+    let t = token::mint().map_err(to_napi_err)?;
+    Ok(vec![t.id, t.secret, t.secret_hash])
+}
+
+/// Whether `secret` hashes to `secretHash`, compared in constant time.
+#[napi]
+pub fn session_secret_matches(secret: String, secret_hash: String) -> bool {
+    token::secret_matches(&secret, &secret_hash)
 }

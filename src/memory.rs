@@ -161,6 +161,36 @@ fn store_text(t: &mut Table, key: String, value: String, expiry: Expiry, now: u1
     }
 }
 
+/// `INCR`, with the expiry set when it made the counter (`Command::Increment`).
+fn increment(t: &mut Table, key: &str, seconds: u64, now: u128) -> Reply {
+    match live(t, key, now) {
+        None => {
+            t.insert(
+                key.to_string(),
+                Entry {
+                    value: Stored::Text("1".into()),
+                    expires_at: Some(now + seconds as u128 * 1000),
+                },
+            );
+            Reply::Int(1)
+        }
+        Some(Entry {
+            value: Stored::Text(s),
+            ..
+        }) => match s.parse::<i64>().ok().and_then(|n| n.checked_add(1)) {
+            Some(n) => {
+                *s = n.to_string();
+                Reply::Int(n)
+            }
+            None => Reply::Error(StoreError::new(
+                ErrorKind::Redis,
+                "ERR value is not an integer or out of range",
+            )),
+        },
+        Some(_) => wrong_type(),
+    }
+}
+
 fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
     match command {
         Command::Ping => Reply::Text("PONG".into()),
@@ -172,6 +202,29 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             }) => Reply::Text(s.clone()),
             Some(_) => wrong_type(),
         },
+        Command::Replace { key, value, at } => match live(t, key, now) {
+            // SET XX replaces a value of any type.
+            Some(_) => {
+                store_text(t, key.clone(), value.clone(), Expiry::At(*at), now);
+                Reply::Text("OK".into())
+            }
+            None => Reply::Nil,
+        },
+        Command::GetDel(key) => match live(t, key, now) {
+            None => Reply::Nil,
+            Some(Entry {
+                value: Stored::Text(_),
+                ..
+            }) => match t.remove(key) {
+                Some(Entry {
+                    value: Stored::Text(s),
+                    ..
+                }) => Reply::Text(s),
+                _ => Reply::Nil,
+            },
+            Some(_) => wrong_type(),
+        },
+        Command::Increment { key, seconds } => increment(t, key, *seconds, now),
         Command::MGet(keys) => Reply::List(
             keys.iter()
                 .map(|k| match live(t, k, now) {
@@ -412,6 +465,64 @@ mod tests {
         assert_eq!(replies[4], Reply::Int(2));
         assert_eq!(replies[5], Reply::List(vec![Some("b".into())]));
         assert!(matches!(replies[6], Reply::Error(_)));
+    }
+
+    #[test]
+    fn replace_touches_only_a_key_that_exists() {
+        let m = Memory::new();
+        let later = (now_ms() / 1000) as u64 + 60;
+        let replace = |k: &str| Command::Replace {
+            key: k.into(),
+            value: "new".into(),
+            at: later,
+        };
+        let r = m.execute(&[
+            replace("gone"),
+            Command::Get("gone".into()),
+            set("here", "old", Expiry::Never),
+            replace("here"),
+            Command::Get("here".into()),
+            Command::PTtl("here".into()),
+        ]);
+        assert_eq!(r[0], Reply::Nil);
+        assert_eq!(r[1], Reply::Nil);
+        assert_eq!(r[3], Reply::Text("OK".into()));
+        assert_eq!(r[4], Reply::Text("new".into()));
+        assert!(matches!(r[5], Reply::Int(ms) if ms > 58_000 && ms <= 60_000));
+    }
+
+    #[test]
+    fn get_del_and_increment() {
+        let m = Memory::new();
+        let incr = || Command::Increment {
+            key: "n".into(),
+            seconds: 60,
+        };
+        let r = m.execute(&[
+            set("a", "v", Expiry::Never),
+            Command::GetDel("a".into()),
+            Command::GetDel("a".into()),
+            incr(),
+            incr(),
+            Command::PTtl("n".into()),
+            set("text", "x", Expiry::Never),
+            Command::Increment {
+                key: "text".into(),
+                seconds: 60,
+            },
+            Command::SAdd {
+                key: "s".into(),
+                members: vec!["m".into()],
+            },
+            Command::GetDel("s".into()),
+        ]);
+        assert_eq!(r[1], Reply::Text("v".into()));
+        assert_eq!(r[2], Reply::Nil);
+        assert_eq!(r[3], Reply::Int(1));
+        assert_eq!(r[4], Reply::Int(2));
+        assert!(matches!(r[5], Reply::Int(ms) if ms > 59_000 && ms <= 60_000));
+        assert!(matches!(&r[7], Reply::Error(e) if e.kind == ErrorKind::Redis));
+        assert!(matches!(&r[9], Reply::Error(e) if e.kind == ErrorKind::WrongType));
     }
 
     #[test]

@@ -96,7 +96,10 @@ impl RefreshGate {
             }
             Request::Set { key, .. }
             | Request::SetUntil { key, .. }
+            | Request::ReplaceUntil { key, .. }
             | Request::Touch { key, .. }
+            | Request::GetDel { key }
+            | Request::Increment { key, .. }
             | Request::IndexedSet { key, .. }
             | Request::IndexedDelete { key, .. } => {
                 self.keys.remove(key);

@@ -25,6 +25,13 @@ pub enum Request {
         value: String,
         at: i64,
     },
+    /// `SetUntil` of a key that still exists; a missing key stays missing (a refresh that must
+    /// not bring back what was deleted meanwhile).
+    ReplaceUntil {
+        key: String,
+        value: String,
+        at: i64,
+    },
     Touch {
         key: String,
         ttl: i64,
@@ -52,6 +59,16 @@ pub enum Request {
     },
     Exists {
         key: String,
+    },
+    /// The value at `key`, deleted in the same step (`GETDEL`); `Nil` when missing.
+    GetDel {
+        key: String,
+    },
+    /// Adds one to the counter at `key` and replies with the new value; a counter this call
+    /// creates expires in `ttl` seconds (above zero), and later calls never move that expiry.
+    Increment {
+        key: String,
+        ttl: i64,
     },
     /// The values at `keys`, `None` where missing.
     MGet {
@@ -130,8 +147,11 @@ impl Request {
             Request::Get { key }
             | Request::Set { key, .. }
             | Request::SetUntil { key, .. }
+            | Request::ReplaceUntil { key, .. }
             | Request::Touch { key, .. }
             | Request::Exists { key }
+            | Request::GetDel { key }
+            | Request::Increment { key, .. }
             | Request::ListPush { key, .. }
             | Request::ListRead { key }
             | Request::ListRemove { key, .. } => vec![key],
@@ -229,9 +249,26 @@ impl Request {
                     }
                 }
             }
+            // A past time deletes, as SET EXAT would not: only a key that exists is touched.
+            Request::ReplaceUntil { key, value, at } => {
+                if at <= unix_now() {
+                    Command::Del(vec![key])
+                } else {
+                    Command::Replace {
+                        key,
+                        value,
+                        at: at as u64,
+                    }
+                }
+            }
             Request::Touch { key, ttl } => Command::Expire { key, seconds: ttl },
             Request::Destroy { keys } if keys.len() <= BULK_CHUNK => Command::Del(keys),
             Request::Exists { key } => Command::Exists(key),
+            Request::GetDel { key } => Command::GetDel(key),
+            Request::Increment { key, ttl } => Command::Increment {
+                key,
+                seconds: ttl.max(1) as u64,
+            },
             Request::ListRead { key } => Command::LRange(key),
             Request::ListRemove { key, member } => Command::LRem { key, member },
             Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {

@@ -378,6 +378,11 @@ impl Seal {
                 value,
                 at,
             },
+            Request::ReplaceUntil { key, value, at } => Request::ReplaceUntil {
+                key: hashed(&key)?.0,
+                value,
+                at,
+            },
             Request::Touch { key, ttl } => Request::Touch {
                 key: hashed(&key)?.0,
                 ttl,
@@ -397,7 +402,7 @@ impl Seal {
     pub fn opener(&self, command: &Command) -> Option<Opener> {
         self.cipher.as_ref()?;
         match command {
-            Command::Get(key) => Some(Opener::Key(key.clone())),
+            Command::Get(key) | Command::GetDel(key) => Some(Opener::Key(key.clone())),
             Command::MGet(keys) => Some(Opener::Keys(keys.clone())),
             _ => None,
         }
@@ -445,6 +450,10 @@ impl Seal {
             Request::SetUntil { key, value, at } => {
                 let value = self.close(&key, value);
                 Request::SetUntil { key, value, at }
+            }
+            Request::ReplaceUntil { key, value, at } => {
+                let value = self.close(&key, value);
+                Request::ReplaceUntil { key, value, at }
             }
             Request::IndexedSet {
                 key,

@@ -631,6 +631,62 @@ mod tests {
     }
 
     #[test]
+    fn get_and_delete_and_counters() {
+        let (core, rx) = memory_core();
+        call(
+            &core,
+            &rx,
+            Request::Set {
+                key: "ba:v".into(),
+                value: "token".into(),
+                ttl: Some(60),
+            },
+        );
+        let take = || Request::GetDel { key: "ba:v".into() };
+        assert_eq!(call(&core, &rx, take()), Reply::Text("token".into()));
+        assert_eq!(call(&core, &rx, take()), Reply::Nil);
+        assert_eq!(
+            call(&core, &rx, Request::Exists { key: "ba:v".into() }),
+            Reply::Int(0)
+        );
+
+        let count = |ttl| Request::Increment {
+            key: "ba:n".into(),
+            ttl,
+        };
+        assert_eq!(call(&core, &rx, count(60)), Reply::Int(1));
+        // A later call's TTL does not move the window the first one opened.
+        assert_eq!(call(&core, &rx, count(3600)), Reply::Int(2));
+        assert_eq!(
+            call(&core, &rx, Request::Get { key: "ba:n".into() }),
+            Reply::Text("2".into())
+        );
+        let memory = core.inner.memory.as_ref().expect("a memory:// core");
+        let Reply::Int(ms) = memory.execute_one(Command::PTtl("ba:n".into())) else {
+            panic!("PTTL gives a number")
+        };
+        assert!(ms > 59_000 && ms <= 60_000, "ttl {ms} ms");
+
+        // The batch refuses a counter without a positive whole TTL.
+        for bad in [0.0, -5.0, 1.5, f64::NAN] {
+            let key = "ba:n";
+            let nums = [
+                crate::batch::op::INCREMENT as f64,
+                3.0,
+                bad,
+                key.len() as f64,
+                -1.0,
+                0.0,
+            ];
+            let decoded = crate::batch::decode(&nums, key).unwrap();
+            assert!(
+                matches!(&decoded[0].1, Err(e) if e.kind == ErrorKind::BadArgument),
+                "ttl {bad}"
+            );
+        }
+    }
+
+    #[test]
     fn closed_core_refuses() {
         let (core, rx) = memory_core();
         core.close();

@@ -29,8 +29,8 @@ pub const ERROR_KINDS: [ErrorKind; 10] = [
 /// Errors without a code of ours (a throwing serializer, say).
 const OTHER_ERROR: usize = ERROR_KINDS.len() + 1;
 
-/// Operation codes run from 1 to this (see `batch::op`).
-const OPS: usize = crate::batch::OPS.len();
+/// Operation codes run from 1 to this, with gaps (see `batch::op`).
+const OPS: usize = crate::batch::MAX_OP as usize;
 /// Latencies are kept in microseconds, from 1 µs to 10 minutes, at 2 significant digits.
 const MAX_MICROS: u64 = 600_000_000;
 

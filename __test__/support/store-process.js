@@ -1,12 +1,14 @@
 'use strict'
-// Another process with its own express store, for tests that span processes: the test sends
-// `{id, method, args}` over IPC and gets `{id, value}` or `{id, error}` back. Options are JSON;
-// `userField` names the session field `userId` reads.
+// Another process with its own express store (or, with `kind: 'sessions'`, its own
+// ferrisession/sessions), for tests that span processes: the test sends `{id, method, args}`
+// over IPC and gets `{id, value}` or `{id, error}` back. Options are JSON; `userField` names
+// the session field `userId` reads.
 const { RedisStore } = require('../..')
+const { createSessions } = require('../../lib/sessions.js')
 
-const { userField, ...opts } = JSON.parse(process.argv[2])
+const { userField, kind, ...opts } = JSON.parse(process.argv[2])
 if (userField) opts.userId = (sess) => sess[userField]
-const store = new RedisStore(opts)
+const store = kind === 'sessions' ? createSessions(opts) : new RedisStore(opts)
 process.on('message', async ({ id, method, args }) => {
   try {
     process.send({ id, value: await store[method](...args) })

@@ -17,7 +17,7 @@ const OPERATION = tracing.operationNames(OP)
 const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
 
 // Single-key calls that a memory:// store answers inside the call (`Link#now`).
-const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS])
+const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT])
 
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
 // calls from every request handled in one loop turn share a write), at most `batchCap` per

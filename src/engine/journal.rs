@@ -1,7 +1,9 @@
 //! The journal: every call still waiting for its reply, in call order, with the RESP bytes of
 //! its command. It outlives a connection: after a reconnect, whatever was not answered is sent
-//! again (every command the engine sends is idempotent, or a whole transaction). Nothing here
-//! touches a socket, a loop or JS; it is unit-tested on its own.
+//! again (every command the engine sends is idempotent, or a whole transaction, but for
+//! `GETDEL` and a counter's `INCR`: sent again after a loss that hid their reply, the one answers
+//! `nil` and the other counts twice, as ioredis's resend does). Nothing here touches a socket,
+//! a loop or JS; it is unit-tested on its own.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -231,7 +231,29 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
     match command {
         Command::Ping => encode(out, &[b"PING"]),
         Command::Get(key) => encode(out, &[b"GET", key.as_bytes()]),
+        Command::GetDel(key) => encode(out, &[b"GETDEL", key.as_bytes()]),
+        Command::Replace { key, value, at } => encode(
+            out,
+            &[
+                b"SET",
+                key.as_bytes(),
+                value.as_bytes(),
+                b"EXAT",
+                int_arg(*at as i64).as_bytes(),
+                b"XX",
+            ],
+        ),
         Command::Exists(key) => encode(out, &[b"EXISTS", key.as_bytes()]),
+        Command::Increment { key, seconds } => encode(
+            out,
+            &[
+                b"EVAL",
+                crate::command::INCREMENT_SCRIPT.as_bytes(),
+                b"1",
+                key.as_bytes(),
+                int_arg(*seconds as i64).as_bytes(),
+            ],
+        ),
         Command::PTtl(key) => encode(out, &[b"PTTL", key.as_bytes()]),
         Command::Scan {
             cursor,

@@ -1,0 +1,3 @@
+import cjs from './sessions.js'
+
+export const { createSessions, Sessions } = cjs
