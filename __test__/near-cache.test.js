@@ -126,6 +126,38 @@ describe('near cache', () => {
     }
   })
 
+  it('a hot key read and written at once costs no TTL reads: a miss with our write in flight is not refilled', async () => {
+    const server = await startRedis()
+    const store = new RedisStore({ url: server.url, cache: true })
+    try {
+      const sess = { cookie: {}, user: 'hot' }
+      await store.set('hot', sess)
+      server.cli('CONFIG', 'RESETSTAT')
+      let running = true
+      let rounds = 0
+      const lanes = Array.from({ length: 50 }, async () => {
+        while (running) {
+          const s = await store.get('hot')
+          assert.equal(s.user, 'hot')
+          await store.set('hot', s)
+          rounds++
+        }
+      })
+      await sleep(500)
+      running = false
+      await Promise.all(lanes)
+      const stat = (cmd) => Number((new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(server.cli('INFO', 'commandstats')) || [0, 0])[1])
+      const gets = stat('get')
+      const pttls = stat('pttl')
+      assert.ok(rounds > 1000, `${rounds} rounds`)
+      // Only a GET sent while no write of the key was in flight fills (and reads the TTL).
+      assert.ok(pttls < gets / 10, `${pttls} PTTL for ${gets} GET`)
+    } finally {
+      store.close()
+      await server.close()
+    }
+  })
+
   it('refuses a bad cache option with a coded error', () => {
     assert.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1', cache: { maxEntries: -1 } }), (e) => e.code === 'ERR_BAD_ARGUMENT')
     assert.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1', cache: 'yes' }), (e) => e.code === 'ERR_BAD_ARGUMENT')

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::CacheLimits;
 
+/// How long a refill that was never answered keeps other misses of its key from refilling.
+const REFILL_STALE: Duration = Duration::from_secs(5);
+
 struct Entry {
     value: String,
     /// `None` until the key's TTL is known, or when it has none.
@@ -60,6 +63,11 @@ pub struct NearCache {
     /// nor filled until the writes are answered, so a read sent before a write cannot bring the
     /// old value back while the write is in flight.
     writing: HashMap<String, u32>,
+    /// Keys with a filling `GET` (and its `PTTL`) on the way, since when: other misses of the
+    /// key meanwhile go uncached, so concurrent reads of one key cost one refill, not one each.
+    /// A read that is never answered (timed out, redirected, lost) stops counting after
+    /// `REFILL_STALE`.
+    filling: HashMap<String, Instant>,
 }
 
 impl NearCache {
@@ -72,6 +80,7 @@ impl NearCache {
             bytes: 0,
             stats: CacheStats::default(),
             writing: HashMap::new(),
+            filling: HashMap::new(),
         }
     }
 
@@ -80,6 +89,32 @@ impl NearCache {
         self.remove(key);
         self.changed();
         *self.writing.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// Whether a miss of `key` should refill it (and read its TTL): not while a write of ours
+    /// is on the way (the value would not be kept), nor while another refill is. A `true`
+    /// must be followed by `fill` or `unfill` when the read is answered.
+    pub fn refills(&mut self, key: &str) -> bool {
+        if self.writing.contains_key(key) {
+            return false;
+        }
+        let now = Instant::now();
+        match self.filling.get_mut(key) {
+            Some(since) if now.duration_since(*since) < REFILL_STALE => false,
+            Some(since) => {
+                *since = now;
+                true
+            }
+            None => {
+                self.filling.insert(key.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// The refilling read of `key` was answered with no value to keep.
+    pub fn unfill(&mut self, key: &str) {
+        self.filling.remove(key);
     }
 
     /// The write of `key` was answered.
@@ -147,6 +182,7 @@ impl NearCache {
 
     /// Keeps the value a `GET` of `key` returned.
     pub fn fill(&mut self, key: &str, value: &str) {
+        self.filling.remove(key);
         self.remove(key);
         if self.writing.contains_key(key) {
             return;
@@ -213,6 +249,7 @@ impl NearCache {
     /// Drops everything: a connection was lost, so invalidations may have been missed.
     pub fn clear(&mut self) {
         self.changed();
+        self.filling.clear();
         self.entries.clear();
         self.order.clear();
         self.bytes = 0;
@@ -263,6 +300,21 @@ mod tests {
         c.written("a");
         c.fill("a", "new");
         assert_eq!(c.peek("a").as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn one_refill_per_key_at_a_time_and_none_while_writing() {
+        let mut c = cache(10, 1000);
+        assert!(c.refills("a"));
+        assert!(!c.refills("a"), "a second miss meanwhile goes uncached");
+        c.unfill("a");
+        assert!(c.refills("a"));
+        c.fill("a", "1");
+        assert!(c.refills("b"));
+        c.writing("c");
+        assert!(!c.refills("c"));
+        c.written("c");
+        assert!(c.refills("c"));
     }
 
     #[test]

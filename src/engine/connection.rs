@@ -251,15 +251,19 @@ impl Connection {
         if let Some(cache) = &s.cache {
             match command {
                 Command::Get(key) => {
-                    let hit = cache.borrow_mut().get(key);
-                    match hit {
+                    let mut cache = cache.borrow_mut();
+                    match cache.get(key) {
                         Some(value) => {
                             return Ok(Some(match s.seal.open(key, value) {
                                 Ok(plain) => Reply::Text(plain),
                                 Err(e) => Reply::Error(e),
                             }))
                         }
-                        None => fill = Fill::Value(key.clone()),
+                        // One refill (GET + PTTL) per key at a time, and none while a write
+                        // of ours is on the way: a hot key read and written at once costs
+                        // what it does uncached.
+                        None if cache.refills(key) => fill = Fill::Value(key.clone()),
+                        None => {}
                     }
                 }
                 // This process's own writes drop its entries until answered; Redis's
@@ -774,6 +778,16 @@ impl State {
     /// for a whole timeout while calls waited, and starts a reconnect that is due.
     fn on_timer(&mut self) {
         super::fault::check(super::fault::Site::Timer);
+        // Replies that arrived while the JS thread was busy elsewhere (a long synchronous
+        // task) count before any deadline does: read what the socket holds first.
+        if self.conn.is_some()
+            && self
+                .journal
+                .oldest_deadline()
+                .is_some_and(|d| d <= Instant::now())
+        {
+            self.read_and_deliver();
+        }
         let now = Instant::now();
         let connected = self.conn.is_some();
         let expired = self.journal.expire(now);

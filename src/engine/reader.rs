@@ -201,11 +201,14 @@ impl Reader<'_> {
                 }
             }
             Role::Single => {
-                if let (Some(cache), Fill::Value(key), Frame::Bulk(Some(b))) =
-                    (self.cache, &cache, &frame)
-                {
-                    if let Ok(text) = std::str::from_utf8(b) {
-                        cache.borrow_mut().fill(key, text);
+                if let (Some(cache), Fill::Value(key)) = (self.cache, &cache) {
+                    let mut cache = cache.borrow_mut();
+                    match &frame {
+                        Frame::Bulk(Some(b)) => match std::str::from_utf8(b) {
+                            Ok(text) => cache.fill(key, text),
+                            Err(_) => cache.unfill(key),
+                        },
+                        _ => cache.unfill(key),
                     }
                 }
                 match &open {
