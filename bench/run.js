@@ -22,7 +22,7 @@ const OPS = Number(process.env.BENCH_OPS) || 100_000
 const CONCURRENCY = 64
 const E2E_SECONDS = Number(process.env.BENCH_E2E_SECONDS) || 5
 const E2E_ROUNDS = Number(process.env.BENCH_E2E_ROUNDS) || 3
-const STORES = ['ferrisession', 'connect-redis', 'connect-redis8-ioredis', 'floor']
+const STORES = ['ferrisession', 'connect-redis', 'connect-redis8-ioredis', 'connect-redis-redis6', 'ioredis6-auto', 'floor']
 const PHASES = ['set', 'get', 'touch', 'destroy']
 const OURS = 'ferrisession'
 const ANCHOR = 'connect-redis'
@@ -138,13 +138,38 @@ ${bars.join('\n')}
  * Runs the phases for `stores` on one topology, rounds alternating; returns medians. `runtime`
  * is the binary each worker runs under (Node by default).
  */
-function measure(title, stores, target, flush, phases = PHASES, runtime = process.execPath) {
+/**
+ * What a redis-server this bench started has done so far: read events it processed (each is
+ * one or more client writes that arrived together, so per call it is at most the client's
+ * socket writes per call) and its CPU time in µs (from /proc/<pid>/stat).
+ */
+function serverCounters(redis) {
+  const reads = Number(/total_reads_processed:(\d+)/.exec(redis.cli('INFO', 'stats'))?.[1] ?? NaN)
+  let cpuUs = NaN
+  try {
+    const stat = fs.readFileSync(`/proc/${redis.proc.pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    cpuUs = (Number(f[11]) + Number(f[12])) * (1e6 / 100)
+  } catch {}
+  return { reads, cpuUs }
+}
+
+// The calls a worker makes: its warm-up (2,000 each of set, get, touch) and OPS per phase.
+const WARMUP_CALLS = 6000
+
+function measure(title, stores, target, flush, phases = PHASES, runtime = process.execPath, server = null) {
   const runs = Object.fromEntries(stores.map((s) => [s, []]))
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order each round so drift and warm-up favour no store.
     for (const store of stores.map((_, i) => stores[(i + round) % stores.length])) {
       flush()
+      const before = server && serverCounters(server)
       const r = runWorker(store, target, phases, runtime)
+      if (server) {
+        const after = serverCounters(server)
+        const calls = WARMUP_CALLS + phases.length * OPS
+        r.server = { readsPerCall: (after.reads - before.reads) / calls, cpuUsPerCall: (after.cpuUs - before.cpuUs) / calls }
+      }
       runs[store].push(r)
       console.log(`${title} round ${round + 1} ${store}: ` + phases.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
     }
@@ -158,6 +183,9 @@ function measure(title, stores, target, flush, phases = PHASES, runtime = proces
     summary[store].jsCpuSource = sources.join(', ')
     const why = runs[store].map((r) => r.jsCpu && r.jsCpu.why).find(Boolean)
     if (why) summary[store].jsCpuFallback = why
+    if (runs[store][0].server) {
+      summary[store].server = Object.fromEntries(['readsPerCall', 'cpuUsPerCall'].map((k) => [k, median(runs[store].map((r) => r.server[k]))]))
+    }
     for (const p of phases) {
       summary[store][p] = Object.fromEntries(
         ['opsPerSec', 'jsCpuUsPerOp', 'processCpuUsPerOp'].map((k) => [k, median(runs[store].map((r) => r.phases[p][k]))]),
@@ -466,6 +494,68 @@ function commandsRun(redis) {
   return total
 }
 
+const SESSION_IMPLEMENTATIONS = ['ferrisession', 'ferrisession-cache', 'hand-written']
+
+/**
+ * One round of bench/sessions-worker.js: validate throughput per shape, and Redis commands per
+ * validate read from INFO commandstats around each shape (the worker waits for each reading).
+ */
+function sessionsRound(name, redis) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'sessions-worker.js'), name, redis.url, String(OPS), String(CONCURRENCY)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    let out = ''
+    let mark = 0
+    const commands = {}
+    child.stdout.on('data', (chunk) => {
+      out += chunk
+      let i
+      while ((i = out.indexOf('\n')) >= 0) {
+        const line = out.slice(0, i)
+        out = out.slice(i + 1)
+        if (line === '@@reused' || line === '@@fresh') {
+          mark = commandsRun(redis)
+          child.stdin.write('\n')
+        } else if (line === '@@reused-done') {
+          commands.reused = (commandsRun(redis) - mark) / OPS
+          child.stdin.write('\n')
+        } else if (line.startsWith('{')) {
+          const r = JSON.parse(line)
+          commands.fresh = (commandsRun(redis) - mark) / OPS
+          for (const shape of Object.keys(r.phases)) r.phases[shape].commandsPerValidate = commands[shape]
+          child.stdin.end()
+          resolve(r)
+        }
+      }
+    })
+    child.once('exit', (code) => code !== 0 && reject(new Error(`sessions worker ${name} exited with ${code}`)))
+  })
+}
+
+async function sessionsBench() {
+  const redis = await startRedis()
+  try {
+    const runs = Object.fromEntries(SESSION_IMPLEMENTATIONS.map((s) => [s, []]))
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const name of SESSION_IMPLEMENTATIONS.map((_, i) => SESSION_IMPLEMENTATIONS[(i + round) % SESSION_IMPLEMENTATIONS.length])) {
+        redis.cli('FLUSHALL')
+        const r = await sessionsRound(name, redis)
+        runs[name].push(r)
+        console.log(`sessions round ${round + 1} ${name}: ` + Object.entries(r.phases).map(([k, v]) => `${k} ${fmt(v.opsPerSec)}/s, ${fmt(v.commandsPerValidate, 3)} cmd`).join('; '))
+      }
+    }
+    const summary = {}
+    for (const name of SESSION_IMPLEMENTATIONS) {
+      summary[name] = {}
+      for (const shape of ['reused', 'fresh']) {
+        summary[name][shape] = Object.fromEntries(['opsPerSec', 'processCpuUsPerOp', 'commandsPerValidate'].map((k) => [k, median(runs[name].map((r) => r.phases[shape][k]))]))
+      }
+    }
+    return summary
+  } finally {
+    await redis.close()
+  }
+}
+
 /** Express at a fixed rate through the delay proxy: p50/p99 and Redis commands per request. */
 async function latency(redis) {
   const proxy = await delayProxy(redis.port, 0.5)
@@ -615,7 +705,7 @@ async function main() {
       const runtime = env.runtime || process.execPath
       if (env.runtime) runtimes[topo.name] = { bin: path.relative(path.join(__dirname, '..'), env.runtime), version: env.runtimeVersion }
       console.log(`${topo.title}: ${ROUNDS} rounds × ${OPS} ops per phase${env.runtime ? ` (workers under ${runtimes[topo.name].bin}, ${env.runtimeVersion})` : ''}`)
-      results[topo.name] = measure(topo.name, topo.stores, env.target, env.flush, PHASES, runtime)
+      results[topo.name] = measure(topo.name, topo.stores, env.target, env.flush, PHASES, runtime, env.redis || null)
       if (topo.name !== 'plain') {
         await env.close()
         envs.pop()
@@ -646,6 +736,17 @@ async function main() {
       }
     }
     const latencyResults = plainRedis && !(only && !only.includes('latency')) ? await latency(plainRedis) : null
+    const HOT_STORES = [OURS, 'ferrisession-cache', 'ferrisession-near', ANCHOR]
+    let hotResults = null
+    if (!only || only.includes('hot')) {
+      const r = plainRedis || (await startRedis())
+      try {
+        console.log(`hot session: ${ROUNDS} rounds × ${OPS} calls per phase, 50 lanes on one session`)
+        hotResults = measure('hot', HOT_STORES, { kind: 'plain', url: r.url }, () => r.cli('FLUSHALL'), ['hotwrite', 'hotread'])
+      } finally {
+        if (!plainRedis) await r.close()
+      }
+    }
     let optionResults = null
     if (!only || only.includes('options')) {
       // The cost of each opt-in option, on a plain server of its own: set and get only.
@@ -660,6 +761,7 @@ async function main() {
     for (const env of envs) await env.close()
     envs.length = 0
     const faultResults = only && !only.includes('faults') ? null : await faults()
+    const sessionsResults = only && !only.includes('sessions') ? null : await sessionsBench()
 
     const lines = []
     const anyRun = Object.values(results)[0]
@@ -736,6 +838,50 @@ async function main() {
       lines.push('')
     }
 
+    if (summary && summary['ioredis6-auto']) {
+      const peers = ['connect-redis-redis6', 'ioredis6-auto']
+      const peerLabel = { 'connect-redis-redis6': 'connect-redis 10 + node-redis 6 (RESP3)', 'ioredis6-auto': 'connect-redis-shaped store over ioredis 6, enableAutoPipelining' }
+      lines.push('## Plain TCP against the newest peers', '')
+      lines.push('Same run, same server: ops/s per phase, and our geomean ratio against each (target: ≥ 2× against the faster).', '')
+      lines.push(`| store | ${PHASES.join(' | ')} | ours / this, geomean |`)
+      lines.push(`|---|${PHASES.map(() => '---:').join('|')}|---:|`)
+      lines.push(`| ferrisession | ${PHASES.map((p) => fmt(summary[OURS][p].opsPerSec)).join(' | ')} | |`)
+      for (const peer of peers) lines.push(`| ${peerLabel[peer]} | ${PHASES.map((p) => fmt(summary[peer][p].opsPerSec)).join(' | ')} | **${fmt(geomean(ratios(summary, OURS, peer, 'opsPerSec')), 2)}×** |`)
+      const worst = Math.min(...peers.map((peer) => geomean(ratios(summary, OURS, peer, 'opsPerSec'))))
+      lines.push('', `Against the faster peer: **${fmt(worst, 2)}×**.`, '')
+    }
+    if (summary && summary[OURS].server) {
+      lines.push('## Plain TCP: what each store costs the server', '')
+      lines.push('From the redis-server this bench started, over each whole worker run (warm-up included), divided by the calls made: read events the server processed (each is one or more socket writes of the client that arrived together: at most the client\'s writes per call) and the server\'s CPU time (`/proc/<pid>/stat`).', '')
+      lines.push('| store | server read events per call | redis-server CPU µs per call |')
+      lines.push('|---|---:|---:|')
+      for (const store of STORES) if (summary[store] && summary[store].server && store !== 'floor') lines.push(`| ${store} | ${fmt(summary[store].server.readsPerCall, 3)} | ${fmt(summary[store].server.cpuUsPerCall, 2)} |`)
+      lines.push('')
+    }
+    if (hotResults) {
+      const H = hotResults
+      const label = { [OURS]: 'ferrisession (defaults)', 'ferrisession-cache': 'ferrisession, cache: true', 'ferrisession-near': 'ferrisession, touchAfter: 60, cache: true', [ANCHOR]: 'connect-redis 10 + node-redis 5' }
+      lines.push('## One hot session: 50 lanes on one cookie', '')
+      lines.push(`Plain TCP; 50 lanes at once on one session, as a page firing parallel requests with one cookie. \`hotwrite\`: get + set per step; \`hotread\`: get + touch. Calls per second (each step is two), median of ${ROUNDS} rounds.`, '')
+      lines.push('| store | hotwrite calls/s | vs ours uncached | hotread calls/s | vs ours uncached |')
+      lines.push('|---|---:|---:|---:|---:|')
+      for (const store of HOT_STORES) lines.push(`| ${label[store]} | ${fmt(H[store].hotwrite.opsPerSec)} | ${fmt(H[store].hotwrite.opsPerSec / H[OURS].hotwrite.opsPerSec, 2)}× | ${fmt(H[store].hotread.opsPerSec)} | ${fmt(H[store].hotread.opsPerSec / H[OURS].hotread.opsPerSec, 2)}× |`)
+      lines.push('')
+    }
+    if (sessionsResults) {
+      const S = sessionsResults
+      lines.push('## Sessions without a framework: validate', '')
+      lines.push(`\`ferrisession/sessions\` against the same design written by hand over node-redis 5 as Lucia's guide has readers write it (Web Crypto SHA-256, GET + JSON.parse, a constant-time compare), plain TCP, ${CONCURRENCY} validates in flight, no refresh due. \`reused\`: 1,000 sessions validated over and over; \`fresh\`: ${OPS.toLocaleString('en-US')} sessions created just before, each validated once. Commands per validate from \`INFO commandstats\` around each shape.`, '')
+      lines.push('| implementation | reused: validates/s | CPU µs per validate | commands per validate | fresh: validates/s | CPU µs per validate | commands per validate |')
+      lines.push('|---|---:|---:|---:|---:|---:|---:|')
+      const label = { ferrisession: 'ferrisession/sessions', 'ferrisession-cache': 'ferrisession/sessions, cache: true', 'hand-written': 'hand-written over node-redis 5' }
+      for (const [name, r] of Object.entries(S)) {
+        lines.push(`| ${label[name]} | ${fmt(r.reused.opsPerSec)} | ${fmt(r.reused.processCpuUsPerOp, 2)} | ${fmt(r.reused.commandsPerValidate, 3)} | ${fmt(r.fresh.opsPerSec)} | ${fmt(r.fresh.processCpuUsPerOp, 2)} | ${fmt(r.fresh.commandsPerValidate, 3)} |`)
+      }
+      const ratio = (name, shape) => S[name][shape].opsPerSec / S['hand-written'][shape].opsPerSec
+      lines.push('', `Throughput against the hand-written one (target ≥ 2×): reused **${fmt(ratio('ferrisession', 'reused'), 2)}×**, fresh **${fmt(ratio('ferrisession', 'fresh'), 2)}×**; with \`cache: true\`, reused ${fmt(ratio('ferrisession-cache', 'reused'), 2)}×, fresh ${fmt(ratio('ferrisession-cache', 'fresh'), 2)}×.`, '')
+    }
+
     if (summary) {
       const ratio = (store, key) => ratios(summary, store, ANCHOR, key)
       lines.push('## Plain TCP in detail', '')
@@ -784,7 +930,7 @@ async function main() {
       return
     }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

@@ -31,8 +31,8 @@ class FloorStore extends EventEmitter {
 }
 
 /**
- * What a Bun user could write by hand over Bun's built-in Redis client (`Bun.RedisClient`,
- * auto-pipelining on, its default): connect-redis 10's behaviour mirrored line for line (see
+ * What a user could write by hand over Bun's built-in Redis client (`Bun.RedisClient`,
+ * auto-pipelining on, its default) or ioredis (`set(k, v, 'EX', ttl)`, `expire`, `del`): connect-redis 10's behaviour mirrored line for line (see
  * node_modules/connect-redis/dist/connect-redis.cjs): key `sess:` + sid, JSON values, SET EX
  * with the TTL from `cookie.expires` (else `ttl`, 86400 s), a TTL <= 0 destroys, touch is
  * EXPIRE, destroy is DEL, an optional callback. Only the methods the benchmark calls.
@@ -191,6 +191,32 @@ const STORES = {
     const client = new Redis(t.url)
     await new Promise((resolve, reject) => client.once('ready', resolve).once('error', reject))
     return { store: new RedisStore({ client }), close: () => client.quit() }
+  },
+  /** The newest peer: connect-redis 10 over node-redis 6 (RESP3 by default). */
+  async 'connect-redis-redis6'(t) {
+    const { createClient } = require('redis6')
+    const { RedisStore } = require('connect-redis')
+    const client = createClient({ url: t.url })
+    client.on('error', () => {})
+    await client.connect()
+    return { store: new RedisStore({ client }), close: () => client.close() }
+  },
+  /**
+   * The most used client in its fastest setting: a connect-redis-shaped store (the same one
+   * as over Bun's client: connect-redis 10's behaviour line for line) over ioredis 6 with
+   * `enableAutoPipelining: true`.
+   */
+  async 'ioredis6-auto'(t) {
+    const Redis = require('ioredis6')
+    const client = new Redis(t.url, { enableAutoPipelining: true })
+    await new Promise((resolve, reject) => client.once('ready', resolve).once('error', reject))
+    return { store: bunRedisStore(client), close: () => client.quit() }
+  },
+  /** Ours with the near cache alone (no touchAfter), for the hot-session row. */
+  async 'ferrisession-cache'(t) {
+    const { RedisStore } = require('..')
+    const store = new RedisStore({ ...oursFor(t), cache: true })
+    return { store, close: async () => store.close() }
   },
   /** The hand-written connect-redis-shaped store over Bun's own client; only under Bun. */
   async 'bun-redis'(t) {

@@ -70,7 +70,33 @@ function probeJsThreadCpu() {
 const JS_CPU = probeJsThreadCpu()
 const jsThreadCpuUs = JS_CPU.source === 'process.cpuUsage' ? processCpuUs : mainThreadCpuUs
 
+// One session read and written by 50 lanes at once (a page firing parallel requests with one
+// cookie): `hotwrite` is get + set per lane step, `hotread` get + touch. Each step counts two
+// calls.
+const HOT_LANES = 50
+
+async function hotPhase(store, op, sessions) {
+  const sess = sessions[0]
+  await store.set('hot-session', sess)
+  let next = 0
+  const t0 = process.hrtime.bigint()
+  const js0 = jsThreadCpuUs()
+  const all0 = processCpuUs()
+  async function lane() {
+    while (next < OPS) {
+      next += 2
+      const got = await store.get('hot-session')
+      if (op === 'hotwrite') await store.set('hot-session', got || sess)
+      else await store.touch('hot-session', got || sess)
+    }
+  }
+  await Promise.all(Array.from({ length: HOT_LANES }, lane))
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  return { opsPerSec: next / seconds, jsCpuUsPerOp: (jsThreadCpuUs() - js0) / next, processCpuUsPerOp: (processCpuUs() - all0) / next }
+}
+
 async function phase(store, op, sessions) {
+  if (op === 'hotwrite' || op === 'hotread') return hotPhase(store, op, sessions)
   let next = 0
   const t0 = process.hrtime.bigint()
   const js0 = jsThreadCpuUs()
