@@ -75,49 +75,56 @@ const jsThreadCpuUs = JS_CPU.source === 'process.cpuUsage' ? processCpuUs : main
 // calls.
 const HOT_LANES = 50
 
+/** Runs `lanes` copies of `lane` at once; ops/s and CPU per op for the `count()` ops they made. */
+async function timed(lanes, lane, count) {
+  const t0 = process.hrtime.bigint()
+  const js0 = jsThreadCpuUs()
+  const all0 = processCpuUs()
+  await Promise.all(Array.from({ length: lanes }, lane))
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const n = count()
+  return {
+    opsPerSec: n / seconds,
+    jsCpuUsPerOp: (jsThreadCpuUs() - js0) / n,
+    processCpuUsPerOp: (processCpuUs() - all0) / n,
+  }
+}
+
 async function hotPhase(store, op, sessions) {
   const sess = sessions[0]
   await store.set('hot-session', sess)
   let next = 0
-  const t0 = process.hrtime.bigint()
-  const js0 = jsThreadCpuUs()
-  const all0 = processCpuUs()
-  async function lane() {
-    while (next < OPS) {
-      next += 2
-      const got = await store.get('hot-session')
-      if (op === 'hotwrite') await store.set('hot-session', got || sess)
-      else await store.touch('hot-session', got || sess)
-    }
-  }
-  await Promise.all(Array.from({ length: HOT_LANES }, lane))
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  return { opsPerSec: next / seconds, jsCpuUsPerOp: (jsThreadCpuUs() - js0) / next, processCpuUsPerOp: (processCpuUs() - all0) / next }
+  return timed(
+    HOT_LANES,
+    async () => {
+      while (next < OPS) {
+        next += 2
+        const got = await store.get('hot-session')
+        if (op === 'hotwrite') await store.set('hot-session', got || sess)
+        else await store.touch('hot-session', got || sess)
+      }
+    },
+    () => next,
+  )
 }
 
-async function phase(store, op, sessions) {
+function phase(store, op, sessions) {
   if (op === 'hotwrite' || op === 'hotread') return hotPhase(store, op, sessions)
   let next = 0
-  const t0 = process.hrtime.bigint()
-  const js0 = jsThreadCpuUs()
-  const all0 = processCpuUs()
-  async function lane() {
-    while (next < OPS) {
-      const i = next++
-      const sid = `bench-${i % (op === 'hot' ? HOT : IDS)}`
-      if (op === 'set') await store.set(sid, sessions[i % IDS])
-      else if (op === 'get' || op === 'hot') await store.get(sid)
-      else if (op === 'touch') await store.touch(sid, sessions[i % IDS])
-      else await store.destroy(sid)
-    }
-  }
-  await Promise.all(Array.from({ length: CONCURRENCY }, lane))
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  return {
-    opsPerSec: OPS / seconds,
-    jsCpuUsPerOp: (jsThreadCpuUs() - js0) / OPS,
-    processCpuUsPerOp: (processCpuUs() - all0) / OPS,
-  }
+  return timed(
+    CONCURRENCY,
+    async () => {
+      while (next < OPS) {
+        const i = next++
+        const sid = `bench-${i % (op === 'hot' ? HOT : IDS)}`
+        if (op === 'set') await store.set(sid, sessions[i % IDS])
+        else if (op === 'get' || op === 'hot') await store.get(sid)
+        else if (op === 'touch') await store.touch(sid, sessions[i % IDS])
+        else await store.destroy(sid)
+      }
+    },
+    () => OPS,
+  )
 }
 
 async function main() {
