@@ -42,9 +42,10 @@ export declare class NativeStore {
    * The near cache's live value of session `id` under `prefix` (the id hashed with
    * `hashIds`, the namespace before), opened: a hot `get` costs one small native call, no
    * batch and no promise on this side. JS asks only when none of its calls wait to be sent,
-   * so no earlier write is overtaken. Throws `ERR_BAD_DATA` when the value does not open.
+   * so no earlier write is overtaken. `false` when the cache knows the key is absent, `null`
+   * when it does not know. Throws `ERR_BAD_DATA` when the value does not open.
    */
-  cached(prefix: string, id: string): string | null
+  cached(prefix: string, id: string): string | boolean | null
   /**
    * Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a
    * unix socket or memory://; namespace: the copied client's key prefix).

@@ -158,6 +158,28 @@ describe('near cache', () => {
     }
   })
 
+  it('remembers that a key is absent until it is written, here or in another process', async () => {
+    const server = await startRedis()
+    const store = new RedisStore({ url: server.url, cache: true })
+    try {
+      assert.equal(await store.get('nobody'), null)
+      server.cli('CONFIG', 'RESETSTAT')
+      for (let i = 0; i < 20; i++) assert.equal(await store.get('nobody'), null)
+      assert.doesNotMatch(server.cli('INFO', 'commandstats'), /cmdstat_get:/, 'a known absence needs no round trip')
+      const child = storeProcess({ url: server.url })
+      await child.ready
+      await child.call('set', 'nobody', { cookie: {}, v: 'there' })
+      await child.stop()
+      await sleep(5)
+      assert.equal((await store.get('nobody')).v, 'there', 'another process wrote it: seen within 5 ms')
+      await store.destroy('nobody')
+      assert.equal(await store.get('nobody'), null, 'our own destroy is read at once')
+    } finally {
+      store.close()
+      await server.close()
+    }
+  })
+
   it('refuses a bad cache option with a coded error', () => {
     assert.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1', cache: { maxEntries: -1 } }), (e) => e.code === 'ERR_BAD_ARGUMENT')
     assert.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1', cache: 'yes' }), (e) => e.code === 'ERR_BAD_ARGUMENT')

@@ -394,15 +394,21 @@ impl NativeStore {
     /// The near cache's live value of session `id` under `prefix` (the id hashed with
     /// `hashIds`, the namespace before), opened: a hot `get` costs one small native call, no
     /// batch and no promise on this side. JS asks only when none of its calls wait to be sent,
-    /// so no earlier write is overtaken. Throws `ERR_BAD_DATA` when the value does not open.
+    /// so no earlier write is overtaken. `false` when the cache knows the key is absent, `null`
+    /// when it does not know. Throws `ERR_BAD_DATA` when the value does not open.
     #[napi]
-    pub fn cached(&self, prefix: String, id: String) -> Result<Option<String>> {
+    pub fn cached(&self, prefix: String, id: String) -> Result<Option<Either<String, bool>>> {
         let Some(engine) = self.engine.as_ref() else {
             return Ok(None);
         };
         let id = self.seal.id(&id);
         let key = format!("{}{prefix}{id}", self.namespace);
-        engine.cached(&key).transpose().map_err(to_napi_err)
+        match engine.cached(&key) {
+            None => Ok(None),
+            Some(Ok(Some(value))) => Ok(Some(Either::A(value))),
+            Some(Ok(None)) => Ok(Some(Either::B(false))),
+            Some(Err(e)) => Err(to_napi_err(e)),
+        }
     }
 
     /// Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a

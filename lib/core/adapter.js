@@ -24,7 +24,10 @@ function readValue(link, prefix, id, serializer = JSON) {
   try {
     checkId(id)
     const hit = link.cached(prefix, id)
-    if (hit !== undefined) return Promise.resolve(parseStored(serializer, hit, prefix + id))
+    // A known absence is an answer too, except while migrating to hashed ids: the session may
+    // still be under its plain key.
+    if (hit === null && !link.migrating) return Promise.resolve(null)
+    if (typeof hit === 'string') return Promise.resolve(parseStored(serializer, hit, prefix + id))
   } catch (err) {
     return Promise.reject(err)
   }

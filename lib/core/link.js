@@ -303,8 +303,9 @@ class Link {
   }
 
   /**
-   * The near cache's live value of session `id` under `prefix`, or undefined. Asked only when no call of this store
-   * waits to be sent or is held back, so a read never overtakes an earlier write.
+   * The near cache's live value of session `id` under `prefix`, null when it knows the key is
+   * absent, or undefined when it does not know. Asked only when no call of this store waits to
+   * be sent or is held back, so a read never overtakes an earlier write.
    */
   cached(prefix, id) {
     if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
@@ -324,12 +325,14 @@ class Link {
       throw nativeError(err)
     }
     if (value == null) return undefined
-    if (this.mirror.size >= this.mirrorCap || this.mirrorChars + value.length > this.mirrorMaxChars) {
+    if (value === false) value = null
+    const chars = value === null ? 0 : value.length
+    if (this.mirror.size >= this.mirrorCap || this.mirrorChars + chars > this.mirrorMaxChars) {
       this.mirror.clear()
       this.mirrorChars = 0
     }
     this.mirror.set(key, { value, epoch: this.shared[0], until: Date.now() + this.shared[1] })
-    this.mirrorChars += value.length
+    this.mirrorChars += chars
     return value
   }
 

@@ -12,7 +12,9 @@ use crate::config::CacheLimits;
 const REFILL_STALE: Duration = Duration::from_secs(5);
 
 struct Entry {
-    value: String,
+    /// `None`: the key was absent when read (Redis tracks reads of absent keys too, so a
+    /// later write of it invalidates this like any other entry).
+    value: Option<String>,
     /// `None` until the key's TTL is known, or when it has none.
     expires: Option<Instant>,
 }
@@ -127,8 +129,9 @@ impl NearCache {
         }
     }
 
-    /// The cached value of `key`, if it is there and has not expired.
-    pub fn get(&mut self, key: &str) -> Option<String> {
+    /// The cached value of `key` (`Some(None)`: known absent), if it is there and has not
+    /// expired.
+    pub fn get(&mut self, key: &str) -> Option<Option<String>> {
         let now = Instant::now();
         if self.writing.contains_key(key) {
             self.stats.misses += 1;
@@ -153,7 +156,7 @@ impl NearCache {
 
     /// The cached value of `key` when there is a live one (counted as a hit); nothing is
     /// counted otherwise, since the call then goes the usual way and is counted there.
-    pub fn peek(&mut self, key: &str) -> Option<String> {
+    pub fn peek(&mut self, key: &str) -> Option<Option<String>> {
         let now = Instant::now();
         if self.writing.contains_key(key) {
             return None;
@@ -180,14 +183,14 @@ impl NearCache {
         }
     }
 
-    /// Keeps the value a `GET` of `key` returned.
-    pub fn fill(&mut self, key: &str, value: &str) {
+    /// Keeps what a `GET` of `key` returned: its value, or `None` for an absent key.
+    pub fn fill(&mut self, key: &str, value: Option<&str>) {
         self.filling.remove(key);
         self.remove(key);
         if self.writing.contains_key(key) {
             return;
         }
-        let size = key.len() + value.len();
+        let size = key.len() + value.map_or(0, str::len);
         if size > self.limits.max_bytes {
             return;
         }
@@ -202,7 +205,7 @@ impl NearCache {
         self.entries.insert(
             key.to_string(),
             Entry {
-                value: value.to_string(),
+                value: value.map(str::to_string),
                 expires: None,
             },
         );
@@ -219,7 +222,9 @@ impl NearCache {
     pub fn set_ttl(&mut self, key: &str, pttl_ms: i64) {
         self.changed();
         match pttl_ms {
-            -2 => self.remove(key),
+            // Gone: drop a value; an entry that knows the key is absent stays right.
+            -2 if self.entries.get(key).is_some_and(|e| e.value.is_some()) => self.remove(key),
+            -2 => {}
             ms if ms >= 0 => {
                 if let Some(e) = self.entries.get_mut(key) {
                     e.expires = Some(Instant::now() + Duration::from_millis(ms as u64));
@@ -232,7 +237,7 @@ impl NearCache {
     /// Drops `key`: this process is writing it.
     pub fn remove(&mut self, key: &str) {
         if let Some(e) = self.entries.remove(key) {
-            self.bytes -= key.len() + e.value.len();
+            self.bytes -= key.len() + e.value.as_ref().map_or(0, String::len);
         }
     }
 
@@ -281,8 +286,8 @@ mod tests {
     fn fills_hits_and_invalidates() {
         let mut c = cache(10, 1000);
         assert_eq!(c.get("a"), None);
-        c.fill("a", "1");
-        assert_eq!(c.get("a").as_deref(), Some("1"));
+        c.fill("a", Some("1"));
+        assert_eq!(c.get("a"), Some(Some("1".into())));
         c.invalidate(Some(vec!["a".into()]));
         assert_eq!(c.get("a"), None);
         let s = c.stats();
@@ -292,14 +297,31 @@ mod tests {
     #[test]
     fn a_key_being_written_is_neither_served_nor_filled() {
         let mut c = cache(10, 1000);
-        c.fill("a", "old");
+        c.fill("a", Some("old"));
         c.writing("a");
         assert_eq!(c.peek("a"), None);
-        c.fill("a", "old"); // a read sent before the write answers after it was sent
+        c.fill("a", Some("old")); // a read sent before the write answers after it was sent
         assert_eq!(c.get("a"), None);
         c.written("a");
-        c.fill("a", "new");
-        assert_eq!(c.peek("a").as_deref(), Some("new"));
+        c.fill("a", Some("new"));
+        assert_eq!(c.peek("a"), Some(Some("new".into())));
+    }
+
+    #[test]
+    fn remembers_absent_keys_until_invalidated() {
+        let mut c = cache(10, 1000);
+        c.fill("gone", None);
+        c.set_ttl("gone", -2);
+        assert_eq!(
+            c.get("gone"),
+            Some(None),
+            "known absent, the PTTL of -2 agrees"
+        );
+        c.invalidate(Some(vec!["gone".into()]));
+        assert_eq!(c.get("gone"), None);
+        c.fill("v", Some("1"));
+        c.set_ttl("v", -2);
+        assert_eq!(c.get("v"), None, "a value whose key is gone is dropped");
     }
 
     #[test]
@@ -309,7 +331,7 @@ mod tests {
         assert!(!c.refills("a"), "a second miss meanwhile goes uncached");
         c.unfill("a");
         assert!(c.refills("a"));
-        c.fill("a", "1");
+        c.fill("a", Some("1"));
         assert!(c.refills("b"));
         c.writing("c");
         assert!(!c.refills("c"));
@@ -320,17 +342,17 @@ mod tests {
     #[test]
     fn expires_with_the_key_and_evicts_the_oldest() {
         let mut c = cache(2, 1000);
-        c.fill("a", "1");
+        c.fill("a", Some("1"));
         c.set_ttl("a", 0);
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(c.get("a"), None);
-        c.fill("b", "2");
-        c.fill("c", "3");
-        c.fill("d", "4");
+        c.fill("b", Some("2"));
+        c.fill("c", Some("3"));
+        c.fill("d", Some("4"));
         assert_eq!(c.get("b"), None, "the oldest went first");
-        assert_eq!(c.get("d").as_deref(), Some("4"));
+        assert_eq!(c.get("d"), Some(Some("4".into())));
         let mut small = cache(10, 8);
-        small.fill("k", "123456789");
+        small.fill("k", Some("123456789"));
         assert_eq!(small.get("k"), None, "larger than the whole budget");
     }
 }

@@ -330,9 +330,12 @@ impl Router {
         Ok(answered)
     }
 
-    pub fn cached(&self, key: &str) -> Option<Result<String, crate::error::StoreError>> {
+    pub fn cached(&self, key: &str) -> Option<Result<Option<String>, crate::error::StoreError>> {
         let hit = self.cache.as_ref()?.borrow_mut().peek(key)?;
-        Some(self.settings.spec.seal.open(key, hit))
+        Some(
+            hit.map(|v| self.settings.spec.seal.open(key, v))
+                .transpose(),
+        )
     }
 
     pub fn cache_stats(&self) -> Option<CacheStats> {

@@ -253,7 +253,8 @@ impl Connection {
                 Command::Get(key) => {
                     let mut cache = cache.borrow_mut();
                     match cache.get(key) {
-                        Some(value) => {
+                        Some(None) => return Ok(Some(Reply::Nil)),
+                        Some(Some(value)) => {
                             return Ok(Some(match s.seal.open(key, value) {
                                 Ok(plain) => Reply::Text(plain),
                                 Err(e) => Reply::Error(e),
@@ -367,11 +368,13 @@ impl Connection {
     }
 
     /// The near cache's live value of `key`, opened; `Err` when it does not open.
-    pub fn cached(&self, key: &str) -> Option<Result<String, StoreError>> {
+    /// The near cache's entry for `key`, opened: `Some(Ok(None))` when it knows the key is
+    /// absent.
+    pub fn cached(&self, key: &str) -> Option<Result<Option<String>, StoreError>> {
         self.follow_switch();
         let s = self.shared.state.borrow();
         let hit = s.cache.as_ref()?.borrow_mut().peek(key)?;
-        Some(s.seal.open(key, hit))
+        Some(hit.map(|v| s.seal.open(key, v)).transpose())
     }
 
     pub fn cache_stats(&self) -> Option<super::cache::CacheStats> {

@@ -105,7 +105,8 @@ impl Engine {
 
     /// The near cache's live value of `key`, answered on the spot (and opened, under
     /// encryption: `Err` when it does not open).
-    pub fn cached(&self, key: &str) -> Option<Result<String, StoreError>> {
+    /// The near cache's entry for `key`: `Some(Ok(None))` when it knows the key is absent.
+    pub fn cached(&self, key: &str) -> Option<Result<Option<String>, StoreError>> {
         match self {
             Engine::Single(c) => c.cached(key),
             Engine::Cluster(r) => r.cached(key),

@@ -205,9 +205,10 @@ impl Reader<'_> {
                     let mut cache = cache.borrow_mut();
                     match &frame {
                         Frame::Bulk(Some(b)) => match std::str::from_utf8(b) {
-                            Ok(text) => cache.fill(key, text),
+                            Ok(text) => cache.fill(key, Some(text)),
                             Err(_) => cache.unfill(key),
                         },
+                        Frame::Bulk(None) => cache.fill(key, None),
                         _ => cache.unfill(key),
                     }
                 }
