@@ -62,10 +62,10 @@ describe('near cache', () => {
     const a = new RedisStore({ url: redis.url, cache: true })
     try {
       await a.set('own', { cookie: {}, v: 1 })
-      assert.deepEqual(await a.get('own'), { cookie: {}, v: 1 })
-      assert.deepEqual(await a.get('own'), { cookie: {}, v: 1 })
+      // The first read after our own write goes to Redis uncached, the second fills, the third hits.
+      for (let i = 0; i < 3; i++) assert.deepEqual(await a.get('own'), { cookie: {}, v: 1 })
       const hits = a.stats().cache.hits
-      assert.ok(hits >= 1, 'the second read was a hit')
+      assert.ok(hits >= 1, 'the third read was a hit')
       await a.set('own', { cookie: {}, v: 2 })
       assert.deepEqual(await a.get('own'), { cookie: {}, v: 2 })
       await a.destroy('own')

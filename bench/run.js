@@ -54,8 +54,8 @@ function ceiling(port) {
   return { set: rate('SET'), get: rate('GET') }
 }
 
-async function startApp(store, url) {
-  const child = spawn(process.execPath, [path.join(__dirname, 'app.js'), store, url], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function startApp(store, url, appFile = 'app.js') {
+  const child = spawn(process.execPath, [path.join(__dirname, appFile), store, url], { stdio: ['ignore', 'pipe', 'inherit'] })
   const port = await new Promise((resolve, reject) => {
     child.stdout.once('data', (d) => resolve(Number(String(d).trim())))
     child.once('exit', (code) => reject(new Error(`app for ${store} exited with ${code}`)))
@@ -74,11 +74,12 @@ function login(port) {
   })
 }
 
-async function endToEnd(store, url) {
-  const app = await startApp(store, url)
+/** autocannon on /read and /write of `appFile` on `store`: 50 connections over `sessions` sessions. */
+async function endToEnd(store, url, appFile = 'app.js', sessions = 50) {
+  const app = await startApp(store, url, appFile)
   try {
     const cookies = []
-    for (let i = 0; i < 50; i++) cookies.push(await login(app.port))
+    for (let i = 0; i < sessions; i++) cookies.push(await login(app.port))
     const result = {}
     for (const route of ['read', 'write']) {
       let n = 0
@@ -735,6 +736,33 @@ async function main() {
         }
       }
     }
+    // Fastify + @fastify/session, over 50 sessions and over one session shared by all 50
+    // connections (a page firing parallel requests with one cookie).
+    const FASTIFY_STORES = process.env.BENCH_FASTIFY_STORES ? process.env.BENCH_FASTIFY_STORES.split(',') : [OURS, 'ferrisession-near', ANCHOR, 'memory-floor']
+    let fastify = null
+    if (!only || only.includes('fastify') || only.includes('plain')) {
+      const fastifyRedis = plainRedis || (await startRedis())
+      envs.push({ close: () => (plainRedis ? undefined : fastifyRedis.close()) })
+      fastify = {}
+      for (const [shape, sessions] of [['50 sessions', 50], ['one session', 1]]) {
+        const runs = Object.fromEntries(FASTIFY_STORES.map((st) => [st, []]))
+        for (let round = 0; round < E2E_ROUNDS; round++) {
+          for (const store of FASTIFY_STORES.map((_, i) => FASTIFY_STORES[(i + round) % FASTIFY_STORES.length])) {
+            fastifyRedis.cli('FLUSHALL')
+            const r = await endToEnd(store, fastifyRedis.url, 'app-fastify.js', sessions)
+            runs[store].push(r)
+            console.log(`fastify ${shape} round ${round + 1} ${store}: read ${fmt(r.read.rps)} req/s p99 ${r.read.p99} ms, write ${fmt(r.write.rps)} req/s p99 ${r.write.p99} ms`)
+          }
+        }
+        fastify[shape] = {}
+        for (const store of FASTIFY_STORES) {
+          fastify[shape][store] = {}
+          for (const route of ['read', 'write']) {
+            fastify[shape][store][route] = { rps: median(runs[store].map((r) => r[route].rps)), p99: median(runs[store].map((r) => r[route].p99)), errors: runs[store].reduce((a, r) => a + r[route].errors, 0) }
+          }
+        }
+      }
+    }
     const latencyResults = plainRedis && !(only && !only.includes('latency')) ? await latency(plainRedis) : null
     const HOT_STORES = [OURS, 'ferrisession-cache', 'ferrisession-near', ANCHOR]
     let hotResults = null
@@ -858,6 +886,19 @@ async function main() {
       for (const store of STORES) if (summary[store] && summary[store].server && store !== 'floor') lines.push(`| ${store} | ${fmt(summary[store].server.readsPerCall, 3)} | ${fmt(summary[store].server.cpuUsPerCall, 2)} |`)
       lines.push('')
     }
+    if (fastify) {
+      const label = { [OURS]: 'ferrisession (defaults)', 'ferrisession-near': 'ferrisession, touchAfter: 60, cache: true', [ANCHOR]: 'connect-redis 10 + node-redis 5', 'memory-floor': '@fastify/session in-memory store (floor)' }
+      lines.push('## End to end: Fastify + @fastify/session', '')
+      lines.push(`autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds; the app is \`bench/app-fastify.js\`. \`/read\` reads the session, \`/write\` changes it. Over 50 sessions, and over one session that all 50 connections share.`, '')
+      for (const [shape, F] of Object.entries(fastify)) {
+        lines.push(`### ${shape}`, '')
+        lines.push('| store | /read req/s | /read p99 ms | /write req/s | /write p99 ms | /read vs connect-redis | /write vs connect-redis |')
+        lines.push('|---|---:|---:|---:|---:|---:|---:|')
+        for (const store of FASTIFY_STORES) lines.push(`| ${label[store]} | ${fmt(F[store].read.rps)} | ${F[store].read.p99} | ${fmt(F[store].write.rps)} | ${F[store].write.p99} | ${fmt(F[store].read.rps / F[ANCHOR].read.rps, 2)}× | ${fmt(F[store].write.rps / F[ANCHOR].write.rps, 2)}× |`)
+        const near = F['ferrisession-near']
+        lines.push('', `touchAfter + cache: /read ${fmt(near.read.rps / F['memory-floor'].read.rps, 2)}× the in-memory floor, /write ${fmt(near.write.rps / F[OURS].write.rps, 2)}× ours with defaults.`, '')
+      }
+    }
     if (hotResults) {
       const H = hotResults
       const label = { [OURS]: 'ferrisession (defaults)', 'ferrisession-cache': 'ferrisession, cache: true', 'ferrisession-near': 'ferrisession, touchAfter: 60, cache: true', [ANCHOR]: 'connect-redis 10 + node-redis 5' }
@@ -930,7 +971,7 @@ async function main() {
       return
     }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults, fastify }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

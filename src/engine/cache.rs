@@ -70,6 +70,11 @@ pub struct NearCache {
     /// A read that is never answered (timed out, redirected, lost) stops counting after
     /// `REFILL_STALE`.
     filling: HashMap<String, Instant>,
+    /// Keys this process wrote since they were last read: their next miss goes uncached (no
+    /// refill, no `PTTL`), so a session written on every request, as a rolling cookie does,
+    /// costs what it does uncached; a second read in a row refills. Bounded by `max_entries`,
+    /// emptied whole when full.
+    written_since_read: std::collections::HashSet<String>,
 }
 
 impl NearCache {
@@ -83,6 +88,7 @@ impl NearCache {
             stats: CacheStats::default(),
             writing: HashMap::new(),
             filling: HashMap::new(),
+            written_since_read: std::collections::HashSet::new(),
         }
     }
 
@@ -90,6 +96,10 @@ impl NearCache {
     pub fn writing(&mut self, key: &str) {
         self.remove(key);
         self.changed();
+        if self.written_since_read.len() >= self.limits.max_entries.max(16) {
+            self.written_since_read.clear();
+        }
+        self.written_since_read.insert(key.to_string());
         *self.writing.entry(key.to_string()).or_insert(0) += 1;
     }
 
@@ -97,7 +107,7 @@ impl NearCache {
     /// is on the way (the value would not be kept), nor while another refill is. A `true`
     /// must be followed by `fill` or `unfill` when the read is answered.
     pub fn refills(&mut self, key: &str) -> bool {
-        if self.writing.contains_key(key) {
+        if self.writing.contains_key(key) || self.written_since_read.remove(key) {
             return false;
         }
         let now = Instant::now();
@@ -300,6 +310,7 @@ mod tests {
         c.fill("a", Some("old"));
         c.writing("a");
         assert_eq!(c.peek("a"), None);
+        assert!(!c.refills("a"));
         c.fill("a", Some("old")); // a read sent before the write answers after it was sent
         assert_eq!(c.get("a"), None);
         c.written("a");
@@ -336,7 +347,8 @@ mod tests {
         c.writing("c");
         assert!(!c.refills("c"));
         c.written("c");
-        assert!(c.refills("c"));
+        assert!(!c.refills("c"), "the first read after our write goes uncached");
+        assert!(c.refills("c"), "a second read in a row refills");
     }
 
     #[test]
