@@ -26,8 +26,8 @@ await main(async () => {
   // Near cache on: its tracking connection must not hold the process either.
   const cached = new RedisStore({ url, cache: true })
   await cached.set('c', { cookie: {}, v: 1 })
-  await cached.get('c')
-  await cached.get('c')
+  // The first read after our own write goes uncached, the second fills, the third hits.
+  for (let i = 0; i < 3; i++) await cached.get('c')
   assert.ok(cached.stats().cache.hits >= 1)
   cached.close()
 
