@@ -347,7 +347,10 @@ mod tests {
         c.writing("c");
         assert!(!c.refills("c"));
         c.written("c");
-        assert!(!c.refills("c"), "the first read after our write goes uncached");
+        assert!(
+            !c.refills("c"),
+            "the first read after our write goes uncached"
+        );
         assert!(c.refills("c"), "a second read in a row refills");
     }
 
