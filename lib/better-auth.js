@@ -3,7 +3,7 @@
 // holds the string Better Auth gives, as it gives it; a write with a TTL above zero expires
 // (SET EX), any other write does not; a counter expires a window after it was created.
 
-const { OP, openLink, readValue } = require('./core/adapter.js')
+const { OP, attempt, openLink, readValue } = require('./core/adapter.js')
 const { badArgument, checkId } = require('./core/errors.js')
 const { isClient } = require('./core/options.js')
 
@@ -28,34 +28,26 @@ function redisStorage(options = {}) {
   }
   const link = openLink(connection, 'better-auth')
   const keyOf = (key) => keyPrefix + checkId(key, 'key')
-  // A call whose arguments are checked first: a bad one rejects, it does not throw.
-  const run = (fn) => {
-    try {
-      return fn()
-    } catch (err) {
-      return Promise.reject(err)
-    }
-  }
 
   return {
     /** The value at `key`, or null; with `cache`, a hot key needs no round trip. */
     get(key) {
-      return run(() => readValue(link, keyPrefix, checkId(key, 'key'), AS_IS))
+      return attempt(() => readValue(link, keyPrefix, checkId(key, 'key'), AS_IS))
     },
     /** Writes `value`; `ttl` in seconds, and none (or 0 or less) for no expiry. */
     set(key, value, ttl) {
-      return run(() => {
+      return attempt(() => {
         const text = typeof value === 'string' ? value : String(value)
         const seconds = typeof ttl === 'number' && ttl > 0 ? ttl : undefined
         return link.call(OP.SET, keyOf(key), text, seconds).then(() => undefined)
       })
     },
     delete(key) {
-      return run(() => link.call(OP.DESTROY, keyOf(key)).then(() => undefined))
+      return attempt(() => link.call(OP.DESTROY, keyOf(key)).then(() => undefined))
     },
     /** The value at `key`, or null, and the key gone, in one step (`GETDEL`). */
     getAndDelete(key) {
-      return run(() => link.call(OP.GET_DEL, keyOf(key)))
+      return attempt(() => link.call(OP.GET_DEL, keyOf(key)))
     },
     /**
      * Adds one to the counter at `key` and resolves to the new value. A counter this creates
@@ -65,7 +57,7 @@ function redisStorage(options = {}) {
       if (!Number.isInteger(ttl) || ttl <= 0) {
         return Promise.reject(new TypeError('Redis storage increment ttl must be a positive integer'))
       }
-      return run(() => link.call(OP.INCREMENT, keyOf(key), undefined, ttl))
+      return attempt(() => link.call(OP.INCREMENT, keyOf(key), undefined, ttl))
     },
     /** The keys under `keyPrefix`, without it (SCAN: each once, in no set order). */
     listKeys() {

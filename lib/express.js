@@ -11,7 +11,7 @@ try {
 } catch {
   Store = EventEmitter
 }
-const { OP, openLink, readValue, settle, UserIndex, withLink } = require('./core/adapter.js')
+const { OP, attempt, openLink, readValue, settle, UserIndex, withLink } = require('./core/adapter.js')
 const { badArgument, checkId, parseStored } = require('./core/errors.js')
 
 const toNull = () => null
@@ -98,12 +98,10 @@ class RedisStore extends Store {
 
   /** Runs `work()` on a checked id; a bad id or a throwing serializer becomes a rejected promise. */
   #start(sid, work) {
-    try {
+    return attempt(() => {
       checkId(sid)
       return work()
-    } catch (err) {
-      return Promise.reject(err)
-    }
+    })
   }
 
   /** The user's live sessions, each with its `id` (needs the `userId` option). */

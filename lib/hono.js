@@ -3,7 +3,7 @@
 // `useSessionStorage`, and `RedisStore` for hono-sessions' `store` option. Sessions are JSON at
 // `prefix + id`.
 
-const { OP, openLink, readValue, withLink } = require('./core/adapter.js')
+const { OP, attempt, openLink, readValue, withLink } = require('./core/adapter.js')
 const { badArgument } = require('./core/errors.js')
 
 function ttlOption(ttl, fallback) {
@@ -34,15 +34,6 @@ function storage(opts = {}) {
     delete: (sid) => quietly(attempt(() => link.callId(OP.DESTROY, prefix, sid))),
     stats: () => link.stats(),
     close: () => link.close(),
-  }
-}
-
-/** `work()`, with a synchronous throw (a bad id, a value JSON cannot write) as a rejection. */
-function attempt(work) {
-  try {
-    return work()
-  } catch (err) {
-    return Promise.reject(err)
   }
 }
 

@@ -21,17 +21,15 @@ function openLink(clientOrOptions, adapter, onEvent) {
  * needs no native call; a value that does not parse rejects with ERR_BAD_DATA.
  */
 function readValue(link, prefix, id, serializer = JSON) {
-  try {
+  return attempt(() => {
     checkId(id)
     const hit = link.cached(prefix, id)
     // A known absence is an answer too, except while migrating to hashed ids: the session may
     // still be under its plain key.
     if (hit === null && !link.migrating) return Promise.resolve(null)
     if (typeof hit === 'string') return Promise.resolve(parseStored(serializer, hit, prefix + id))
-  } catch (err) {
-    return Promise.reject(err)
-  }
-  return link.read(prefix, id).then((raw) => (raw === null ? null : parseStored(serializer, raw, prefix + id)))
+    return link.read(prefix, id).then((raw) => (raw === null ? null : parseStored(serializer, raw, prefix + id)))
+  })
 }
 
 /**
@@ -118,6 +116,15 @@ function withLink(Adapter) {
   return Adapter
 }
 
+/** `work()`, with a synchronous throw (a bad id, a serializer that throws) as a rejection. */
+function attempt(work) {
+  try {
+    return work()
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
 /** A promise, or its outcome handed to a Node-style callback when one is given. */
 function settle(promise, cb) {
   if (typeof cb !== 'function') return promise
@@ -127,4 +134,4 @@ function settle(promise, cb) {
   )
 }
 
-module.exports = { openLink, readValue, UserIndex, withLink, settle, OP }
+module.exports = { openLink, readValue, UserIndex, withLink, attempt, settle, OP }
