@@ -14,8 +14,6 @@ try {
 const { OP, attempt, openLink, readValue, settle, UserIndex, withLink } = require('./core/adapter.js')
 const { badArgument, checkId, parseStored } = require('./core/errors.js')
 
-const toNull = () => null
-
 class RedisStore extends Store {
   constructor(opts = {}) {
     super()
@@ -57,14 +55,17 @@ class RedisStore extends Store {
     return settle(
       this.#start(sid, () => {
         const ttl = this.getTTL(sess)
-        if (!(ttl > 0)) return this.link.callId(OP.DESTROY, this.prefix, sid).then(this.#done('destroy', sid))
+        if (!(ttl > 0)) return this.#write('destroy', OP.DESTROY, sid)
         const value = this.serializer.stringify(sess)
         if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
         const owner = this.userId ? this.userId(sess) : undefined
         if (owner != null) {
-          return this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl).then(this.#done('set', sid))
+          return this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl).then(() => {
+            if (this.events) this.emit('set', sid)
+            return null
+          })
         }
-        return this.link.callId(OP.SET, this.prefix, sid, value, this.disableTTL ? undefined : ttl).then(this.#done('set', sid))
+        return this.#write('set', OP.SET, sid, value, this.disableTTL ? undefined : ttl)
       }),
       cb,
     )
@@ -74,7 +75,7 @@ class RedisStore extends Store {
     return settle(
       this.#start(sid, () => {
         if (this.disableTouch || this.disableTTL) return Promise.resolve(null)
-        return this.link.callId(OP.TOUCH, this.prefix, sid, undefined, this.getTTL(sess)).then(this.#done('touch', sid))
+        return this.#write('touch', OP.TOUCH, sid, undefined, this.getTTL(sess))
       }),
       cb,
     )
@@ -82,18 +83,21 @@ class RedisStore extends Store {
 
   destroy(sid, cb) {
     return settle(
-      this.#start(sid, () => this.link.callId(OP.DESTROY, this.prefix, sid).then(this.#done('destroy', sid))),
+      this.#start(sid, () => this.#write('destroy', OP.DESTROY, sid)),
       cb,
     )
   }
 
-  /** What a write resolves through: null, after the event when `events` is on. */
-  #done(event, sid) {
-    if (!this.events) return toNull
-    return () => {
+  /**
+   * A write on session `sid`, resolving to null: after the event `event` when `events` is on
+   * (with no event to emit, the link resolves to null itself).
+   */
+  #write(event, op, sid, value, num) {
+    if (!this.events) return this.link.writeId(op, this.prefix, sid, value, num)
+    return this.link.writeId(op, this.prefix, sid, value, num).then(() => {
       this.emit(event, sid)
       return null
-    }
+    })
   }
 
   /** Runs `work()` on a checked id; a bad id or a throwing serializer becomes a rejected promise. */
@@ -156,9 +160,11 @@ class RedisStore extends Store {
   /** Seconds the session should live: `ttl(sess)` if a function, else the cookie's expiry, else `ttl`. */
   getTTL(sess) {
     if (typeof this.ttl === 'function') return this.ttl(sess)
-    if (sess && sess.cookie && sess.cookie.expires) {
-      const ms = Number(new Date(sess.cookie.expires)) - Date.now()
-      return Math.ceil(ms / 1000)
+    const expires = sess && sess.cookie && sess.cookie.expires
+    if (expires) {
+      // express-session hands a Date: read it, not a copy of it.
+      const at = expires instanceof Date ? expires.getTime() : Number(new Date(expires))
+      return Math.ceil((at - Date.now()) / 1000)
     }
     return this.ttl
   }
