@@ -65,7 +65,10 @@ class Link {
     // Copies of near-cache hits, valid while the core's cache has not changed since (shared[0])
     // and the key's TTL has not run out: a hot read then needs no native call at all.
     // Bounded like the core's cache (entries and characters), and emptied whole when full.
+    // Keyed by prefix, then id: both strings the caller holds, whose hashes V8 keeps, where
+    // `prefix + id` would be a new string to hash on every read.
     this.mirror = new Map()
+    this.mirrorSize = 0
     this.mirrorCap = (opts.cache && opts.cache.maxEntries) || 10_000
     this.mirrorMaxChars = (opts.cache && opts.cache.maxBytes) || 32 * 1024 * 1024
     this.mirrorChars = 0
@@ -322,14 +325,16 @@ class Link {
    */
   cached(prefix, id) {
     if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
-    const key = prefix + id
-    const copy = this.mirror.get(key)
+    let copies = this.mirror.get(prefix)
+    const copy = copies === undefined ? undefined : copies.get(id)
     if (copy !== undefined) {
       if (copy.epoch === this.shared[0] && copy.until > Date.now()) {
         this.mirrorHits++
         return copy.value
       }
-      this.mirror.delete(key)
+      copies.delete(id)
+      this.mirrorSize--
+      this.mirrorChars -= copy.chars
     }
     let value
     try {
@@ -340,11 +345,15 @@ class Link {
     if (value == null) return undefined
     if (value === false) value = null
     const chars = value === null ? 0 : value.length
-    if (this.mirror.size >= this.mirrorCap || this.mirrorChars + chars > this.mirrorMaxChars) {
+    if (this.mirrorSize >= this.mirrorCap || this.mirrorChars + chars > this.mirrorMaxChars) {
       this.mirror.clear()
+      this.mirrorSize = 0
       this.mirrorChars = 0
+      copies = undefined
     }
-    this.mirror.set(key, { value, epoch: this.shared[0], until: Date.now() + this.shared[1] })
+    if (copies === undefined) this.mirror.set(prefix, (copies = new Map()))
+    copies.set(id, { value, chars, epoch: this.shared[0], until: Date.now() + this.shared[1] })
+    this.mirrorSize++
     this.mirrorChars += chars
     return value
   }
@@ -358,6 +367,7 @@ class Link {
   close() {
     if (this.closed) return
     this.mirror.clear()
+    this.mirrorSize = 0
     this.mirrorChars = 0
     this.flush()
     this.closed = true

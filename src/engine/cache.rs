@@ -3,7 +3,9 @@
 //! invalidation push drops an entry, a lost connection or a failover drops them all, and an
 //! entry also expires with the key's TTL (read with `PTTL` beside the `GET` that filled it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use crate::config::CacheLimits;
@@ -52,8 +54,23 @@ impl Epoch {
     }
 }
 
+/// A key as the bookkeeping of writes and refills knows it: its keyed hash, so a write costs
+/// no copy of the key. Two keys with one tag (1 in 2^64) only cost each other a cache miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tag(u64);
+
+#[cfg(test)]
+impl Tag {
+    pub fn of(n: u64) -> Tag {
+        Tag(n)
+    }
+}
+
 pub struct NearCache {
     limits: CacheLimits,
+    /// Keyed per cache (random keys), so the tags of keys an attacker picks do not collide on
+    /// purpose.
+    tagger: RandomState,
     epoch: Option<Epoch>,
     entries: HashMap<String, Entry>,
     /// Keys in the order they were filled, for eviction (oldest first); may name keys since
@@ -64,23 +81,24 @@ pub struct NearCache {
     /// Keys with a write of this process's on the way, and how many: they are neither served
     /// nor filled until the writes are answered, so a read sent before a write cannot bring the
     /// old value back while the write is in flight.
-    writing: HashMap<String, u32>,
+    writing: HashMap<Tag, u32>,
     /// Keys with a filling `GET` (and its `PTTL`) on the way, since when: other misses of the
     /// key meanwhile go uncached, so concurrent reads of one key cost one refill, not one each.
     /// A read that is never answered (timed out, redirected, lost) stops counting after
     /// `REFILL_STALE`.
-    filling: HashMap<String, Instant>,
+    filling: HashMap<Tag, Instant>,
     /// Keys this process wrote since they were last read: their next miss goes uncached (no
     /// refill, no `PTTL`), so a session written on every request, as a rolling cookie does,
     /// costs what it does uncached; a second read in a row refills. Bounded by `max_entries`,
     /// emptied whole when full.
-    written_since_read: std::collections::HashSet<String>,
+    written_since_read: HashSet<Tag>,
 }
 
 impl NearCache {
     pub fn new(limits: CacheLimits, epoch: Option<Epoch>) -> NearCache {
         NearCache {
             limits,
+            tagger: RandomState::new(),
             epoch,
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -88,37 +106,44 @@ impl NearCache {
             stats: CacheStats::default(),
             writing: HashMap::new(),
             filling: HashMap::new(),
-            written_since_read: std::collections::HashSet::new(),
+            written_since_read: HashSet::new(),
         }
     }
 
-    /// This process is sending a write of `key`.
-    pub fn writing(&mut self, key: &str) {
+    fn tag(&self, key: &str) -> Tag {
+        Tag(self.tagger.hash_one(key))
+    }
+
+    /// This process is sending a write of `key`; `written` hears the tag back once answered.
+    pub fn writing(&mut self, key: &str) -> Tag {
+        let tag = self.tag(key);
         self.remove(key);
         self.changed();
         if self.written_since_read.len() >= self.limits.max_entries.max(16) {
             self.written_since_read.clear();
         }
-        self.written_since_read.insert(key.to_string());
-        *self.writing.entry(key.to_string()).or_insert(0) += 1;
+        self.written_since_read.insert(tag);
+        *self.writing.entry(tag).or_insert(0) += 1;
+        tag
     }
 
     /// Whether a miss of `key` should refill it (and read its TTL): not while a write of ours
     /// is on the way (the value would not be kept), nor while another refill is. A `true`
     /// must be followed by `fill` or `unfill` when the read is answered.
     pub fn refills(&mut self, key: &str) -> bool {
-        if self.writing.contains_key(key) || self.written_since_read.remove(key) {
+        let tag = self.tag(key);
+        if self.writing.contains_key(&tag) || self.written_since_read.remove(&tag) {
             return false;
         }
         let now = Instant::now();
-        match self.filling.get_mut(key) {
+        match self.filling.get_mut(&tag) {
             Some(since) if now.duration_since(*since) < REFILL_STALE => false,
             Some(since) => {
                 *since = now;
                 true
             }
             None => {
-                self.filling.insert(key.to_string(), now);
+                self.filling.insert(tag, now);
                 true
             }
         }
@@ -126,15 +151,16 @@ impl NearCache {
 
     /// The refilling read of `key` was answered with no value to keep.
     pub fn unfill(&mut self, key: &str) {
-        self.filling.remove(key);
+        let tag = self.tag(key);
+        self.filling.remove(&tag);
     }
 
-    /// The write of `key` was answered.
-    pub fn written(&mut self, key: &str) {
-        if let Some(n) = self.writing.get_mut(key) {
+    /// The write `writing` tagged was answered.
+    pub fn written(&mut self, tag: Tag) {
+        if let Some(n) = self.writing.get_mut(&tag) {
             *n -= 1;
             if *n == 0 {
-                self.writing.remove(key);
+                self.writing.remove(&tag);
             }
         }
     }
@@ -143,7 +169,7 @@ impl NearCache {
     /// expired.
     pub fn get(&mut self, key: &str) -> Option<Option<String>> {
         let now = Instant::now();
-        if self.writing.contains_key(key) {
+        if !self.writing.is_empty() && self.writing.contains_key(&self.tag(key)) {
             self.stats.misses += 1;
             return None;
         }
@@ -168,7 +194,7 @@ impl NearCache {
     /// counted otherwise, since the call then goes the usual way and is counted there.
     pub fn peek(&mut self, key: &str) -> Option<Option<String>> {
         let now = Instant::now();
-        if self.writing.contains_key(key) {
+        if !self.writing.is_empty() && self.writing.contains_key(&self.tag(key)) {
             return None;
         }
         let e = self.entries.get(key)?;
@@ -195,9 +221,10 @@ impl NearCache {
 
     /// Keeps what a `GET` of `key` returned: its value, or `None` for an absent key.
     pub fn fill(&mut self, key: &str, value: Option<&str>) {
-        self.filling.remove(key);
+        let tag = self.tag(key);
+        self.filling.remove(&tag);
         self.remove(key);
-        if self.writing.contains_key(key) {
+        if self.writing.contains_key(&tag) {
             return;
         }
         let size = key.len() + value.map_or(0, str::len);
@@ -308,12 +335,12 @@ mod tests {
     fn a_key_being_written_is_neither_served_nor_filled() {
         let mut c = cache(10, 1000);
         c.fill("a", Some("old"));
-        c.writing("a");
+        let tag = c.writing("a");
         assert_eq!(c.peek("a"), None);
         assert!(!c.refills("a"));
         c.fill("a", Some("old")); // a read sent before the write answers after it was sent
         assert_eq!(c.get("a"), None);
-        c.written("a");
+        c.written(tag);
         c.fill("a", Some("new"));
         assert_eq!(c.peek("a"), Some(Some("new".into())));
     }
@@ -344,9 +371,9 @@ mod tests {
         assert!(c.refills("a"));
         c.fill("a", Some("1"));
         assert!(c.refills("b"));
-        c.writing("c");
+        let tag = c.writing("c");
         assert!(!c.refills("c"));
-        c.written("c");
+        c.written(tag);
         assert!(
             !c.refills("c"),
             "the first read after our write goes uncached"

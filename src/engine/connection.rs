@@ -904,7 +904,7 @@ impl State {
         let released = self.journal.rebuild();
         if let Some(cache) = &self.cache {
             let mut cache = cache.borrow_mut();
-            released.iter().for_each(|k| cache.written(k));
+            released.iter().for_each(|t| cache.written(*t));
         }
         self.arm_timer();
         self.tell_node(NodeEvent::Lost);

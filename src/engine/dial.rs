@@ -256,7 +256,7 @@ impl Target {
             let hello = resp::query_tree(&mut stream, &[b"HELLO", b"3"])
                 .map_err(|e| format!("HELLO: {e}"))?;
             hello.is_ok()
-                && resp::roundtrip(&mut stream, &[b"CLIENT", b"TRACKING", b"ON"])
+                && resp::roundtrip(&mut stream, &[b"CLIENT", b"TRACKING", b"ON", b"NOLOOP"])
                     .map_err(|e| format!("CLIENT TRACKING: {e}"))?
                     .is_ok()
         };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use redis::cluster_routing::Slot;
 
+use super::cache::Tag;
 use super::resp;
 use crate::command::Command;
 use crate::error::{ErrorKind, StoreError};
@@ -48,7 +49,7 @@ pub enum Fill {
     /// A `PTTL` of this key, sent beside the `GET`: when the value expires.
     Ttl(String),
     /// A write of these keys: answered, they may be cached again.
-    Wrote(Vec<String>),
+    Wrote(Vec<Tag>),
 }
 
 /// A call waiting for its reply.
@@ -421,9 +422,9 @@ impl Journal {
     }
 
     /// After a connection is lost: keeps only the calls still waiting, so a new connection
-    /// sends exactly those again. Returns the keys of writes nobody waits for any more (they
+    /// sends exactly those again. Returns the tags of writes nobody waits for any more (they
     /// are not sent again, so the near cache may take those keys again).
-    pub fn rebuild(&mut self) -> Vec<String> {
+    pub fn rebuild(&mut self) -> Vec<Tag> {
         let mut bytes = Vec::with_capacity(self.bytes.len() - self.head);
         let mut start = self.head;
         let mut kept = VecDeque::with_capacity(self.pending.len());
@@ -439,8 +440,8 @@ impl Journal {
                 kept.push_back(p);
             } else {
                 start = p.end;
-                if let Fill::Wrote(keys) = p.cache {
-                    released.extend(keys);
+                if let Fill::Wrote(tags) = p.cache {
+                    released.extend(tags);
                 }
             }
         }
@@ -525,7 +526,7 @@ mod tests {
     #[test]
     fn a_lost_connection_resends_only_what_waits() {
         let mut j = journal();
-        j.command(1, &set("a"), None, Fill::Wrote(vec!["a".into()]), None);
+        j.command(1, &set("a"), None, Fill::Wrote(vec![Tag::of(7)]), None);
         j.command(2, &set("b"), None, Fill::None, None);
         let n = j.unsent().len();
         j.sent(n);
@@ -534,7 +535,7 @@ mod tests {
         assert_eq!(expired, vec![1, 2]);
         j.command(3, &set("c"), None, Fill::None, None);
         let released = j.rebuild();
-        assert_eq!(released, vec!["a".to_string()]);
+        assert_eq!(released, vec![Tag::of(7)]);
         let text = String::from_utf8_lossy(j.unsent()).into_owned();
         assert!(
             text.contains("$1\r\nc") && !text.contains("$1\r\na\r\n"),

@@ -259,9 +259,9 @@ impl Reader<'_> {
         let Some(cache) = self.cache else { return };
         match (&p.cache, frame) {
             (Fill::Ttl(key), Frame::Int(ms)) => cache.borrow_mut().set_ttl(key, *ms),
-            (Fill::Wrote(keys), _) => {
+            (Fill::Wrote(tags), _) => {
                 let mut cache = cache.borrow_mut();
-                keys.iter().for_each(|k| cache.written(k));
+                tags.iter().for_each(|t| cache.written(*t));
             }
             _ => {}
         }
@@ -290,10 +290,14 @@ fn first_error<'a>(items: &'a [Frame<'a>]) -> Option<&'a [u8]> {
 pub fn write_fill(cache: Option<&Rc<RefCell<NearCache>>>, command: &Command) -> Fill {
     match cache {
         Some(cache) if command.writes() => {
-            let keys: Vec<String> = command.keys().into_iter().map(str::to_string).collect();
             let mut cache = cache.borrow_mut();
-            keys.iter().for_each(|k| cache.writing(k));
-            Fill::Wrote(keys)
+            Fill::Wrote(
+                command
+                    .keys()
+                    .into_iter()
+                    .map(|k| cache.writing(k))
+                    .collect(),
+            )
         }
         _ => Fill::None,
     }
@@ -304,14 +308,14 @@ pub fn transaction_fill(cache: Option<&Rc<RefCell<NearCache>>>, commands: &[Comm
     let Some(cache) = cache else {
         return Fill::None;
     };
-    let keys: Vec<String> = commands
-        .iter()
-        .flat_map(|c| c.keys())
-        .map(str::to_string)
-        .collect();
     let mut cache = cache.borrow_mut();
-    keys.iter().for_each(|k| cache.writing(k));
-    Fill::Wrote(keys)
+    Fill::Wrote(
+        commands
+            .iter()
+            .flat_map(|c| c.keys())
+            .map(|k| cache.writing(k))
+            .collect(),
+    )
 }
 
 /// `MOVED <slot> <host>:<port>` or `ASK <slot> <host>:<port>`: whether it is an ASK, and where.
