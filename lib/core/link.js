@@ -19,6 +19,12 @@ const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_I
 // Single-key calls that a memory:// store answers inside the call (`Link#now`).
 const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT])
 
+// Calls that leave every stored value as it was: a near-cache copy may be served while they
+// wait to be sent (`cached`). A touch counts when its TTL is positive (it only moves the
+// expiry; one of 0 or less deletes).
+const KEEPS_VALUES = new Uint8Array(256)
+for (const op of [OP.GET, OP.EXISTS, OP.MGET]) KEEPS_VALUES[op] = 1
+
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
 // calls from every request handled in one loop turn share a write). Early only when the server
 // has nothing else to do: the first `batchCap` calls (the core's advice: 16 per connection;
@@ -47,6 +53,8 @@ class Link {
     this.used = 0
     this.text = ''
     this.count = 0
+    // How many of those `count` calls may change a stored value (see KEEPS_VALUES).
+    this.changes = 0
     this.flushScheduled = false
     this.onEvent = onEvent
     this.closed = false
@@ -229,6 +237,7 @@ class Link {
       this.text += list[i]
     }
     this.used = n
+    if (KEEPS_VALUES[op] === 0 && !(op === OP.TOUCH && num > 0)) this.changes++
     // Handed over before the loop turn ends only while nothing else is in flight (the server
     // is idle: it starts on the first batchCap calls while JS makes the next ones), or when a
     // burst grows past BURST_BATCHES batches. Otherwise one write per loop turn.
@@ -248,6 +257,7 @@ class Link {
     this.used = 0
     this.text = ''
     this.count = 0
+    this.changes = 0
     let answered
     try {
       answered = this.native.submit(this.nums, used, text)
@@ -326,11 +336,12 @@ class Link {
 
   /**
    * The near cache's live value of session `id` under `prefix`, null when it knows the key is
-   * absent, or undefined when it does not know. Asked only when no call of this store waits to
-   * be sent or is held back, so a read never overtakes an earlier write.
+   * absent, or undefined when it does not know. Asked only when no call of this store that may
+   * change a value waits to be sent or is held back, so a read never overtakes an earlier
+   * write; reads and positive touches waiting to be sent change no value.
    */
   cached(prefix, id) {
-    if (!this.cacheOn || this.count !== 0 || this.held !== null || this.closed) return undefined
+    if (!this.cacheOn || this.changes !== 0 || this.held !== null || this.closed) return undefined
     let copies = this.mirror.get(prefix)
     const copy = copies === undefined ? undefined : copies.get(id)
     if (copy !== undefined) {
