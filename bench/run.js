@@ -23,6 +23,14 @@ const CONCURRENCY = 64
 const E2E_SECONDS = Number(process.env.BENCH_E2E_SECONDS) || 5
 const E2E_ROUNDS = Number(process.env.BENCH_E2E_ROUNDS) || 3
 const STORES = ['ferrisession', 'connect-redis', 'connect-redis8-ioredis', 'connect-redis-redis6', 'ioredis6-auto', 'floor']
+const STORE_LABEL = {
+  ferrisession: 'ferrisession',
+  'connect-redis': 'connect-redis 10 + node-redis 5',
+  'connect-redis8-ioredis': 'connect-redis 8 + ioredis',
+  'connect-redis-redis6': 'connect-redis 10 + node-redis 6',
+  'ioredis6-auto': 'ioredis 6 auto-pipelined store',
+  floor: 'pure-JS floor',
+}
 const PHASES = ['set', 'get', 'touch', 'destroy']
 const OURS = 'ferrisession'
 const ANCHOR = 'connect-redis'
@@ -883,7 +891,7 @@ async function main() {
       lines.push('From the redis-server this bench started, over each whole worker run (warm-up included), divided by the calls made: read events the server processed (each is one or more socket writes of the client that arrived together: at most the client\'s writes per call) and the server\'s CPU time (`/proc/<pid>/stat`).', '')
       lines.push('| store | server read events per call | redis-server CPU µs per call |')
       lines.push('|---|---:|---:|')
-      for (const store of STORES) if (summary[store] && summary[store].server && store !== 'floor') lines.push(`| ${store} | ${fmt(summary[store].server.readsPerCall, 3)} | ${fmt(summary[store].server.cpuUsPerCall, 2)} |`)
+      for (const store of STORES) if (summary[store] && summary[store].server && store !== 'floor') lines.push(`| ${STORE_LABEL[store]} | ${fmt(summary[store].server.readsPerCall, 3)} | ${fmt(summary[store].server.cpuUsPerCall, 2)} |`)
       lines.push('')
     }
     if (fastify) {
@@ -946,7 +954,7 @@ async function main() {
         lines.push(`| geometric mean | | | **${fmt(geomean(ratio(OURS, key)), 2)}×** | | |`, '')
       }
       lines.push('### Peak RSS (MB)', '')
-      lines.push('| ferrisession | connect-redis 10 + node-redis 5 | connect-redis 8 + ioredis | pure-JS floor |', '|---:|---:|---:|---:|')
+      lines.push(`| ${STORES.map((s) => STORE_LABEL[s]).join(' | ')} |`, `|${STORES.map(() => '---:|').join('')}`)
       lines.push(`| ${STORES.map((s) => fmt(summary[s].peakRssMb, 1)).join(' | ')} |`, '')
       lines.push(`### End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds)`, '')
       lines.push('| store | /read req/s (get + touch) | /read p99 ms | /write req/s (get + set) | /write p99 ms |', '|---|---:|---:|---:|---:|')
