@@ -204,6 +204,41 @@ function measure(title, stores, target, flush, phases = PHASES, runtime = proces
   return summary
 }
 
+/**
+ * The near cache against no cache, shape by shape, on server `r`: distinct keys (the usual
+ * phases, 10,000 keys reused), 1,000 hot keys, keys that expire, and 1,000 hot keys that
+ * another process rewrites in a loop meanwhile (`storm-writer.js`, a storm of invalidations).
+ * Calls per second, medians of alternating rounds.
+ */
+async function nearCacheShapes(r) {
+  const stores = [OURS, 'ferrisession-cache']
+  const target = { kind: 'plain', url: r.url }
+  const shapes = measure('near cache', stores, target, () => r.cli('FLUSHALL'), ['set', 'get', 'touch', 'destroy', 'hot', 'expiring'])
+  const storm = Object.fromEntries(stores.map((s) => [s, []]))
+  const writerRounds = []
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const store of stores.map((_, i) => stores[(i + round) % stores.length])) {
+      r.cli('FLUSHALL')
+      const writer = spawn(process.execPath, [path.join(__dirname, 'storm-writer.js'), r.url], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let said = ''
+      writer.stdout.on('data', (d) => (said += d))
+      await new Promise((resolve, reject) => {
+        writer.stdout.once('data', resolve)
+        writer.once('exit', (code) => reject(new Error(`the storm writer exited with ${code}`)))
+      })
+      const started = performance.now()
+      const res = runWorker(store, target, ['storm'])
+      const seconds = (performance.now() - started) / 1000
+      await new Promise((resolve) => (writer.removeAllListeners('exit'), writer.once('exit', resolve), writer.kill('SIGTERM')))
+      writerRounds.push(Number(said.trim().split('\n').pop()) / seconds)
+      storm[store].push(res.phases.storm.opsPerSec)
+      console.log(`near cache storm round ${round + 1} ${store}: ${fmt(res.phases.storm.opsPerSec)}/s`)
+    }
+  }
+  for (const store of stores) shapes[store].storm = { opsPerSec: median(storm[store]) }
+  return { shapes, writerRoundsPerSec: median(writerRounds) }
+}
+
 /** The Bun binary the devDependency `bun` installed: {bin, version} or {skip: why}. */
 function locateBun() {
   const root = path.join(__dirname, '..')
@@ -774,11 +809,14 @@ async function main() {
     const latencyResults = plainRedis && !(only && !only.includes('latency')) ? await latency(plainRedis) : null
     const HOT_STORES = [OURS, 'ferrisession-cache', 'ferrisession-near', ANCHOR]
     let hotResults = null
+    let cacheShapes = null
     if (!only || only.includes('hot')) {
       const r = plainRedis || (await startRedis())
       try {
         console.log(`hot session: ${ROUNDS} rounds × ${OPS} calls per phase, 50 lanes on one session`)
         hotResults = measure('hot', HOT_STORES, { kind: 'plain', url: r.url }, () => r.cli('FLUSHALL'), ['hotwrite', 'hotread'])
+        console.log(`near cache shapes: ${ROUNDS} rounds × ${OPS} calls per phase`)
+        cacheShapes = await nearCacheShapes(r)
       } finally {
         if (!plainRedis) await r.close()
       }
@@ -917,6 +955,25 @@ async function main() {
       for (const store of HOT_STORES) lines.push(`| ${label[store]} | ${fmt(H[store].hotwrite.opsPerSec)} | ${fmt(H[store].hotwrite.opsPerSec / H[OURS].hotwrite.opsPerSec, 2)}× | ${fmt(H[store].hotread.opsPerSec)} | ${fmt(H[store].hotread.opsPerSec / H[OURS].hotread.opsPerSec, 2)}× |`)
       lines.push('')
     }
+    if (cacheShapes) {
+      const C = cacheShapes.shapes
+      const rows = [
+        ['set, 10,000 keys reused', 'set'],
+        ['get, 10,000 keys reused', 'get'],
+        ['touch, 10,000 keys reused', 'touch'],
+        ['destroy, 10,000 keys reused', 'destroy'],
+        ['get, 1,000 hot keys', 'hot'],
+        ['get of 1,000 keys that expire after 1 s (set again once gone)', 'expiring'],
+        [`get of 1,000 hot keys while another process rewrites all of them (${fmt(cacheShapes.writerRoundsPerSec)} rounds/s: a storm of invalidations)`, 'storm'],
+      ]
+      if (hotResults) rows.push(['one hot session, get + set from 50 lanes', 'hotwrite'], ['one hot session, get + touch from 50 lanes', 'hotread'])
+      const of = (store, p) => (p === 'hotwrite' || p === 'hotread' ? hotResults[store][p] : C[store][p]).opsPerSec
+      lines.push('## The near cache against no cache, shape by shape', '')
+      lines.push(`Plain TCP, ${CONCURRENCY} calls in flight (the hot session: 50 lanes), ours with and without \`cache: true\`, alternating rounds, medians of ${ROUNDS}. Calls per second.`, '')
+      lines.push('| shape | no cache | cache: true | cache / no cache |', '|---|---:|---:|---:|')
+      for (const [name, p] of rows) lines.push(`| ${name} | ${fmt(of(OURS, p))} | ${fmt(of('ferrisession-cache', p))} | **${fmt(of('ferrisession-cache', p) / of(OURS, p), 2)}×** |`)
+      lines.push('')
+    }
     if (sessionsResults) {
       const S = sessionsResults
       lines.push('## Sessions without a framework: validate', '')
@@ -979,7 +1036,7 @@ async function main() {
       return
     }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults, fastify }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults, nearCache: cacheShapes, fastify }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

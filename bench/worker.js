@@ -5,7 +5,9 @@ const fs = require('node:fs')
 const { STORES } = require('./stores.js')
 
 // The target is the JSON of bench/stores.js's target: which servers, which topology.
-// `phases` defaults to set,get,touch,destroy; `hot` reads 1,000 sessions over and over.
+// `phases` defaults to set,get,touch,destroy; `hot` reads 1,000 sessions over and over (`storm`
+// too, named apart for when another process rewrites them meanwhile); `expiring` reads 1,000
+// sessions that live 1 s, writing each again once it has expired.
 const [name, targetJson, opsArg, concArg, phasesArg] = process.argv.slice(2)
 const PHASE_LIST = (phasesArg || 'set,get,touch,destroy').split(',')
 const HOT = 1_000
@@ -13,12 +15,12 @@ const OPS = Number(opsArg) || 100_000
 const CONCURRENCY = Number(concArg) || 64
 const IDS = 10_000
 
-function session(i) {
+function session(i, lifeMs = 86_400_000) {
   return {
     cookie: {
-      originalMaxAge: 86_400_000,
+      originalMaxAge: lifeMs,
       // express-session hands stores a Date here.
-      expires: new Date(Date.now() + 86_400_000),
+      expires: new Date(Date.now() + lifeMs),
       secure: false,
       httpOnly: true,
       path: '/',
@@ -116,9 +118,13 @@ function phase(store, op, sessions) {
     async () => {
       while (next < OPS) {
         const i = next++
-        const sid = `bench-${i % (op === 'hot' ? HOT : IDS)}`
+        const sid = `bench-${i % (op === 'hot' || op === 'storm' ? HOT : IDS)}`
         if (op === 'set') await store.set(sid, sessions[i % IDS])
-        else if (op === 'get' || op === 'hot') await store.get(sid)
+        else if (op === 'get' || op === 'hot' || op === 'storm') await store.get(sid)
+        else if (op === 'expiring') {
+          const id = `expiring-${i % HOT}`
+          if ((await store.get(id)) === null) await store.set(id, session(i, 1000))
+        }
         else if (op === 'touch') await store.touch(sid, sessions[i % IDS])
         else await store.destroy(sid)
       }
@@ -147,7 +153,7 @@ async function main() {
   }
   for (const op of PHASE_LIST) {
     // A hot session has been read before: one read of each first.
-    if (op === 'hot') await Promise.all(Array.from({ length: HOT }, (_, i) => store.get(`bench-${i}`)))
+    if (op === 'hot' || op === 'storm') await Promise.all(Array.from({ length: HOT }, (_, i) => store.get(`bench-${i}`)))
     result.phases[op] = await phase(store, op, sessions)
   }
   result.peakRssMb = process.resourceUsage().maxRSS / 1024
