@@ -60,10 +60,7 @@ class RedisStore extends Store {
         if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
         const owner = this.userId ? this.userId(sess) : undefined
         if (owner != null) {
-          return this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl).then(() => {
-            if (this.events) this.emit('set', sid)
-            return null
-          })
+          return this.#announce('set', sid, this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl))
         }
         return this.#write('set', OP.SET, sid, value, this.disableTTL ? undefined : ttl)
       }),
@@ -93,8 +90,13 @@ class RedisStore extends Store {
    * (with no event to emit, the link resolves to null itself).
    */
   #write(event, op, sid, value, num) {
-    if (!this.events) return this.link.writeId(op, this.prefix, sid, value, num)
-    return this.link.writeId(op, this.prefix, sid, value, num).then(() => {
+    return this.#announce(event, sid, this.link.writeId(op, this.prefix, sid, value, num))
+  }
+
+  /** `written` (a write resolving to null), followed by the event when `events` is on. */
+  #announce(event, sid, written) {
+    if (!this.events) return written
+    return written.then(() => {
       this.emit(event, sid)
       return null
     })

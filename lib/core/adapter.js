@@ -51,9 +51,9 @@ class UserIndex {
     return this.userPrefix + checkId(String(owner), 'user id')
   }
 
-  /** Writes `value` (text) for session `id` of `owner` until the UNIX time `at` (seconds). */
+  /** Writes `value` (text) for session `id` of `owner` until the UNIX time `at` (seconds); resolves to null. */
   write(id, owner, value, at) {
-    return this.link.callId(OP.INDEXED_SET, this.sessionPrefix, id, value, at, [this.indexKey(owner), id])
+    return this.link.writeId(OP.INDEXED_SET, this.sessionPrefix, id, value, at, [this.indexKey(owner), id])
   }
 
   /** The owner's live sessions as `[{id, value}]`, ids as keys hold them (hashed with `hashIds`). */

@@ -121,19 +121,22 @@ class Link {
    * sealed and opened in the core too (`encryption`), so this side never sees either.
    */
   callId(op, prefix, id, value, num, list) {
-    checkId(id)
-    if (tracing.listening()) return this.traced(op, prefix + id, value, num, list, prefix.length + 1, false)
-    return this.ordered(op, prefix + id, value, num, list, prefix.length + 1, false)
+    return this.onId(op, prefix, id, value, num, list, false)
   }
 
   /**
    * `callId` for a write whose reply nobody reads: it resolves to null, so an adapter needs
    * no `.then` of its own (one promise and one microtask fewer per call).
    */
-  writeId(op, prefix, id, value, num) {
+  writeId(op, prefix, id, value, num, list) {
+    return this.onId(op, prefix, id, value, num, list, true)
+  }
+
+  /** `callId` and `writeId`: `quiet` resolves to null, whatever the reply. */
+  onId(op, prefix, id, value, num, list, quiet) {
     checkId(id)
-    if (tracing.listening()) return this.traced(op, prefix + id, value, num, undefined, prefix.length + 1, true)
-    return this.ordered(op, prefix + id, value, num, undefined, prefix.length + 1, true)
+    if (tracing.listening()) return this.traced(op, prefix + id, value, num, list, prefix.length + 1, quiet)
+    return this.ordered(op, prefix + id, value, num, list, prefix.length + 1, quiet)
   }
 
   /**
