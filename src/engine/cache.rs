@@ -155,6 +155,11 @@ impl NearCache {
         self.filling.remove(&tag);
     }
 
+    /// Whether a write of `key` by this process is in flight.
+    fn being_written(&self, key: &str) -> bool {
+        !self.writing.is_empty() && self.writing.contains_key(&self.tag(key))
+    }
+
     /// The write `writing` tagged was answered.
     pub fn written(&mut self, tag: Tag) {
         if let Some(n) = self.writing.get_mut(&tag) {
@@ -169,7 +174,7 @@ impl NearCache {
     /// expired.
     pub fn get(&mut self, key: &str) -> Option<Option<String>> {
         let now = Instant::now();
-        if !self.writing.is_empty() && self.writing.contains_key(&self.tag(key)) {
+        if self.being_written(key) {
             self.stats.misses += 1;
             return None;
         }
@@ -194,7 +199,7 @@ impl NearCache {
     /// counted otherwise, since the call then goes the usual way and is counted there.
     pub fn peek(&mut self, key: &str) -> Option<Option<String>> {
         let now = Instant::now();
-        if !self.writing.is_empty() && self.writing.contains_key(&self.tag(key)) {
+        if self.being_written(key) {
             return None;
         }
         let e = self.entries.get(key)?;
