@@ -120,6 +120,7 @@ async function startRedis(extraArgs = [], { tls, clusterBus = false } = {}) {
   const server = {
     port: 0,
     dir,
+    logfile,
     url: '',
     proc: null,
     args() {
@@ -213,12 +214,12 @@ async function until(check, timeoutMs, what) {
 }
 
 /**
- * A 6-node Redis Cluster (3 primaries, 3 replicas) on loopback, with a 1 s node timeout so
- * failovers happen within seconds. `close()` stops every node. A cluster that does not come
+ * A 6-node Redis Cluster (3 primaries, 3 replicas) on loopback, with a 1 s node timeout (or
+ * `nodeTimeout` ms) so failovers happen within seconds. `close()` stops every node. A cluster that does not come
  * up (a node that would not start, `--cluster create` failing, no `cluster_state:ok`) is torn
  * down and started again on new ports, up to 3 times.
  */
-async function startCluster() {
+async function startCluster({ nodeTimeout = 1000 } = {}) {
   const nodes = await retried('starting a cluster', 3, async (onFailure) => {
     const nodes = []
     onFailure(async () => {
@@ -230,8 +231,11 @@ async function startCluster() {
           [
             '--cluster-enabled', 'yes',
             '--cluster-config-file', 'nodes.conf',
-            '--cluster-node-timeout', '1000',
+            '--cluster-node-timeout', String(nodeTimeout),
             '--cluster-replica-validity-factor', '0',
+            // A replica's first sync starts at once (Redis waits 5 s by default), so a test
+            // can wait for it instead of writing into a window with no copy.
+            '--repl-diskless-sync-delay', '0',
           ],
           { clusterBus: true },
         ),
@@ -244,10 +248,13 @@ async function startCluster() {
     for (const n of nodes) {
       await until(() => /cluster_state:ok/.test(n.cli('CLUSTER', 'INFO')) && /cluster_slots_ok:16384/.test(n.cli('CLUSTER', 'INFO')), 20000, `cluster state ok on ${n.port}`)
     }
+    await replicasInSync(nodes)
     return nodes
   })
   return {
     nodes,
+    /** Waits until every running replica has its primary's data (see `replicasInSync`). */
+    inSync: () => replicasInSync(nodes),
     seeds: nodes.slice(0, 3).map((n) => n.url),
     /** The node currently serving `key` as primary. */
     primaryFor(key) {
@@ -269,6 +276,26 @@ async function startCluster() {
       for (const n of nodes) await n.close()
     },
   }
+}
+
+/**
+ * Waits until every running replica among `nodes` is linked to its primary with no sync under
+ * way and the primary's replication offset reached. Before that a killed primary's writes
+ * exist nowhere else (a replica promoted before its first sync comes up empty), so a failover
+ * test that did not wait would see keys missing that no client could serve.
+ */
+async function replicasInSync(nodes, timeoutMs = 30000) {
+  const info = (n) => Object.fromEntries(n.cli('INFO', 'replication').split(/\r?\n/).filter((l) => l.includes(':')).map((l) => l.split(':')))
+  await until(() => {
+    const live = nodes.filter((n) => n.proc)
+    const byPort = new Map(live.map((n) => [n.port, info(n)]))
+    return live.every((n) => {
+      const r = byPort.get(n.port)
+      if (r.role !== 'slave') return true
+      const primary = byPort.get(Number(r.master_port))
+      return r.master_link_status === 'up' && r.master_sync_in_progress === '0' && primary !== undefined && Number(r.slave_repl_offset) >= Number(primary.master_repl_offset)
+    })
+  }, timeoutMs, 'replicas in sync with their primaries')
 }
 
 /** A sentinel monitoring `primaryPort` as `mymaster`; a start that fails is tried on a new port. */

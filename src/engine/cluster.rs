@@ -23,7 +23,8 @@ use crate::command::{Command, Reply};
 use crate::config::{ClusterSpec, ConnectionSpec};
 use crate::error::{ErrorKind, StoreError};
 use crate::walk::{self, Step, Walk};
-use std::time::Instant;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// What every node shares: credentials, TLS and timeouts.
 struct NodeSettings {
@@ -597,7 +598,9 @@ impl Router {
         }
     }
 
-    /// Reads the slot map again, off the JS thread, from the first node that answers.
+    /// Reads the slot map again, off the JS thread, from the first node that answers: nodes
+    /// answering now are asked first, so a node that froze (and holds the attempt for a whole
+    /// `connectTimeout`) is asked last.
     fn refresh(&self) {
         if self.closed.get() {
             return;
@@ -610,21 +613,12 @@ impl Router {
             self.refreshing.set(false);
             return;
         };
-        let targets: Vec<Target> = self.nodes.borrow().iter().map(|n| n.target()).collect();
-        crate::runtime::get().spawn_blocking(move || {
-            let mut last = String::from("no cluster node answered");
-            for target in targets {
-                match target.cluster_slots() {
-                    Ok(map) if !map.is_empty() => {
-                        report(EngineReport::Slots(Ok(map)));
-                        return;
-                    }
-                    Ok(_) => last = "a node reported no slots".into(),
-                    Err(e) => last = e,
-                }
-            }
-            report(EngineReport::Slots(Err(last)));
-        });
+        let nodes = self.nodes.borrow().clone();
+        let (mut asked, rest): (Vec<_>, Vec<_>) = nodes.iter().partition(|n| n.responsive());
+        asked.extend(rest);
+        let targets: Vec<Target> = asked.into_iter().map(|n| n.target()).collect();
+        crate::runtime::get()
+            .spawn_blocking(move || report(EngineReport::Slots(read_slot_map(targets))));
     }
 
     /// Takes a fresh slot map, and sends the calls waiting on nodes that are down to wherever
@@ -645,18 +639,35 @@ impl Router {
         serving.sort_unstable();
         serving.dedup();
         self.primaries.set(serving.len());
-        {
+        let deposed: Vec<usize> = {
             // Slots that changed owner: a primary failed over, or slots were migrated.
             let before = self.slots.borrow();
             if !before.is_empty() && slots.iter().any(|(slot, to)| before.get(slot) != Some(to)) {
                 LinkCounters::add(&self.settings.spec.counters.failovers);
             }
-        }
+            let mut owners: Vec<usize> = before.values().copied().collect();
+            owners.sort_unstable();
+            owners.dedup();
+            owners.retain(|i| !serving.contains(i));
+            owners
+        };
         self.hold_back(|slot| slots.get(&slot).copied().unwrap_or(0));
         *self.slots.borrow_mut() = slots;
         let nodes = self.nodes.borrow().clone();
+        for i in deposed {
+            // A primary the cluster failed over that still keeps callers waiting: it froze or
+            // is cut off (a dead one has no connection already). Its calls go to the new
+            // owners now, as after any lost connection, rather than when they time out.
+            if nodes[i].busy() && nodes[i].quiet() {
+                nodes[i].abandon("the cluster failed this node over while it did not answer");
+            }
+        }
         let mut restarts = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
+            if serving.contains(&i) {
+                // A node the map still names waits for its connection, or its calls' time.
+                continue;
+            }
             for mut call in node.take_waiting() {
                 if call.pinned() {
                     // A page of a SCAN on a node that is down: that pass starts again.
@@ -680,6 +691,51 @@ impl Router {
         }
         self.release_drained(None);
         self.flush();
+    }
+}
+
+/// How long a node asked for the slot map may keep silent before the next one is asked too.
+const HEDGE_AFTER: Duration = Duration::from_millis(150);
+
+/// Asks `targets` for the slot map in turn, off the JS thread: the next node is asked when the
+/// last one failed, or kept silent for `HEDGE_AFTER` (a frozen node holds its attempt for a
+/// whole `connectTimeout`); the first map that comes back wins. Answers that come later are
+/// dropped.
+fn read_slot_map(targets: Vec<Target>) -> Result<Vec<SlotRange>, String> {
+    let (tx, rx) = mpsc::channel();
+    let mut targets = targets.into_iter();
+    let mut last = String::from("no cluster node answered");
+    let mut asking = 0usize;
+    let mut ask_next = true;
+    loop {
+        if ask_next {
+            match targets.next() {
+                Some(target) => {
+                    let tx = tx.clone();
+                    asking += 1;
+                    crate::runtime::get().spawn_blocking(move || {
+                        let _ = tx.send(target.cluster_slots());
+                    });
+                }
+                None if asking == 0 => return Err(last),
+                None => {}
+            }
+        }
+        // Each attempt ends within its `connectTimeout`, so waiting on the last ones ends too.
+        let answer = if targets.len() > 0 {
+            rx.recv_timeout(HEDGE_AFTER)
+        } else {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        };
+        ask_next = true;
+        match answer {
+            Ok(Ok(map)) if !map.is_empty() => return Ok(map),
+            Ok(Ok(_)) => last = "a node reported no slots".into(),
+            Ok(Err(e)) => last = e,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(last),
+        }
+        asking -= 1;
     }
 }
 

@@ -37,6 +37,11 @@ use crate::walk::{Step, Walk};
 const READ_CHUNK: usize = 64 * 1024;
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a cluster node may keep a caller waiting with nothing heard before the router is
+/// told (`NodeEvent::Lost`), and how often it is told again while that lasts: a primary that
+/// died or froze is failed over by the cluster, and the router reads the new slot map soon
+/// after rather than when a call's whole `commandTimeout` runs out.
+const SUSPECT_AFTER: Duration = Duration::from_millis(200);
 
 /// What the connector thread reports back to the JS thread.
 pub struct Opened {
@@ -56,7 +61,9 @@ pub enum NodeEvent {
     Redirected(Vec<Redirect>),
     /// Walks' next steps, for the router to send where their keys live.
     Steps(Vec<(u32, Step)>),
-    /// The connection was lost (so the slot map may have changed).
+    /// The connection was lost, or calls wait here with no reply and nothing heard for
+    /// `SUSPECT_AFTER` (told again every `SUSPECT_AFTER` while that lasts): the slot map may
+    /// have changed.
     Lost,
     /// No caller waits here any more (told once the router asked, while the store closes).
     Idle,
@@ -75,6 +82,9 @@ struct Conn {
     /// When this connection last delivered bytes (or was opened): a connection silent for a
     /// whole `commandTimeout` while calls wait is replaced.
     last_read: Instant,
+    /// When this connection last delivered bytes; `None` until it has (a server that froze
+    /// still takes a new connection, and says nothing on it).
+    heard: Option<Instant>,
 }
 
 /// An operation on the connection's loop handles, carried out in order by `settle`.
@@ -144,6 +154,8 @@ struct State {
     report_idle: bool,
     /// Tell the router after each read and timer (`NodeEvent::Progress`).
     report_progress: bool,
+    /// When the router was last told this node is suspect (see `SUSPECT_AFTER`).
+    suspected_at: Option<Instant>,
     /// Whether the socket and the timer keep the process alive, as last asked.
     poll_held: bool,
     timer_held: bool,
@@ -201,6 +213,7 @@ impl Connection {
             on_node: None,
             report_idle: false,
             report_progress: false,
+            suspected_at: None,
             poll_held: false,
             timer_held: false,
             fx: Effects::default(),
@@ -398,7 +411,8 @@ impl Connection {
             if s.journal.is_empty() {
                 return;
             }
-            if s.send_waiting() && s.conn.is_none() {
+            // A node that keeps failing is tried again when its backoff says (the timer).
+            if s.send_waiting() && s.conn.is_none() && Instant::now() >= s.retry_at {
                 s.connect();
             }
         });
@@ -420,6 +434,30 @@ impl Connection {
                 }
             }
         });
+    }
+
+    /// Whether this node is answering: connected, and not keeping a caller waiting with
+    /// nothing heard for `SUSPECT_AFTER`. The router asks such nodes for the slot map first.
+    pub fn responsive(&self) -> bool {
+        let s = self.shared.state.borrow();
+        s.conn.is_some() && s.suspect_since().is_none_or(|t| t > Instant::now())
+    }
+
+    /// Whether nothing came from this node for `SUSPECT_AFTER`, or ever on this connection,
+    /// or it has no connection.
+    pub fn quiet(&self) -> bool {
+        let s = self.shared.state.borrow();
+        s.conn.as_ref().is_none_or(|c| {
+            c.heard
+                .is_none_or(|at| at + SUSPECT_AFTER <= Instant::now())
+        })
+    }
+
+    /// Drops the connection of a node that stopped answering once the cluster moved its
+    /// slots elsewhere: its calls wait for a connection again, so the router can send them to
+    /// the new owners (see `take_waiting`) instead of letting them run out their timeout.
+    pub fn abandon(&self, reason: &str) {
+        self.shared.with(|s| s.lose_connection(reason));
     }
 
     /// Whether a caller waits on a call here.
@@ -703,6 +741,7 @@ impl State {
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             want_write: false,
             last_read: Instant::now(),
+            heard: None,
         });
         true
     }
@@ -749,9 +788,32 @@ impl State {
         Ok(())
     }
 
-    /// Sets the timer for the next thing due: the first deadline of a call still waiting, or
-    /// the next reconnect attempt while calls wait for a connection. The timer and the socket
-    /// keep the process alive exactly while calls wait.
+    /// From when this cluster node counts as suspect: a caller has waited `SUSPECT_AFTER`
+    /// with nothing heard meanwhile. `None` off a cluster, or while no caller waits.
+    fn suspect_since(&self) -> Option<Instant> {
+        self.on_node.as_ref()?;
+        // The oldest waiting call was made about a `commandTimeout` before its deadline.
+        let made = self.journal.next_deadline()? - self.journal.timeout();
+        let heard = self.conn.as_ref().map_or(made, |c| c.last_read.max(made));
+        Some(heard + SUSPECT_AFTER)
+    }
+
+    /// When the router should next hear that this node is suspect.
+    fn suspect_due(&self) -> Option<Instant> {
+        if self.closing {
+            return None;
+        }
+        let since = self.suspect_since()?;
+        Some(match self.suspected_at {
+            Some(told) => since.max(told + SUSPECT_AFTER),
+            None => since,
+        })
+    }
+
+    /// Sets the timer for the next thing due: the first deadline of a call still waiting, the
+    /// next reconnect attempt while calls wait for a connection, or the next time a suspect
+    /// cluster node tells its router. The timer and the socket keep the process alive exactly
+    /// while calls wait.
     fn arm_timer(&mut self) {
         let next_deadline = self.journal.next_deadline();
         let waiting = next_deadline.is_some();
@@ -761,10 +823,10 @@ impl State {
         let reconnect =
             ((waiting || self.gave_up) && self.conn.is_none() && !self.connecting && !self.closed)
                 .then_some(self.retry_at);
-        let due = match (next_deadline, reconnect) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let due = [next_deadline, reconnect, self.suspect_due()]
+            .into_iter()
+            .flatten()
+            .min();
         if self.conn.is_some() && waiting != self.poll_held {
             self.poll_held = waiting;
             self.fx.handles.push(HandleOp::HoldPoll(waiting));
@@ -834,6 +896,10 @@ impl State {
         } else if reconnect {
             self.connect();
         }
+        if self.suspect_due().is_some_and(|due| due <= now) {
+            self.suspected_at = Some(now);
+            self.tell_node(NodeEvent::Lost);
+        }
         self.settle_if_closing();
         if !self.closed {
             self.arm_timer();
@@ -860,6 +926,7 @@ impl State {
         };
         if conn.inbuf.len() > before {
             conn.last_read = Instant::now();
+            conn.heard = Some(conn.last_read);
         }
         let mut reader = Reader {
             journal,
