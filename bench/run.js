@@ -17,7 +17,7 @@ const { startRedis, startCluster, startSentinels, makeCertificates, loadThroughF
 const { STORES: FACTORIES } = require('./stores.js')
 const net = require('node:net')
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS) || 3
+const ROUNDS = Number(process.env.BENCH_ROUNDS) || 5
 const OPS = Number(process.env.BENCH_OPS) || 100_000
 const CONCURRENCY = 64
 const E2E_SECONDS = Number(process.env.BENCH_E2E_SECONDS) || 5
@@ -27,8 +27,8 @@ const STORE_LABEL = {
   ferrisession: 'ferrisession',
   'connect-redis': 'connect-redis 10 + node-redis 5',
   'connect-redis8-ioredis': 'connect-redis 8 + ioredis',
-  'connect-redis-redis6': 'connect-redis 10 + node-redis 6',
-  'ioredis6-auto': 'ioredis 6 auto-pipelined store',
+  'connect-redis-redis6': `connect-redis 10 + node-redis ${peerVersions()['node-redis 6']}`,
+  'ioredis6-auto': `ioredis ${peerVersions()['ioredis 6']} auto-pipelined store`,
   floor: 'pure-JS floor',
 }
 const PHASES = ['set', 'get', 'touch', 'destroy']
@@ -37,6 +37,19 @@ const ANCHOR = 'connect-redis'
 // The connect-redis-shaped store a Bun user could write over Bun's built-in client.
 const BUN_STORE = 'bun-redis'
 const TARGET = 1.3
+// How the calls are made (bench/worker.js): `plain` (distinct ids, a fresh session per call,
+// no warm-up, promises), `callback` (the same through express-session's callbacks) and `reused`
+// (10,000 ids and prebuilt sessions over and over, after a warm-up of one call per lane).
+// `BENCH_SHAPES=plain,…` runs some of them.
+const SHAPES = process.env.BENCH_SHAPES ? process.env.BENCH_SHAPES.split(',') : ['plain', 'callback', 'reused']
+const SHAPE_LABEL = {
+  plain: 'a. distinct ids, fresh sessions, no warm-up, promises',
+  callback: "b. as a, with express-session's callbacks",
+  reused: 'c. 10,000 reused ids and sessions, after a warm-up',
+}
+// The peers of the plain-TCP row in the `plain` and `callback` shapes: the anchor, the newest
+// node-redis and ioredis, and the pure-JS floor.
+const FRESH_STORES = ['ferrisession', 'connect-redis', 'connect-redis-redis6', 'ioredis6-auto', 'floor']
 // `BENCH_ONLY=plain,bun,…`: the sections to run (all when unset).
 const ONLY = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : null
 
@@ -46,8 +59,8 @@ const median = (xs) => {
 }
 const geomean = (xs) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length)
 
-function runWorker(store, target, phases = PHASES, runtime = process.execPath) {
-  const out = execFileSync(runtime, [path.join(__dirname, 'worker.js'), store, JSON.stringify(target), String(OPS), String(CONCURRENCY), phases.join(',')], {
+function runWorker(store, target, phases = PHASES, runtime = process.execPath, shape = 'reused') {
+  const out = execFileSync(runtime, [path.join(__dirname, 'worker.js'), store, JSON.stringify(target), String(OPS), String(CONCURRENCY), phases.join(','), shape], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   })
@@ -163,24 +176,25 @@ function serverCounters(redis) {
   return { reads, cpuUs }
 }
 
-// The calls a worker makes: its warm-up (2,000 each of set, get, touch) and OPS per phase.
-const WARMUP_CALLS = 6000
+// The calls a worker makes before its phases: in the `reused` shape, one set, get and touch
+// per lane; none in the others.
+const warmupCalls = (shape) => (shape === 'reused' ? 3 * CONCURRENCY : 0)
 
-function measure(title, stores, target, flush, phases = PHASES, runtime = process.execPath, server = null) {
+function measure(title, stores, target, flush, phases = PHASES, runtime = process.execPath, server = null, shape = 'reused') {
   const runs = Object.fromEntries(stores.map((s) => [s, []]))
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order each round so drift and warm-up favour no store.
     for (const store of stores.map((_, i) => stores[(i + round) % stores.length])) {
       flush()
       const before = server && serverCounters(server)
-      const r = runWorker(store, target, phases, runtime)
+      const r = runWorker(store, target, phases, runtime, shape)
       if (server) {
         const after = serverCounters(server)
-        const calls = WARMUP_CALLS + phases.length * OPS
+        const calls = warmupCalls(shape) + phases.length * OPS
         r.server = { readsPerCall: (after.reads - before.reads) / calls, cpuUsPerCall: (after.cpuUs - before.cpuUs) / calls }
       }
       runs[store].push(r)
-      console.log(`${title} round ${round + 1} ${store}: ` + phases.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
+      console.log(`${title}${shape === 'reused' ? '' : ` (${shape})`} round ${round + 1} ${store}: ` + phases.map((p) => `${p} ${fmt(r.phases[p].opsPerSec)}/s`).join(', '))
     }
   }
   const summary = {}
@@ -659,6 +673,47 @@ function topologyTable(lines, topo, summary, anchor = topo.anchor, title = topo.
   lines.push(`| geometric mean | | | **${fmt(geomean(t), 2)}×** | | | **${fmt(geomean(c), 2)}×** | ${fmt(geomean(j), 2)}× |`, '')
 }
 
+/**
+ * Every topology in every shape: ours against each anchor, phase by phase, throughput and
+ * whole-process CPU per call; then the headline, the lowest geomean of the shapes.
+ */
+function shapesSection(shapes, runtimes) {
+  const lines = ['## Every shape, every topology', '']
+  const anchorsOf = (topo, sm) => (topo.name === 'plain' ? ['connect-redis', 'connect-redis-redis6', 'ioredis6-auto'] : [topo.anchor]).filter((a) => sm[a])
+  lines.push(
+    'Ours against each anchor on the same servers in the same run, rounds alternating, each store in a fresh process. ' +
+      'Shapes (`bench/worker.js`): ' + SHAPES.map((sh) => SHAPE_LABEL[sh]).join('; ') + '. ' +
+      'Throughput is ours / theirs (above 1 is faster); CPU is whole-process CPU per call, ours / theirs (below 1 is cheaper).',
+    '',
+  )
+  lines.push('| topology | against | shape | set | get | touch | destroy | geomean | CPU set | get | touch | destroy |')
+  lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  const headline = []
+  for (const topo of TOPOLOGIES) {
+    const byShape = shapes[topo.name]
+    if (!byShape || topo.name === 'bun') continue
+    for (const anchor of anchorsOf(topo, Object.values(byShape)[0])) {
+      let lowest = null
+      for (const [shape, sm] of Object.entries(byShape)) {
+        if (!sm[anchor]) continue
+        const t = ratios(sm, OURS, anchor, 'opsPerSec')
+        const c = ratios(sm, OURS, anchor, 'processCpuUsPerOp')
+        lines.push(`| ${topo.title} | ${ANCHOR_LABEL[anchor] || STORE_LABEL[anchor]} | ${shape} | ${t.map((x) => `${fmt(x, 2)}×`).join(' | ')} | **${fmt(geomean(t), 2)}×** | ${c.map((x) => `${fmt(x, 2)}×`).join(' | ')} |`)
+        if (!lowest || geomean(t) < lowest.g) lowest = { g: geomean(t), shape, min: Math.min(...t), cpu: Math.max(...c) }
+      }
+      if (lowest) headline.push(`${topo.title} against ${ANCHOR_LABEL[anchor] || STORE_LABEL[anchor]}: **${fmt(lowest.g, 2)}×** (shape ${lowest.shape}; lowest phase ${fmt(lowest.min, 2)}×, highest CPU ratio ${fmt(lowest.cpu, 2)}×)`)
+    }
+  }
+  lines.push('', 'Headline, the lowest geomean of the shapes:', '', ...headline.map((h) => `- ${h}`), '')
+  return lines
+}
+
+/** The exact peer releases measured (package.json pins them). */
+function peerVersions() {
+  const v = (pkg) => JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', pkg, 'package.json'), 'utf8')).version
+  return { 'connect-redis': v('connect-redis'), 'node-redis 5': v('redis'), 'node-redis 6': v('redis6'), 'ioredis 6': v('ioredis6'), ioredis: v('ioredis'), 'express-session': v('express-session') }
+}
+
 function machine() {
   return {
     date: new Date().toISOString().slice(0, 10),
@@ -671,7 +726,8 @@ function machine() {
 /** The results' first line: when, on what machine, which runtime, what workload. */
 function machineLine(runtime, sessionBytes, fresh) {
   const m = machine()
-  return `Generated by \`${ONLY ? `BENCH_ONLY=${ONLY.join(',')} ` : ''}npm run bench\` on ${m.date}: ${m.cores} cores (${m.cpu}), ${runtime}, redis-server ${m.redisServer} on the same machine. ${ROUNDS} alternating rounds, each store in a fresh ${fresh}; medians shown. Workload: ${OPS.toLocaleString('en-US')} operations per phase, ${CONCURRENCY} calls in flight, a ${sessionBytes}-byte session whose \`cookie.expires\` is a Date, as express-session hands it.`
+  const peers = Object.entries(peerVersions()).map(([k, ver]) => `${k} ${ver}`).join(', ')
+  return `Generated by \`${ONLY ? `BENCH_ONLY=${ONLY.join(',')} ` : ''}npm run bench\` on ${m.date}: ${m.cores} cores (${m.cpu}), ${runtime}, redis-server ${m.redisServer} on the same machine. Peers: ${peers}. ${ROUNDS} alternating rounds, each store in a fresh ${fresh}; medians shown. Workload: ${OPS.toLocaleString('en-US')} operations per phase, ${CONCURRENCY} calls in flight, a ${sessionBytes}-byte session whose \`cookie.expires\` is a Date, as express-session hands it.`
 }
 
 /** Geomeans over the phases of ours against each Bun anchor: throughput and CPU ratios. */
@@ -729,6 +785,7 @@ function bunSection(sm, rt) {
 async function main() {
   const only = ONLY
   const results = {}
+  const shapes = {}
   const runtimes = {}
   let plainRedis = null
   let ceil = null
@@ -749,7 +806,14 @@ async function main() {
       const runtime = env.runtime || process.execPath
       if (env.runtime) runtimes[topo.name] = { bin: path.relative(path.join(__dirname, '..'), env.runtime), version: env.runtimeVersion }
       console.log(`${topo.title}: ${ROUNDS} rounds × ${OPS} ops per phase${env.runtime ? ` (workers under ${runtimes[topo.name].bin}, ${env.runtimeVersion})` : ''}`)
-      results[topo.name] = measure(topo.name, topo.stores, env.target, env.flush, PHASES, runtime, env.redis || null)
+      // Bun's row keeps the reused shape alone; every other topology runs each shape.
+      for (const shape of topo.name === 'bun' ? ['reused'] : SHAPES) {
+        const stores = shape === 'reused' || topo.name !== 'plain' ? topo.stores : FRESH_STORES
+        const sm = measure(topo.name, stores, env.target, env.flush, PHASES, runtime, shape === 'reused' ? env.redis || null : null, shape)
+        ;(shapes[topo.name] ||= {})[shape] = sm
+      }
+      // The sections below read the reused shape (or the first that ran).
+      results[topo.name] = shapes[topo.name].reused || Object.values(shapes[topo.name])[0]
       if (topo.name !== 'plain') {
         await env.close()
         envs.pop()
@@ -843,7 +907,8 @@ async function main() {
     lines.push(machineLine(`Node ${process.version}`, anyRun ? anyRun[OURS].sessionBytes : '—', 'process'), '')
     if (ceil) lines.push(`Machine ceiling (\`redis-benchmark -P 16 -t set,get -d 300\`, plain server): SET ${fmt(ceil.set)}/s, GET ${fmt(ceil.get)}/s.`, '')
 
-    lines.push('## Every topology, side by side', '')
+    lines.push(...shapesSection(shapes, runtimes))
+    lines.push('## Every topology, side by side (shape c)', '')
     lines.push('Ours against the anchor on the same servers in the same run: connect-redis 10 + node-redis 5 for Redis, express-session\'s MemoryStore for `memory://`.', '')
     lines.push('| topology | throughput, geomean of set/get/touch/destroy | lowest phase | whole-process CPU per op | JS-thread CPU per op |')
     lines.push('|---|---:|---:|---:|---:|')
@@ -1036,7 +1101,7 @@ async function main() {
       return
     }
     fs.writeFileSync(path.join(__dirname, 'results.md'), lines.join('\n'))
-    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults, nearCache: cacheShapes, fastify }, null, 2) + '\n')
+    fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ peers: peerVersions(), shapes, ceiling: ceil, topologies: results, runtimes, e2e, latency: latencyResults, options: optionResults, faults: faultResults, sessions: sessionsResults, hot: hotResults, nearCache: cacheShapes, fastify }, null, 2) + '\n')
     console.log('\n' + lines.join('\n'))
   } finally {
     for (const env of envs) await env.close()

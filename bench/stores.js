@@ -8,24 +8,34 @@
 const { EventEmitter } = require('node:events')
 const fs = require('node:fs')
 
-/** A pure-JS in-memory store with the same JSON work: what the harness itself costs. */
+/**
+ * A pure-JS in-memory store with the same JSON work: what the harness itself costs. A promise
+ * per call, or, given a callback, the callback on a microtask and no promise.
+ */
 class FloorStore extends EventEmitter {
   constructor() {
     super()
     this.map = new Map()
   }
-  async get(sid) {
+  #reply(v, cb) {
+    if (!cb) return Promise.resolve(v)
+    queueMicrotask(() => cb(null, v))
+  }
+  get(sid, cb) {
     const v = this.map.get(sid)
-    return v === undefined ? null : JSON.parse(v)
+    return this.#reply(v === undefined ? null : JSON.parse(v), cb)
   }
-  async set(sid, sess) {
+  set(sid, sess, cb) {
     this.map.set(sid, JSON.stringify(sess))
+    return this.#reply(undefined, cb)
   }
-  async touch(sid) {
+  touch(sid, sess, cb) {
     this.map.has(sid)
+    return this.#reply(undefined, cb)
   }
-  async destroy(sid) {
+  destroy(sid, cb) {
     this.map.delete(sid)
+    return this.#reply(undefined, cb)
   }
   close() {}
 }
@@ -239,7 +249,7 @@ const STORES = {
       touch: (sid, sess) => call('touch', sid, sess),
       destroy: (sid) => call('destroy', sid),
     }
-    return { store, close: async () => {} }
+    return { store, callbackStore: inner, close: async () => {} }
   },
   async floor() {
     const store = new FloorStore()

@@ -8,7 +8,18 @@ const { STORES } = require('./stores.js')
 // `phases` defaults to set,get,touch,destroy; `hot` reads 1,000 sessions over and over (`storm`
 // too, named apart for when another process rewrites them meanwhile); `expiring` reads 1,000
 // sessions that live 1 s, writing each again once it has expired.
-const [name, targetJson, opsArg, concArg, phasesArg] = process.argv.slice(2)
+//
+// `shape` is how the calls are made (the same for every store):
+// - `reused` (the default): 10,000 ids and 10,000 prebuilt sessions used over and over, after a
+//   warm-up of one call of each of set, get and touch per lane (CONCURRENCY calls in flight,
+//   no more than a phase has);
+// - `plain`: what a user's first script does: OPS distinct ids per phase, a fresh session
+//   object (with a new Date) on every set and touch, no warm-up, promise calls;
+// - `callback`: `plain` made the way express-session calls a store: a callback per call
+//   (`store.set(sid, sess, cb)`), no promise in the harness.
+const [name, targetJson, opsArg, concArg, phasesArg, shapeArg] = process.argv.slice(2)
+const SHAPE = shapeArg || 'reused'
+if (!['reused', 'plain', 'callback'].includes(SHAPE)) throw new Error(`unknown shape ${SHAPE}`)
 const PHASE_LIST = (phasesArg || 'set,get,touch,destroy').split(',')
 const HOT = 1_000
 const OPS = Number(opsArg) || 100_000
@@ -112,8 +123,55 @@ async function hotPhase(store, op, sessions) {
   )
 }
 
+/** A phase of the `plain` and `callback` shapes: ids `p-0` … `p-(OPS-1)`, fresh sessions. */
+function freshPhase(store, op) {
+  let next = 0
+  const sid = (i) => `p-${i}`
+  if (SHAPE === 'plain') {
+    return timed(
+      CONCURRENCY,
+      async () => {
+        while (next < OPS) {
+          const i = next++
+          if (op === 'set') await store.set(sid(i), session(i))
+          else if (op === 'get') await store.get(sid(i))
+          else if (op === 'touch') await store.touch(sid(i), session(i))
+          else await store.destroy(sid(i))
+        }
+      },
+      () => OPS,
+    )
+  }
+  // Callbacks: each lane calls again from the previous call's callback.
+  return timed(
+    CONCURRENCY,
+    () =>
+      new Promise((resolve, reject) => {
+        const step = () => {
+          if (next >= OPS) return resolve()
+          const i = next++
+          let sync = true
+          const done = (err) => {
+            if (err) return reject(err)
+            // A store that calls back at once would grow the stack: go on from a fresh turn.
+            if (sync) setImmediate(step)
+            else step()
+          }
+          if (op === 'set') store.set(sid(i), session(i), done)
+          else if (op === 'get') store.get(sid(i), done)
+          else if (op === 'touch') store.touch(sid(i), session(i), done)
+          else store.destroy(sid(i), done)
+          sync = false
+        }
+        step()
+      }),
+    () => OPS,
+  )
+}
+
 function phase(store, op, sessions) {
   if (op === 'hotwrite' || op === 'hotread') return hotPhase(store, op, sessions)
+  if (SHAPE !== 'reused') return freshPhase(store, op)
   let next = 0
   return timed(
     CONCURRENCY,
@@ -136,21 +194,28 @@ function phase(store, op, sessions) {
 }
 
 async function main() {
-  const { store, close } = await STORES[name](JSON.parse(targetJson))
-  const sessions = Array.from({ length: IDS }, (_, i) => session(i))
-  // Warm-up: JIT, connections, and the keys the get/touch phases read.
-  for (const op of ['set', 'get', 'touch']) {
-    await Promise.all(
-      Array.from({ length: 2000 }, (_, i) => (op === 'get' ? store.get(`bench-${i}`) : store[op](`bench-${i}`, sessions[i]))),
-    )
+  const made = await STORES[name](JSON.parse(targetJson))
+  // A callback-only store (express-session's MemoryStore) is called as it is in `callback`.
+  const store = SHAPE === 'callback' && made.callbackStore ? made.callbackStore : made.store
+  const close = made.close
+  const sessions = SHAPE === 'reused' ? Array.from({ length: IDS }, (_, i) => session(i)) : []
+  if (SHAPE === 'reused') {
+    // Warm-up: connections and a first pass of JIT, one call per lane of each kind, the same
+    // for every store (no more calls in flight than a phase has).
+    for (const op of ['set', 'get', 'touch']) {
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, (_, i) => (op === 'get' ? store.get(`bench-${i}`) : store[op](`bench-${i}`, sessions[i]))),
+      )
+    }
   }
   const result = {
     name,
+    shape: SHAPE,
     // eslint-disable-next-line no-undef
     runtime: process.versions.bun ? `bun ${Bun.version}` : `node ${process.version}`,
     driver: typeof store.stats === 'function' ? store.stats().driver : undefined,
     jsCpu: JS_CPU,
-    sessionBytes: JSON.stringify(sessions[0]).length,
+    sessionBytes: JSON.stringify(session(0)).length,
     phases: {},
   }
   for (const op of PHASE_LIST) {
