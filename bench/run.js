@@ -7,6 +7,8 @@
 // connect-redis + node-redis and against a hand-written store over Bun's own Redis client.
 // Writes bench/results.md, bench/results.json and bench/chart.svg, and the Bun section also to
 // bench/results-bun.md and bench/results-bun.json; `BENCH_ONLY=bun` writes only those two.
+// `BENCH_ONLY` names sections: the topologies (plain, tls, cluster, sentinel, memory, bun) and
+// e2e, fastify, latency, hot, options, faults, sessions.
 const { spawn, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const http = require('node:http')
@@ -823,7 +825,7 @@ async function main() {
 
     const E2E_STORES = ['ferrisession', 'connect-redis', 'memory-floor']
     const e2e = {}
-    if (plainRedis) {
+    if (plainRedis && (!only || only.includes('e2e'))) {
       const e2eRuns = Object.fromEntries(E2E_STORES.map((s) => [s, []]))
       for (let round = 0; round < E2E_ROUNDS; round++) {
         for (const store of E2E_STORES.map((_, i) => E2E_STORES[(i + round) % E2E_STORES.length])) {
@@ -847,7 +849,7 @@ async function main() {
     // connections (a page firing parallel requests with one cookie).
     const FASTIFY_STORES = process.env.BENCH_FASTIFY_STORES ? process.env.BENCH_FASTIFY_STORES.split(',') : [OURS, 'ferrisession-near', ANCHOR, 'memory-floor']
     let fastify = null
-    if (!only || only.includes('fastify') || only.includes('plain')) {
+    if (!only || only.includes('fastify')) {
       const fastifyRedis = plainRedis || (await startRedis())
       envs.push({ close: () => (plainRedis ? undefined : fastifyRedis.close()) })
       fastify = {}
