@@ -813,6 +813,8 @@ async function main() {
         const stores = shape === 'reused' || topo.name !== 'plain' ? topo.stores : FRESH_STORES
         const sm = measure(topo.name, stores, env.target, env.flush, PHASES, runtime, shape === 'reused' ? env.redis || null : null, shape)
         ;(shapes[topo.name] ||= {})[shape] = sm
+        // Kept as it comes, so a run that fails later still leaves what it measured.
+        fs.writeFileSync(path.join(os.tmpdir(), 'ferrisession-bench-shapes.json'), JSON.stringify({ peers: peerVersions(), shapes }, null, 2))
       }
       // The sections below read the reused shape (or the first that ran).
       results[topo.name] = shapes[topo.name].reused || Object.values(shapes[topo.name])[0]
@@ -1080,12 +1082,14 @@ async function main() {
       lines.push('### Peak RSS (MB)', '')
       lines.push(`| ${STORES.map((s) => STORE_LABEL[s]).join(' | ')} |`, `|${STORES.map(() => '---:|').join('')}`)
       lines.push(`| ${STORES.map((s) => fmt(summary[s].peakRssMb, 1)).join(' | ')} |`, '')
-      lines.push(`### End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds)`, '')
-      lines.push('| store | /read req/s (get + touch) | /read p99 ms | /write req/s (get + set) | /write p99 ms |', '|---|---:|---:|---:|---:|')
-      for (const [store, r] of Object.entries(e2e)) {
-        lines.push(`| ${store === 'memory-floor' ? 'express-session MemoryStore (floor)' : store} | ${fmt(r.read.rps)} | ${r.read.p99} | ${fmt(r.write.rps)} | ${r.write.p99} |`)
+      if (e2e.ferrisession) {
+        lines.push(`### End to end (Express + express-session, autocannon, 50 connections, ${E2E_SECONDS} s per route after a 1 s warm-up, median of ${E2E_ROUNDS} alternating rounds)`, '')
+        lines.push('| store | /read req/s (get + touch) | /read p99 ms | /write req/s (get + set) | /write p99 ms |', '|---|---:|---:|---:|---:|')
+        for (const [store, r] of Object.entries(e2e)) {
+          lines.push(`| ${store === 'memory-floor' ? 'express-session MemoryStore (floor)' : store} | ${fmt(r.read.rps)} | ${r.read.p99} | ${fmt(r.write.rps)} | ${r.write.p99} |`)
+        }
+        lines.push('', `Ratios ours / connect-redis: /read ${fmt(e2e.ferrisession.read.rps / e2e['connect-redis'].read.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.read.p99 / e2e['connect-redis'].read.p99, 2)}×; /write ${fmt(e2e.ferrisession.write.rps / e2e['connect-redis'].write.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.write.p99 / e2e['connect-redis'].write.p99, 2)}×.`, '')
       }
-      lines.push('', `Ratios ours / connect-redis: /read ${fmt(e2e.ferrisession.read.rps / e2e['connect-redis'].read.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.read.p99 / e2e['connect-redis'].read.p99, 2)}×; /write ${fmt(e2e.ferrisession.write.rps / e2e['connect-redis'].write.rps, 2)}× req/s, p99 ${fmt(e2e.ferrisession.write.p99 / e2e['connect-redis'].write.p99, 2)}×.`, '')
       lines.push('![throughput chart](chart.svg)', '')
       chart(summary, path.join(__dirname, 'chart.svg'))
     }
