@@ -33,7 +33,7 @@ use error::StoreError;
 use request::Request;
 use session::{Delivery, LinkEvent, LocalCore, Plan};
 
-/// A delivery on its way into JS: replies become `[id, value, id, value, …]`, events become
+/// A delivery on its way into JS: replies in the format of `Scope::replies`, events as
 /// `["connect"]` or `["disconnect", reason]`.
 pub struct JsDelivery(Delivery);
 

@@ -291,12 +291,19 @@ class Link {
       this.onEvent(payload[0], payload[1])
       return
     }
+    // [numbers, text, extras] (see the engine's `Scope::replies`): four numbers per reply,
+    // id, kind, a, b; kind 0 is null, 1 the number a, 2 text.slice(a, b), 3 extras[a].
+    const nums = payload[0]
+    const text = payload[1]
+    const extras = payload[2]
     const now = performance.now()
-    for (let i = 0; i < payload.length; i += 2) {
-      const p = this.pending.get(payload[i])
+    for (let i = 0; i < nums.length; i += 4) {
+      const id = nums[i]
+      const p = this.pending.get(id)
       if (p === undefined) continue
-      this.pending.delete(payload[i])
-      const v = payload[i + 1]
+      this.pending.delete(id)
+      const kind = nums[i + 1]
+      const v = kind === 0 ? null : kind === 2 ? text.slice(nums[i + 2], nums[i + 3]) : kind === 1 ? nums[i + 2] : extras[nums[i + 2]]
       if (v instanceof Error) {
         this.note(p, v, now)
         p.reject(v)
