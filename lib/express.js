@@ -52,6 +52,21 @@ class RedisStore extends Store {
   }
 
   set(sid, sess, cb) {
+    if (typeof cb === 'function' && !this.events && !this.userId) {
+      let ttl, value
+      try {
+        checkId(sid)
+        ttl = this.getTTL(sess)
+        if (ttl > 0) {
+          value = this.serializer.stringify(sess)
+          if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
+        }
+      } catch (err) {
+        return later(cb, err)
+      }
+      if (!(ttl > 0)) return this.#writeCb(OP.DESTROY, sid, undefined, undefined, cb)
+      return this.#writeCb(OP.SET, sid, value, this.disableTTL ? undefined : ttl, cb)
+    }
     return settle(
       this.#start(sid, () => {
         const ttl = this.getTTL(sess)
@@ -69,6 +84,16 @@ class RedisStore extends Store {
   }
 
   touch(sid, sess, cb) {
+    if (typeof cb === 'function' && !this.events && !this.disableTouch && !this.disableTTL) {
+      let ttl
+      try {
+        checkId(sid)
+        ttl = this.getTTL(sess)
+      } catch (err) {
+        return later(cb, err)
+      }
+      return this.#writeCb(OP.TOUCH, sid, undefined, ttl, cb)
+    }
     return settle(
       this.#start(sid, () => {
         if (this.disableTouch || this.disableTTL) return Promise.resolve(null)
@@ -79,10 +104,23 @@ class RedisStore extends Store {
   }
 
   destroy(sid, cb) {
+    if (typeof cb === 'function' && !this.events) return this.#writeCb(OP.DESTROY, sid, undefined, undefined, cb)
     return settle(
       this.#start(sid, () => this.#write('destroy', OP.DESTROY, sid)),
       cb,
     )
+  }
+
+  /**
+   * A write on session `sid` for a caller with a callback (express-session's way): the link
+   * calls `cb` when Redis answers, with no promise made on the common path.
+   */
+  #writeCb(op, sid, value, num, cb) {
+    try {
+      this.link.writeIdCb(op, this.prefix, sid, value, num, cb)
+    } catch (err) {
+      later(cb, err)
+    }
   }
 
   /**
@@ -170,6 +208,11 @@ class RedisStore extends Store {
     }
     return this.ttl
   }
+}
+
+/** `cb(err, null)` on a later microtask: a callback is never called before its call returns. */
+function later(cb, err) {
+  queueMicrotask(() => cb(err, null))
 }
 
 // `stats()`: see README "Stats"; `close()` releases the connection, calls in flight still settle.

@@ -41,9 +41,15 @@ export declare class RedisStore extends Store {
   disableTouch: boolean
   constructor(opts?: RedisStoreOptions)
   get(sid: string, cb?: Callback): Promise<any>
-  set(sid: string, sess: SessionData, cb?: Callback): Promise<any>
-  touch(sid: string, sess: SessionData, cb?: Callback): Promise<any>
-  destroy(sid: string, cb?: Callback): Promise<any>
+  /** With a callback, the callback is the answer and nothing is returned. */
+  set(sid: string, sess: SessionData, cb: Callback): void
+  set(sid: string, sess: SessionData): Promise<any>
+  /** With a callback, the callback is the answer and nothing is returned. */
+  touch(sid: string, sess: SessionData, cb: Callback): void
+  touch(sid: string, sess: SessionData): Promise<any>
+  /** With a callback, the callback is the answer and nothing is returned. */
+  destroy(sid: string, cb: Callback): void
+  destroy(sid: string): Promise<any>
   clear(cb?: Callback): Promise<any>
   length(cb?: Callback): Promise<any>
   ids(cb?: Callback): Promise<any>

@@ -132,6 +132,24 @@ class Link {
     return this.onId(op, prefix, id, value, num, list, true)
   }
 
+  /**
+   * `writeId` for a caller that gave a Node-style callback (express-session's way): on the
+   * common path (no tracing subscriber, nothing held back, a server behind it) `cb(err, null)`
+   * is called when Redis answers, and no promise is made; elsewhere the promise path runs and
+   * settles `cb`. A bad id throws, as `writeId` does.
+   */
+  writeIdCb(op, prefix, id, value, num, cb) {
+    checkId(id)
+    if (this.closed || this.direct || this.held !== null || tracing.listening()) {
+      this.onId(op, prefix, id, value, num, undefined, true).then(
+        () => cb(null, null),
+        (err) => cb(err, null),
+      )
+      return
+    }
+    this.send(op, prefix + id, value, num, undefined, prefix.length + 1, true, cb)
+  }
+
   /** `callId` and `writeId`: `quiet` resolves to null, whatever the reply. */
   onId(op, prefix, id, value, num, list, quiet) {
     checkId(id)
@@ -208,16 +226,22 @@ class Link {
     this.held = null
   }
 
-  send(op, key, value, num, list, mark, quiet) {
+  /** Queues one call in the batch; with `cb`, no promise: the reply goes to `cb`. */
+  send(op, key, value, num, list, mark, quiet, cb) {
     const id = this.nextId
     this.nextId = id >= 0xfffffff0 ? 1 : id + 1
     // Calls of one batch share a start time, and replies of one delivery an end time: two
     // clock reads per batch, not per call.
     if (this.count === 0) this.batchStarted = performance.now()
     const started = this.batchStarted
-    const promise = new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, op, started, quiet })
-    })
+    let promise
+    if (cb === undefined) {
+      promise = new Promise((resolve, reject) => {
+        this.pending.set(id, { resolve, reject, cb: undefined, op, started, quiet })
+      })
+    } else {
+      this.pending.set(id, { resolve: undefined, reject: undefined, cb, op, started, quiet })
+    }
     const listLength = list === undefined ? 0 : list.length
     if (this.used + 6 + listLength > this.nums.length) {
       const grown = new Float64Array(Math.max(this.nums.length * 2, this.used + 6 + listLength))
@@ -273,7 +297,7 @@ class Link {
         if (p) {
           this.pending.delete(this.nums[i + 1])
           this.note(p, e, now)
-          p.reject(e)
+          finish(p, e, null)
         }
       }
       this.release()
@@ -297,6 +321,9 @@ class Link {
     const text = payload[1]
     const extras = payload[2]
     const now = performance.now()
+    // Callbacks run once every reply of the delivery is taken off `pending`, as promise
+    // reactions would: the calls they make then see what is really in flight.
+    let called = null
     for (let i = 0; i < nums.length; i += 4) {
       const id = nums[i]
       const p = this.pending.get(id)
@@ -304,15 +331,14 @@ class Link {
       this.pending.delete(id)
       const kind = nums[i + 1]
       const v = kind === 0 ? null : kind === 2 ? text.slice(nums[i + 2], nums[i + 3]) : kind === 1 ? nums[i + 2] : extras[nums[i + 2]]
-      if (v instanceof Error) {
-        this.note(p, v, now)
-        p.reject(v)
-      } else {
-        this.note(p, null, now)
-        p.resolve(p.quiet ? null : v)
-      }
+      const err = v instanceof Error ? v : null
+      this.note(p, err, now)
+      const value = err !== null || p.quiet ? null : v
+      if (p.cb === undefined) finish(p, err, value)
+      else (called ||= []).push(p, err, value)
     }
     if (this.held !== null) this.release()
+    if (called !== null) for (let i = 0; i < called.length; i += 3) finish(called[i], called[i + 1], called[i + 2])
   }
 
   /** Records a settled call for `stats()`: op, microseconds, error code number (0: none). */
@@ -403,6 +429,26 @@ class Link {
       this.held = null
     }
     this.native.close()
+  }
+}
+
+/**
+ * Settles a pending call: its promise, or its callback called here. What a callback throws
+ * becomes the app's uncaught exception (as it would from a promise reaction), and the other
+ * replies of the delivery are still settled.
+ */
+function finish(p, err, value) {
+  if (p.cb === undefined) {
+    if (err !== null) p.reject(err)
+    else p.resolve(value)
+    return
+  }
+  try {
+    p.cb(err, value)
+  } catch (thrown) {
+    queueMicrotask(() => {
+      throw thrown
+    })
   }
 }
 

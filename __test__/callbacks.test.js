@@ -1,0 +1,89 @@
+'use strict'
+// express-session calls a store with callbacks. Writes given a callback take the store's
+// direct path (no promise is made): each callback is called once, after the call returns, in
+// call order, with what Redis did; bad input reaches the callback as a coded error.
+const { describe, it, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { RedisStore } = require('..')
+const { startRedis } = require('./support/redis.js')
+
+const sess = (v, ms = 60_000) => ({ cookie: { originalMaxAge: ms, expires: new Date(Date.now() + ms) }, v })
+const call = (f) => new Promise((resolve) => f((err, value) => resolve({ err, value })))
+
+describe('writes with callbacks', () => {
+  let redis
+  let store
+  before(async () => {
+    redis = await startRedis()
+    store = new RedisStore({ url: redis.url, prefix: 'cb:' })
+  })
+  after(async () => {
+    store.close()
+    await redis.close()
+  })
+
+  it('set, touch and destroy call back once with (null, null) and do what they say', async () => {
+    const r = await call((cb) => store.set('a', sess(1), cb))
+    assert.deepEqual(r, { err: null, value: null })
+    assert.equal(JSON.parse(redis.cli('GET', 'cb:a')).v, 1)
+    const ttl = Number(redis.cli('TTL', 'cb:a'))
+    assert.ok(ttl > 50 && ttl <= 60, `ttl ${ttl}`)
+    assert.deepEqual(await call((cb) => store.touch('a', sess(1, 600_000), cb)), { err: null, value: null })
+    assert.ok(Number(redis.cli('TTL', 'cb:a')) > 500)
+    assert.deepEqual(await call((cb) => store.destroy('a', cb)), { err: null, value: null })
+    assert.equal(redis.cli('EXISTS', 'cb:a'), '0')
+    // An expired cookie destroys, as connect-redis does.
+    await store.set('b', sess(2), () => {})
+    assert.deepEqual(await call((cb) => store.set('b', sess(2, -1000), cb)), { err: null, value: null })
+    assert.equal(redis.cli('EXISTS', 'cb:b'), '0')
+  })
+
+  it('every callback is called once, after its call returned, in call order', async () => {
+    const seen = []
+    let returned = false
+    const done = new Promise((resolve) => {
+      for (let i = 0; i < 500; i++) {
+        const cb = (err) => {
+          assert.ok(returned, 'a callback ran before its call returned')
+          assert.equal(err, null)
+          seen.push(i)
+          if (seen.length === 500) resolve()
+        }
+        if (i % 3 === 0) store.set(`o${i}`, sess(i), cb)
+        else if (i % 3 === 1) store.touch(`o${i - 1}`, sess(i), cb)
+        else store.destroy(`o${i - 2}`, cb)
+      }
+      returned = true
+    })
+    await done
+    assert.deepEqual(seen, Array.from({ length: 500 }, (_, i) => i))
+  })
+
+  it('a bad id or a throwing serializer reaches the callback, later, as a coded error; nothing is written', async () => {
+    let returned = false
+    const bad = await call((cb) => {
+      store.set('', sess(1), (err, v) => {
+        assert.ok(returned)
+        cb(err, v)
+      })
+      returned = true
+    })
+    assert.equal(bad.err.code, 'ERR_BAD_ARGUMENT')
+    assert.equal((await call((cb) => store.destroy(42, cb))).err.code, 'ERR_BAD_ARGUMENT')
+    assert.equal((await call((cb) => store.touch(null, sess(1), cb))).err.code, 'ERR_BAD_ARGUMENT')
+    await store.set('kept', sess('before'))
+    const circular = sess('after')
+    circular.self = circular
+    const r = await call((cb) => store.set('kept', circular, cb))
+    assert.ok(r.err instanceof TypeError)
+    assert.equal((await store.get('kept')).v, 'before')
+  })
+
+  it('after close(), a write with a callback gets ERR_CLOSED', async () => {
+    const other = new RedisStore({ url: redis.url, prefix: 'cb2:' })
+    await other.set('x', sess(1))
+    other.close()
+    assert.equal((await call((cb) => other.destroy('x', cb))).err.code, 'ERR_CLOSED')
+    assert.equal(redis.cli('EXISTS', 'cb2:x'), '1')
+  })
+})
