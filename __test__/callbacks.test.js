@@ -1,6 +1,6 @@
 'use strict'
-// express-session calls a store with callbacks. Writes given a callback take the store's
-// direct path (no promise is made): each callback is called once, after the call returns, in
+// express-session calls a store with callbacks. Reads and writes given a callback take the
+// store's direct path (no promise is made): each callback is called once, after the call returns, in
 // call order, with what Redis did; bad input reaches the callback as a coded error.
 const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
@@ -77,6 +77,42 @@ describe('writes with callbacks', () => {
     const r = await call((cb) => store.set('kept', circular, cb))
     assert.ok(r.err instanceof TypeError)
     assert.equal((await store.get('kept')).v, 'before')
+  })
+
+  it('get calls back with the session, null for none, and a coded error for bad data', async () => {
+    await store.set('g', sess('got'))
+    const r = await call((cb) => store.get('g', cb))
+    assert.equal(r.err, null)
+    assert.equal(r.value.v, 'got')
+    assert.ok(r.value.cookie.expires)
+    assert.deepEqual(await call((cb) => store.get('absent', cb)), { err: null, value: null })
+    redis.cli('SET', 'cb:broken', '{not json')
+    const bad = await call((cb) => store.get('broken', cb))
+    assert.equal(bad.err.code, 'ERR_BAD_DATA')
+    assert.equal((await call((cb) => store.get('', cb))).err.code, 'ERR_BAD_ARGUMENT')
+    // An async serializer's promise is awaited before the callback.
+    const asyncStore = new RedisStore({ url: redis.url, prefix: 'cb:', serializer: { stringify: JSON.stringify, parse: async (t) => JSON.parse(t) } })
+    try {
+      assert.equal((await call((cb) => asyncStore.get('g', cb))).value.v, 'got')
+    } finally {
+      asyncStore.close()
+    }
+  })
+
+  it('the same callbacks on memory:// and with the near cache', async () => {
+    for (const opts of [{ url: 'memory://' }, { url: redis.url, cache: true, prefix: 'cbc:' }]) {
+      const s = new RedisStore(opts)
+      try {
+        assert.deepEqual(await call((cb) => s.set('m', sess('mem'), cb)), { err: null, value: null })
+        assert.equal((await call((cb) => s.get('m', cb))).value.v, 'mem')
+        assert.equal((await call((cb) => s.get('m', cb))).value.v, 'mem')
+        assert.deepEqual(await call((cb) => s.touch('m', sess('mem'), cb)), { err: null, value: null })
+        assert.deepEqual(await call((cb) => s.destroy('m', cb)), { err: null, value: null })
+        assert.deepEqual(await call((cb) => s.get('m', cb)), { err: null, value: null })
+      } finally {
+        s.close()
+      }
+    }
   })
 
   it('after close(), a write with a callback gets ERR_CLOSED', async () => {

@@ -45,6 +45,28 @@ class RedisStore extends Store {
   // Keys are `prefix + sid`; `callId` lets the core hash the id (`hashIds`) and seal the value
   // (`encryption`). Parse errors name the key as the caller knows it.
   get(sid, cb) {
+    // With a callback, and no near cache or id migration to ask first: no promise either.
+    if (typeof cb === 'function' && !this.link.cacheOn && !this.link.migrating) {
+      const key = this.prefix + sid
+      const serializer = this.serializer
+      try {
+        this.link.onIdCb(OP.GET, this.prefix, sid, undefined, undefined, false, (err, raw) => {
+          if (err) return cb(err, null)
+          if (raw === null) return cb(null, null)
+          let sess
+          try {
+            sess = parseStored(serializer, raw, key)
+          } catch (parseErr) {
+            return cb(parseErr, null)
+          }
+          if (sess && typeof sess.then === 'function') return sess.then((v) => cb(null, v), (e) => cb(e, null))
+          cb(null, sess)
+        })
+      } catch (err) {
+        later(cb, err)
+      }
+      return
+    }
     return settle(
       this.#start(sid, () => readValue(this.link, this.prefix, sid, this.serializer)),
       cb,
@@ -117,7 +139,7 @@ class RedisStore extends Store {
    */
   #writeCb(op, sid, value, num, cb) {
     try {
-      this.link.writeIdCb(op, this.prefix, sid, value, num, cb)
+      this.link.onIdCb(op, this.prefix, sid, value, num, true, cb)
     } catch (err) {
       later(cb, err)
     }

@@ -40,7 +40,9 @@ export declare class RedisStore extends Store {
   disableTTL: boolean
   disableTouch: boolean
   constructor(opts?: RedisStoreOptions)
-  get(sid: string, cb?: Callback): Promise<any>
+  /** With a callback, the callback is the answer and nothing is returned. */
+  get(sid: string, cb: Callback): void
+  get(sid: string): Promise<any>
   /** With a callback, the callback is the answer and nothing is returned. */
   set(sid: string, sess: SessionData, cb: Callback): void
   set(sid: string, sess: SessionData): Promise<any>

@@ -133,21 +133,21 @@ class Link {
   }
 
   /**
-   * `writeId` for a caller that gave a Node-style callback (express-session's way): on the
-   * common path (no tracing subscriber, nothing held back, a server behind it) `cb(err, null)`
-   * is called when Redis answers, and no promise is made; elsewhere the promise path runs and
-   * settles `cb`. A bad id throws, as `writeId` does.
+   * `callId` (`quiet`: `writeId`) for a caller that gave a Node-style callback
+   * (express-session's way): on the common path (a server behind it, no tracing subscriber,
+   * nothing held back) `cb(err, value)` is called when Redis answers, and no promise is made;
+   * elsewhere the promise path runs and settles `cb`. A bad id throws, as `callId` does.
    */
-  writeIdCb(op, prefix, id, value, num, cb) {
+  onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
     if (this.closed || this.direct || this.held !== null || tracing.listening()) {
-      this.onId(op, prefix, id, value, num, undefined, true).then(
-        () => cb(null, null),
+      this.onId(op, prefix, id, value, num, undefined, quiet).then(
+        (v) => cb(null, v),
         (err) => cb(err, null),
       )
       return
     }
-    this.send(op, prefix + id, value, num, undefined, prefix.length + 1, true, cb)
+    this.send(op, prefix + id, value, num, undefined, prefix.length + 1, quiet, cb)
   }
 
   /** `callId` and `writeId`: `quiet` resolves to null, whatever the reply. */
