@@ -13,6 +13,8 @@
 //    own replication windows (500 ms before a cluster primary is killed; from SENTINEL FAILOVER
 //    until 1 s after the promotion), which asynchronous replication may lose whatever the store
 //    does. The one server runs with appendfsync always, so its restart loses nothing.
+// Failover variants (which primary, SIGKILL or SIGSTOP, calls in flight, no replica) and the
+// time until every key is served again are in cluster-failover.test.js.
 // Bounded: about 2-3 minutes on 2 cores; each phase prints its timing.
 const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
