@@ -664,10 +664,6 @@ impl Router {
         }
         let mut restarts = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
-            if serving.contains(&i) {
-                // A node the map still names waits for its connection, or its calls' time.
-                continue;
-            }
             for mut call in node.take_waiting() {
                 if call.pinned() {
                     // A page of a SCAN on a node that is down: that pass starts again.
