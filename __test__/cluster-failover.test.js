@@ -1,5 +1,5 @@
 'use strict'
-// Issue 28: after a cluster primary dies (SIGKILL) or freezes (SIGSTOP) and its replica is
+// After a cluster primary dies (SIGKILL) or freezes (SIGSTOP) and its replica is
 // promoted, every key is served again soon after the cluster itself can serve it (the
 // replica's election won, every node's state ok, read from the nodes' logs): within
 // STORE_SHARE ms, in every life; and no call outlives its commandTimeout + 250 ms. The time

@@ -127,17 +127,18 @@ async function hotPhase(store, op, sessions) {
 function freshPhase(store, op) {
   let next = 0
   const sid = (i) => `p-${i}`
+  // Call `i` of the phase: a promise without `cb`, or `cb` called back.
+  const call = (i, cb) => {
+    if (op === 'set') return store.set(sid(i), session(i), cb)
+    if (op === 'get') return store.get(sid(i), cb)
+    if (op === 'touch') return store.touch(sid(i), session(i), cb)
+    return store.destroy(sid(i), cb)
+  }
   if (SHAPE === 'plain') {
     return timed(
       CONCURRENCY,
       async () => {
-        while (next < OPS) {
-          const i = next++
-          if (op === 'set') await store.set(sid(i), session(i))
-          else if (op === 'get') await store.get(sid(i))
-          else if (op === 'touch') await store.touch(sid(i), session(i))
-          else await store.destroy(sid(i))
-        }
+        while (next < OPS) await call(next++)
       },
       () => OPS,
     )
@@ -149,18 +150,13 @@ function freshPhase(store, op) {
       new Promise((resolve, reject) => {
         const step = () => {
           if (next >= OPS) return resolve()
-          const i = next++
           let sync = true
-          const done = (err) => {
+          call(next++, (err) => {
             if (err) return reject(err)
             // A store that calls back at once would grow the stack: go on from a fresh turn.
             if (sync) setImmediate(step)
             else step()
-          }
-          if (op === 'set') store.set(sid(i), session(i), done)
-          else if (op === 'get') store.get(sid(i), done)
-          else if (op === 'touch') store.touch(sid(i), session(i), done)
-          else store.destroy(sid(i), done)
+          })
           sync = false
         }
         step()

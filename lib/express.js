@@ -11,7 +11,7 @@ try {
 } catch {
   Store = EventEmitter
 }
-const { OP, attempt, openLink, readValue, settle, UserIndex, withLink } = require('./core/adapter.js')
+const { OP, attempt, openLink, readValue, readValueCb, settle, UserIndex, withLink } = require('./core/adapter.js')
 const { badArgument, checkId, parseStored } = require('./core/errors.js')
 
 class RedisStore extends Store {
@@ -47,21 +47,8 @@ class RedisStore extends Store {
   get(sid, cb) {
     // With a callback, and no near cache or id migration to ask first: no promise either.
     if (typeof cb === 'function' && !this.link.cacheOn && !this.link.migrating) {
-      const key = this.prefix + sid
-      const serializer = this.serializer
       try {
-        this.link.onIdCb(OP.GET, this.prefix, sid, undefined, undefined, false, (err, raw) => {
-          if (err) return cb(err, null)
-          if (raw === null) return cb(null, null)
-          let sess
-          try {
-            sess = parseStored(serializer, raw, key)
-          } catch (parseErr) {
-            return cb(parseErr, null)
-          }
-          if (sess && typeof sess.then === 'function') return sess.then((v) => cb(null, v), (e) => cb(e, null))
-          cb(null, sess)
-        })
+        readValueCb(this.link, this.prefix, sid, this.serializer, cb)
       } catch (err) {
         later(cb, err)
       }
@@ -79,10 +66,7 @@ class RedisStore extends Store {
       try {
         checkId(sid)
         ttl = this.getTTL(sess)
-        if (ttl > 0) {
-          value = this.serializer.stringify(sess)
-          if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
-        }
+        if (ttl > 0) value = this.#value(sess)
       } catch (err) {
         return later(cb, err)
       }
@@ -93,8 +77,7 @@ class RedisStore extends Store {
       this.#start(sid, () => {
         const ttl = this.getTTL(sess)
         if (!(ttl > 0)) return this.#write('destroy', OP.DESTROY, sid)
-        const value = this.serializer.stringify(sess)
-        if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
+        const value = this.#value(sess)
         const owner = this.userId ? this.userId(sess) : undefined
         if (owner != null) {
           return this.#announce('set', sid, this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl))
@@ -131,6 +114,13 @@ class RedisStore extends Store {
       this.#start(sid, () => this.#write('destroy', OP.DESTROY, sid)),
       cb,
     )
+  }
+
+  /** The session as stored: the serializer's string. */
+  #value(sess) {
+    const value = this.serializer.stringify(sess)
+    if (typeof value !== 'string') throw new TypeError('serializer.stringify must return a string')
+    return value
   }
 
   /**

@@ -1,5 +1,5 @@
 'use strict'
-// One cluster failover life (issue 28), shared by the failover test and its measurement run:
+// One cluster failover life, shared by the failover test and its measurement run:
 // a fresh store over every node of `cluster`, N sessions written and replicated, then a
 // primary killed (SIGKILL) or frozen (SIGSTOP) in one of the variants below, and the time until
 // every key is served again. The cluster is put back together afterwards (the victim rejoins

@@ -33,6 +33,26 @@ function readValue(link, prefix, id, serializer = JSON) {
 }
 
 /**
+ * `readValue` for a caller with a Node-style callback, on a link with no near cache and no id
+ * migration (the caller checks): `cb(err, session)` from the reply itself, with no promise
+ * unless the serializer returns one. A bad id throws.
+ */
+function readValueCb(link, prefix, id, serializer, cb) {
+  link.onIdCb(OP.GET, prefix, id, undefined, undefined, false, (err, raw) => {
+    if (err) return cb(err, null)
+    if (raw === null) return cb(null, null)
+    let sess
+    try {
+      sess = parseStored(serializer, raw, prefix + id)
+    } catch (parseErr) {
+      return cb(parseErr, null)
+    }
+    if (sess && typeof sess.then === 'function') return sess.then((v) => cb(null, v), (e) => cb(e, null))
+    cb(null, sess)
+  })
+}
+
+/**
  * Sessions indexed by user: the session at `sessionPrefix + id` is written together with its
  * id's membership in the SET at `userPrefix + owner`, atomically. The index is never updated on
  * a destroy or an expiry: readers skip members whose session is gone (and the core prunes
@@ -134,4 +154,4 @@ function settle(promise, cb) {
   )
 }
 
-module.exports = { openLink, readValue, UserIndex, withLink, attempt, settle, OP }
+module.exports = { openLink, readValue, readValueCb, UserIndex, withLink, attempt, settle, OP }

@@ -702,20 +702,17 @@ fn read_slot_map(targets: Vec<Target>) -> Result<Vec<SlotRange>, String> {
     let mut targets = targets.into_iter();
     let mut last = String::from("no cluster node answered");
     let mut asking = 0usize;
-    let mut ask_next = true;
     loop {
-        if ask_next {
-            match targets.next() {
-                Some(target) => {
-                    let tx = tx.clone();
-                    asking += 1;
-                    crate::runtime::get().spawn_blocking(move || {
-                        let _ = tx.send(target.cluster_slots());
-                    });
-                }
-                None if asking == 0 => return Err(last),
-                None => {}
+        match targets.next() {
+            Some(target) => {
+                let tx = tx.clone();
+                asking += 1;
+                crate::runtime::get().spawn_blocking(move || {
+                    let _ = tx.send(target.cluster_slots());
+                });
             }
+            None if asking == 0 => return Err(last),
+            None => {}
         }
         // Each attempt ends within its `connectTimeout`, so waiting on the last ones ends too.
         let answer = if targets.len() > 0 {
@@ -723,7 +720,6 @@ fn read_slot_map(targets: Vec<Target>) -> Result<Vec<SlotRange>, String> {
         } else {
             rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
         };
-        ask_next = true;
         match answer {
             Ok(Ok(map)) if !map.is_empty() => return Ok(map),
             Ok(Ok(_)) => last = "a node reported no slots".into(),

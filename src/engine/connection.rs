@@ -82,9 +82,9 @@ struct Conn {
     /// When this connection last delivered bytes (or was opened): a connection silent for a
     /// whole `commandTimeout` while calls wait is replaced.
     last_read: Instant,
-    /// When this connection last delivered bytes; `None` until it has (a server that froze
-    /// still takes a new connection, and says nothing on it).
-    heard: Option<Instant>,
+    /// Whether this connection has delivered any bytes (a server that froze still takes a
+    /// new connection, and says nothing on it).
+    heard: bool,
 }
 
 /// An operation on the connection's loop handles, carried out in order by `settle`.
@@ -447,10 +447,9 @@ impl Connection {
     /// or it has no connection.
     pub fn quiet(&self) -> bool {
         let s = self.shared.state.borrow();
-        s.conn.as_ref().is_none_or(|c| {
-            c.heard
-                .is_none_or(|at| at + SUSPECT_AFTER <= Instant::now())
-        })
+        s.conn
+            .as_ref()
+            .is_none_or(|c| !c.heard || c.last_read + SUSPECT_AFTER <= Instant::now())
     }
 
     /// Drops the connection of a node that stopped answering once the cluster moved its
@@ -741,7 +740,7 @@ impl State {
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             want_write: false,
             last_read: Instant::now(),
-            heard: None,
+            heard: false,
         });
         true
     }
@@ -926,7 +925,7 @@ impl State {
         };
         if conn.inbuf.len() > before {
             conn.last_read = Instant::now();
-            conn.heard = Some(conn.last_read);
+            conn.heard = true;
         }
         let mut reader = Reader {
             journal,
