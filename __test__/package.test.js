@@ -29,7 +29,7 @@ describe('npm run pack:local', { skip: !onLinuxX64 && 'the expected tarball name
     const [rootTgz, hostTgz] = tarballs
     assert.match(path.basename(rootTgz), /^ferrisession-\d/)
     assert.doesNotMatch(list(rootTgz), /\.node\b/)
-    assert.match(list(rootTgz), /package\/types\/index\.d\.ts/)
+    assert.match(list(rootTgz), /package\/index\.d\.ts/)
     assert.match(path.basename(hostTgz), /^ferrisession-linux-x64-gnu-/)
     assert.match(list(hostTgz), /ferrisession\.linux-x64-gnu\.node/)
   })

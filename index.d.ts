@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
 import { SessionData, Store } from 'express-session'
-import type { ConnectionOptions, StoreStats } from './common.js'
+import type { ConnectionOptions, StoreStats } from './types/common.js'
 
-export type * from './common.js'
+export type * from './types/common.js'
 
 export interface Serializer {
   parse(s: string): SessionData | Promise<SessionData>
