@@ -1,6 +1,6 @@
 'use strict'
-// The README's prom-client recipe (examples/prometheus.js) against a store on a real
-// redis-server: the scrape shows what the test did.
+// The prom-client recipe in docs/observability.md (examples/prometheus.js) against a store on a
+// real redis-server: the scrape shows what the test did.
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
 const client = require('prom-client')

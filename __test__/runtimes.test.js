@@ -17,7 +17,7 @@ const root = path.join(__dirname, '..')
 const scripts = path.join(__dirname, 'runtimes')
 const pkg = require('../package.json')
 
-// The permissions README gives for Deno. `--node-modules-dir=manual` is what a package.json
+// The permissions docs/bun-deno.md gives for Deno. `--node-modules-dir=manual` is what a package.json
 // next to node_modules implies; the scratch project below sets it in deno.json instead.
 const DENO_PERMISSIONS = ['--allow-ffi', '--allow-net', '--allow-env', '--allow-read']
 // How long after close() a process may take to exit by itself.
