@@ -3,8 +3,9 @@
 // options, reading a stored value (near cache first), the user index behind "log out
 // everywhere", and the `stats()`/`close()` pair.
 
+const crypto = require('node:crypto')
 const { Link, OP } = require('./link.js')
-const { checkId, parseStored } = require('./errors.js')
+const { badArgument, checkId, parseStored } = require('./errors.js')
 const { isClient } = require('./options.js')
 
 /**
@@ -136,6 +137,35 @@ function withLink(Adapter) {
   return Adapter
 }
 
+/** A new session id: 128 bits from the OS CSPRNG, as 22 base64url characters. */
+function newSessionId() {
+  return crypto.randomBytes(16).toString('base64url')
+}
+
+/**
+ * Whole seconds from now until `date` (a Date), rounded up, since the core's expiries are whole
+ * seconds: a key outlives its date by less than a second, never dies before it. 0 when the date
+ * is not in the future (the caller deletes instead of writing).
+ */
+function secondsUntil(date, what = 'expires') {
+  const at = date instanceof Date ? date.getTime() : NaN
+  if (!Number.isFinite(at)) throw badArgument(`${what} must be a valid Date`)
+  const left = at - Date.now()
+  return left > 0 ? Math.ceil(left / 1000) : 0
+}
+
+/** `value` as JSON text; a value JSON cannot write (a cycle, a BigInt) is a coded error. */
+function toJson(value, what = 'session data') {
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch (cause) {
+    throw badArgument(`${what} must be JSON-serializable: ${cause && cause.message}`)
+  }
+  if (typeof text !== 'string') throw badArgument(`${what} must be JSON-serializable`)
+  return text
+}
+
 /** `work()`, with a synchronous throw (a bad id, a serializer that throws) as a rejection. */
 function attempt(work) {
   try {
@@ -154,4 +184,4 @@ function settle(promise, cb) {
   )
 }
 
-module.exports = { openLink, readValue, readValueCb, UserIndex, withLink, attempt, settle, OP }
+module.exports = { openLink, readValue, readValueCb, UserIndex, withLink, attempt, settle, newSessionId, secondsUntil, toJson, OP }

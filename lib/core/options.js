@@ -136,10 +136,17 @@ function connectionOptions(opts = {}) {
   return out
 }
 
+/** A TTL option in seconds: `value`, or `fallback` when it is undefined; above zero and finite. */
+function ttlSeconds(value, fallback, what = 'ttl') {
+  const seconds = value === undefined ? fallback : value
+  if (!(typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0)) throw badArgument(`${what} must be a positive number of seconds`)
+  return seconds
+}
+
 /** True for a node-redis or ioredis client, as opposed to a plain options object. */
 function isClient(x) {
   if (!x || typeof x !== 'object' || (typeof x.connect !== 'function' && typeof x.sendCommand !== 'function')) return false
   return !!(x.options || x._options) || typeof x.getMasterNode === 'function'
 }
 
-module.exports = { connectionOptions, clientSettings, isClient }
+module.exports = { connectionOptions, clientSettings, isClient, ttlSeconds }

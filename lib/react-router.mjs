@@ -1,0 +1,4 @@
+import cjs from './react-router.js'
+
+export const { createRedisSessionStorage } = cjs
+export default cjs.createRedisSessionStorage
