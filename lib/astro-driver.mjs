@@ -1,0 +1,3 @@
+import createDriver from './astro-driver.js'
+
+export default createDriver

@@ -1,0 +1,4 @@
+import cjs from './astro.js'
+
+export const { redisDriver, entrypoint } = cjs
+export default cjs.redisDriver
