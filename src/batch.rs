@@ -150,9 +150,11 @@ pub fn decode_sealed(nums: &[f64], text: &str, seal: &Seal) -> Result<Vec<Decode
         let (key, id_at) = match tagged >> 8 {
             0 => (cursor.take(key_units)?.to_string(), None),
             n if n - 1 <= key_units => {
+                // The prefix and the id lie side by side in the text: one slice holds both.
+                let start = cursor.pos;
                 let prefix = cursor.take(n - 1)?;
-                let rest = cursor.take(key_units - (n - 1))?;
-                (format!("{prefix}{rest}"), Some(prefix.len()))
+                cursor.take(key_units - (n - 1))?;
+                (text[start..cursor.pos].to_string(), Some(prefix.len()))
             }
             _ => return Err(malformed()),
         };

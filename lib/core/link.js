@@ -47,7 +47,12 @@ class Link {
     this.adapter = adapter
     // `[address, port, database, namespace]`, read from the core when tracing first needs it.
     this.server = undefined
-    this.pending = new Map()
+    // Calls sent and not yet answered, by id: the call with id `id` sits at `slots[id & mask]`
+    // (ids that would land on a taken slot are skipped), and the table doubles before it is
+    // half full, so a lookup is one array read and the calls need no Map.
+    this.slots = new Array(64).fill(null)
+    this.mask = 63
+    this.inflight = 0
     this.nextId = 1
     this.nums = new Float64Array(256)
     this.used = 0
@@ -181,7 +186,7 @@ class Link {
   ordered(op, key, value, num, list, mark, quiet) {
     if (this.closed) return Promise.reject(closedError())
     if (this.direct && this.count === 0 && this.held === null && list === undefined && DIRECT_OPS.has(op)) return this.now(op, key, value, num, mark, quiet)
-    if (this.held !== null || (KEYSPACE_OPS.has(op) && this.pending.size > 0)) {
+    if (this.held !== null || (KEYSPACE_OPS.has(op) && this.inflight > 0)) {
       if (this.held === null) this.held = []
       return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, mark, quiet, resolve, reject }))
     }
@@ -215,10 +220,10 @@ class Link {
 
   /** Sends what was held back once nothing is in flight, up to and including the next keyspace call. */
   release() {
-    if (this.held === null || this.pending.size > 0) return
+    if (this.held === null || this.inflight > 0) return
     while (this.held.length > 0) {
       const keyspace = KEYSPACE_OPS.has(this.held[0].op)
-      if (keyspace && this.pending.size > 0) return
+      if (keyspace && this.inflight > 0) return
       const c = this.held.shift()
       this.send(c.op, c.key, c.value, c.num, c.list, c.mark, c.quiet).then(c.resolve, c.reject)
       if (keyspace) return
@@ -226,21 +231,50 @@ class Link {
     this.held = null
   }
 
+  /** Files `p` under a free id, which it returns. */
+  admit(p) {
+    if (2 * (this.inflight + 1) > this.slots.length) this.grow()
+    let id = this.nextId
+    while (this.slots[id & this.mask] !== null) id = id >= 0xfffffff0 ? 1 : id + 1
+    this.nextId = id >= 0xfffffff0 ? 1 : id + 1
+    p.id = id
+    this.slots[id & this.mask] = p
+    this.inflight++
+    return id
+  }
+
+  grow() {
+    const slots = new Array(this.slots.length * 2).fill(null)
+    const mask = slots.length - 1
+    // Ids apart in the low bits of the old mask stay apart in the new one.
+    for (const p of this.slots) if (p !== null) slots[p.id & mask] = p
+    this.slots = slots
+    this.mask = mask
+  }
+
+  /** The unanswered call `id`, taken off the table; undefined if there is none. */
+  take(id) {
+    const slot = id & this.mask
+    const p = this.slots[slot]
+    if (p === null || p.id !== id) return undefined
+    this.slots[slot] = null
+    this.inflight--
+    return p
+  }
+
   /** Queues one call in the batch; with `cb`, no promise: the reply goes to `cb`. */
   send(op, key, value, num, list, mark, quiet, cb) {
-    const id = this.nextId
-    this.nextId = id >= 0xfffffff0 ? 1 : id + 1
     // Calls of one batch share a start time, and replies of one delivery an end time: two
     // clock reads per batch, not per call.
     if (this.count === 0) this.batchStarted = performance.now()
-    const started = this.batchStarted
+    const p = { id: 0, resolve: undefined, reject: undefined, cb, op, started: this.batchStarted, quiet }
+    const id = this.admit(p)
     let promise
     if (cb === undefined) {
       promise = new Promise((resolve, reject) => {
-        this.pending.set(id, { resolve, reject, cb: undefined, op, started, quiet })
+        p.resolve = resolve
+        p.reject = reject
       })
-    } else {
-      this.pending.set(id, { resolve: undefined, reject: undefined, cb, op, started, quiet })
     }
     const listLength = list === undefined ? 0 : list.length
     if (this.used + 6 + listLength > this.nums.length) {
@@ -268,7 +302,7 @@ class Link {
     // Handed over before the loop turn ends only while nothing else is in flight (the server
     // is idle: it starts on the first batchCap calls while JS makes the next ones), or when a
     // burst grows past BURST_BATCHES batches. Otherwise one write per loop turn.
-    if (++this.count >= this.batchCap && (this.count >= this.pending.size || this.count >= BURST_BATCHES * this.batchCap)) this.flush()
+    if (++this.count >= this.batchCap && (this.count >= this.inflight || this.count >= BURST_BATCHES * this.batchCap)) this.flush()
     else if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(this.flush)
@@ -293,9 +327,8 @@ class Link {
       const e = nativeError(err)
       const now = performance.now()
       for (let i = 0; i < used; i += 6 + this.nums[i + 5]) {
-        const p = this.pending.get(this.nums[i + 1])
-        if (p) {
-          this.pending.delete(this.nums[i + 1])
+        const p = this.take(this.nums[i + 1])
+        if (p !== undefined) {
           this.note(p, e, now)
           finish(p, e, null)
         }
@@ -321,14 +354,12 @@ class Link {
     const text = payload[1]
     const extras = payload[2]
     const now = performance.now()
-    // Callbacks run once every reply of the delivery is taken off `pending`, as promise
+    // Callbacks run once every reply of the delivery is taken off the table, as promise
     // reactions would: the calls they make then see what is really in flight.
     let called = null
     for (let i = 0; i < nums.length; i += 4) {
-      const id = nums[i]
-      const p = this.pending.get(id)
+      const p = this.take(nums[i])
       if (p === undefined) continue
-      this.pending.delete(id)
       const kind = nums[i + 1]
       const v = kind === 0 ? null : kind === 2 ? text.slice(nums[i + 2], nums[i + 3]) : kind === 1 ? nums[i + 2] : extras[nums[i + 2]]
       const err = v instanceof Error ? v : null
@@ -365,7 +396,7 @@ class Link {
     if (this.recorded > 0) this.native.record(this.record, this.recorded)
     this.recorded = 0
     const s = JSON.parse(this.native.statsJson())
-    s.inFlight = this.pending.size + (this.held === null ? 0 : this.held.length)
+    s.inFlight = this.inflight + (this.held === null ? 0 : this.held.length)
     s.cache = this.cacheStats()
     return s
   }
