@@ -56,6 +56,8 @@ function build(target, hash) {
     const tail = fs.readFileSync(log, 'utf8').trim().split('\n').slice(-25).join('\n')
     return { target, state: 'failed', file: log, seconds, tail }
   }
+  // A binary is filed under the sources it was built from: sources edited during the build void it.
+  if (sourceHash() !== hash) return { target, state: 'failed', file: log, seconds, tail: 'the sources changed during the build; run it again' }
   fs.writeFileSync(path.join(out, '.done'), JSON.stringify({ target, hash, seconds, at: new Date().toISOString() }) + '\n')
   // Binaries for older sources of this target are of no further use.
   for (const old of fs.readdirSync(path.dirname(out))) if (old !== hash) fs.rmSync(path.join(path.dirname(out), old), { recursive: true, force: true })
