@@ -44,6 +44,10 @@ function cliWithin(ms, port, ...args) {
 // redis-cli's TLS flags per port, for servers started with `tls`.
 cli.tls = {}
 
+// The server binary every start runs: redis-server on PATH, or another Redis-compatible server
+// (scripts/platforms/valkey.sh runs the server-facing tests against valkey-server).
+const SERVER_BIN = process.env.REDIS_SERVER_BIN || 'redis-server'
+
 // How many times a server whose start failed is started again on a new free port (the port can
 // be taken between choosing it and binding it), and how often a restart on its own port is tried.
 const START_ATTEMPTS = 5
@@ -65,7 +69,7 @@ function logTail(file) {
  * process is killed then. Resolves with the child process.
  */
 async function launch(args, port, logfile, timeoutMs = 10000) {
-  const proc = spawn('redis-server', args, { stdio: 'ignore' })
+  const proc = spawn(SERVER_BIN, args, { stdio: 'ignore' })
   let spawnError = null
   proc.on('error', (e) => (spawnError = e))
   const deadline = Date.now() + timeoutMs
