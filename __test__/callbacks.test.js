@@ -115,6 +115,47 @@ describe('writes with callbacks', () => {
     }
   })
 
+  it('memory:// calls back after the call returns, in call order, and one throwing callback does not stop the rest', async () => {
+    const s = new RedisStore({ url: 'memory://' })
+    const thrown = []
+    const onUncaught = (err) => thrown.push(err)
+    // node:test's own handler would fail the test on the rethrown error; this test expects it.
+    const others = process.listeners('uncaughtException')
+    process.removeAllListeners('uncaughtException')
+    process.on('uncaughtException', onUncaught)
+    try {
+      const seen = []
+      let returned = false
+      const done = new Promise((resolve) => {
+        for (let i = 0; i < 300; i++) {
+          const cb = (err, value) => {
+            assert.ok(returned, 'a callback ran before its call returned')
+            seen.push([i, err, i % 4 === 1 ? value.v : value])
+            if (seen.length === 300) resolve()
+            if (i === 7) throw new Error('thrown by callback 7')
+          }
+          if (i % 4 === 0) s.set(`m${i}`, sess(i), cb)
+          else if (i % 4 === 1) s.get(`m${i - 1}`, cb)
+          else if (i % 4 === 2) s.touch(`m${i - 2}`, sess(i), cb)
+          else s.destroy(`m${i - 3}`, cb)
+        }
+        returned = true
+      })
+      await done
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 300 }, (_, i) => [i, null, i % 4 === 1 ? i - 1 : null]),
+      )
+      assert.deepEqual(thrown.map((e) => e.message), ['thrown by callback 7'])
+      assert.equal((await s.length()), 0)
+    } finally {
+      process.removeListener('uncaughtException', onUncaught)
+      for (const l of others) process.on('uncaughtException', l)
+      s.close()
+    }
+  })
+
   it('after close(), a write with a callback gets ERR_CLOSED', async () => {
     const other = new RedisStore({ url: redis.url, prefix: 'cb2:' })
     await other.set('x', sess(1))

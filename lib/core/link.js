@@ -35,6 +35,8 @@ for (const op of [OP.GET, OP.EXISTS, OP.MGET]) KEEPS_VALUES[op] = 1
 // instead sent one write per HTTP request under Express and cost redis-server 4x the CPU.
 const BURST_BATCHES = 4
 
+const RESOLVED = Promise.resolve()
+
 /**
  * One connection to the core. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
  *
@@ -97,6 +99,9 @@ class Link {
     // The core has checked the option by now.
     this.migrating = opts.hashIds === 'migrate'
     this.flush = this.flush.bind(this)
+    // memory:// callbacks to call, three slots each: cb, err, value (see `onIdCb`).
+    this.due = []
+    this.callDue = this.callDue.bind(this)
   }
 
   /** A session id as keys and indexes hold it: checked, and hashed with `hashIds`. */
@@ -145,14 +150,36 @@ class Link {
    */
   onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
-    if (this.closed || this.direct || this.held !== null || tracing.listening()) {
+    if (this.closed || this.held !== null || tracing.listening()) {
       this.onId(op, prefix, id, value, num, undefined, quiet).then(
         (v) => cb(null, v),
         (err) => cb(err, null),
       )
       return
     }
+    if (this.direct) {
+      if (this.count === 0 && DIRECT_OPS.has(op)) {
+        // memory://: answered now, with no promise; the callbacks answered in one run of JS
+        // are called together on one microtask (never before their calls return).
+        const v = this.answer(op, prefix + id, value, num, prefix.length + 1)
+        if (this.due.length === 0) RESOLVED.then(this.callDue)
+        if (v instanceof Error) this.due.push(cb, v, null)
+        else this.due.push(cb, null, quiet ? null : v)
+        return
+      }
+      this.ordered(op, prefix + id, value, num, undefined, prefix.length + 1, quiet).then(
+        (v) => cb(null, v),
+        (err) => cb(err, null),
+      )
+      return
+    }
     this.send(op, prefix + id, value, num, undefined, prefix.length + 1, quiet, cb)
+  }
+
+  callDue() {
+    const due = this.due
+    this.due = []
+    for (let i = 0; i < due.length; i += 3) call(due[i], due[i + 1], due[i + 2])
   }
 
   /** `callId` and `writeId`: `quiet` resolves to null, whatever the reply. */
@@ -199,23 +226,24 @@ class Link {
    * this store waits to be sent or is held back, so no call overtakes an earlier one.
    */
   now(op, key, value, num, mark, quiet) {
+    const v = this.answer(op, key, value, num, mark)
+    return v instanceof Error ? Promise.reject(v) : Promise.resolve(quiet ? null : v)
+  }
+
+  /** `now`'s native call, recorded for `stats()`: the value, or the Error it failed with. */
+  answer(op, key, value, num, mark) {
     // Every call is counted; one in 16 is timed, since reading the clock costs as much as the
     // call itself here. -1 marks "not timed".
     const timed = (++this.untimed & 15) === 0
-    const p = { op, started: timed ? performance.now() : 0 }
+    const started = timed ? performance.now() : 0
     let v
     try {
       v = this.native.runNow(op, key, value, num, mark)
     } catch (err) {
       v = nativeError(err)
     }
-    const done = timed ? performance.now() : -1
-    if (v instanceof Error) {
-      this.note(p, v, done)
-      return Promise.reject(v)
-    }
-    this.note(p, null, done)
-    return Promise.resolve(quiet ? null : v)
+    this.noteOp(op, started, v instanceof Error ? v : null, timed ? performance.now() : -1)
+    return v
   }
 
   /** Sends what was held back once nothing is in flight, up to and including the next keyspace call. */
@@ -374,10 +402,14 @@ class Link {
 
   /** Records a settled call for `stats()`: op, microseconds, error code number (0: none). */
   note(p, err, now) {
+    this.noteOp(p.op, p.started, err, now)
+  }
+
+  noteOp(op, started, err, now) {
     const r = this.record
     let n = this.recorded
-    r[n] = p.op
-    r[n + 1] = now < 0 ? -1 : (now - p.started) * 1000
+    r[n] = op
+    r[n + 1] = now < 0 ? -1 : (now - started) * 1000
     r[n + 2] = err === null ? 0 : this.errorCodes.indexOf(err.code) + 1 || this.errorCodes.length + 1
     n += 3
     if (n === r.length) {
@@ -474,8 +506,13 @@ function finish(p, err, value) {
     else p.resolve(value)
     return
   }
+  call(p.cb, err, value)
+}
+
+/** `cb(err, value)`; what it throws is rethrown on a microtask, as in `finish`. */
+function call(cb, err, value) {
   try {
-    p.cb(err, value)
+    cb(err, value)
   } catch (thrown) {
     queueMicrotask(() => {
       throw thrown
