@@ -18,7 +18,7 @@ function tokenOf(req) {
   return null
 }
 
-/** A form post from another site is refused: the CSRF check the app owes (see README). */
+/** A form post from another site is refused: the CSRF check the app owes (see docs/sessions.md). */
 function sameOrigin(req) {
   const site = req.headers['sec-fetch-site']
   if (site) return site === 'same-origin' || site === 'none'

@@ -67,7 +67,7 @@ function redisStorage(options = {}) {
     clear() {
       return link.call(OP.CLEAR, keyPrefix, undefined, SCAN_COUNT).then(() => undefined)
     },
-    /** Numbers an operator can watch: see README "Stats". */
+    /** Numbers an operator can watch: see docs/observability.md. */
     stats() {
       return link.stats()
     },

@@ -227,7 +227,7 @@ function later(cb, err) {
   queueMicrotask(() => cb(err, null))
 }
 
-// `stats()`: see README "Stats"; `close()` releases the connection, calls in flight still settle.
+// `stats()`: see docs/observability.md; `close()` releases the connection, calls in flight still settle.
 withLink(RedisStore)
 
 module.exports = { RedisStore, default: RedisStore }

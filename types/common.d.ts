@@ -58,7 +58,7 @@ export interface ConnectionOptions {
    * and moves them. `ids()` and `all()` then give hashed ids. Not for unstorage.
    */
   hashIds?: boolean | 'migrate'
-  /** AES-256-GCM for stored values; see README "Encryption at rest". */
+  /** AES-256-GCM for stored values; see docs/security.md. */
   encryption?: EncryptionOptions
   /** Milliseconds allowed to open a connection. Default 5000. */
   connectTimeout?: number

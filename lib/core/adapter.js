@@ -118,7 +118,7 @@ class UserIndex {
 function withLink(Adapter) {
   Object.defineProperties(Adapter.prototype, {
     stats: {
-      /** Numbers an operator can watch: see README "Stats". */
+      /** Numbers an operator can watch: see docs/observability.md. */
       value: function stats() {
         return this.link.stats()
       },
