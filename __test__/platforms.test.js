@@ -5,7 +5,8 @@
 //   - each musl binary's ELF asks only for musl (interpreter, NEEDED) and has no GLIBC_ version;
 //   - the same reader calls the host's glibc binary glibc, so the check can fail;
 //   - the x86_64 musl binary runs the store against redis-server in Node for musl, under musl's
-//     own loader (scripts/platforms/musl-runtime.sh fetches both).
+//     own loader (scripts/platforms/musl-runtime.sh fetches both);
+//   - each macOS binary is a Mach-O dylib for its CPU that exports napi_register_module_v1.
 // A binary or runtime that is absent skips its test with the reason outside CI, and fails in CI.
 const { describe, it, before, after } = require('node:test')
 const assert = require('node:assert/strict')
@@ -13,6 +14,7 @@ const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const { readElf, glibcVersions, libcOf } = require('../lib/core/elf.js')
+const { readMachO } = require('../scripts/platforms/macho.js')
 const { sourceHash, outputDir, cacheDir } = require('../scripts/platforms/cache.js')
 const { startRedis } = require('./support/redis.js')
 
@@ -146,4 +148,38 @@ describe('the x86_64 musl binary in Node for musl', { skip: (process.platform !=
       console.log(`# musl Node ${out.version}, ${driver}: ${out.steps.join(', ')}; 2000 sets in ${out.setsMs} ms`)
     })
   }
+})
+
+const DARWIN = [
+  { target: 'x86_64-apple-darwin', cpu: 'x86_64', file: 'ferrisession.darwin-x64.node' },
+  { target: 'aarch64-apple-darwin', cpu: 'arm64', file: 'ferrisession.darwin-arm64.node' },
+]
+
+// Linked here against stub frameworks (scripts/platforms/build.js says why): these check the
+// shape of the file, not that macOS loads it.
+describe('macOS binaries', () => {
+  for (const m of DARWIN) {
+    it(`${m.target}: a Mach-O dylib for ${m.cpu} whose export trie has napi_register_module_v1`, (t) => {
+      const bin = binaryOf(m.target)
+      if (bin.absent) return absent(t, bin.absent)
+      assert.equal(path.basename(bin.file), m.file)
+      const info = readMachO(bin.file)
+      assert.equal(info.cpu, m.cpu)
+      assert.equal(info.filetype, 'dylib')
+      assert.ok(info.trieExports, 'an export trie for dyld')
+      assert.ok(info.trieExports.includes('_napi_register_module_v1'), 'napi_register_module_v1 is exported')
+      assert.ok(info.dylibs.includes('/usr/lib/libSystem.B.dylib'), `links libSystem: ${info.dylibs}`)
+      for (const fw of ['Security', 'CoreFoundation']) assert.ok(info.dylibs.includes(`/System/Library/Frameworks/${fw}.framework/Versions/A/${fw}`), `links ${fw}: ${info.dylibs}`)
+      // napi-rs's dyn-symbols: Node's napi_* functions are looked up at load, never linked or defined.
+      const imported = Object.values(info.imports).flat()
+      assert.ok(!info.exports.some((s) => s.startsWith('_napi_create_')) && !imported.some((s) => s.startsWith('_napi_create_')))
+    })
+  }
+
+  it('the reader rejects an ELF file and a universal binary', () => {
+    assert.throws(() => readMachO(path.join(root, 'ferrisession.linux-x64-gnu.node')), /not a 64-bit little-endian Mach-O/)
+    const fat = Buffer.alloc(64)
+    fat.writeUInt32BE(0xcafebabe, 0)
+    assert.throws(() => readMachO(fat), /universal/)
+  })
 })

@@ -31,6 +31,35 @@ function checkZig() {
   if (spawnSync('cargo-zigbuild', ['--version']).status !== 0) throw new Error('cargo-zigbuild is missing: `pip install ziglang cargo-zigbuild`')
 }
 
+/**
+ * A stand-in macOS SDK holding only empty text stubs (.tbd) for the two frameworks the crate
+ * links (Security and CoreFoundation, through rustls-native-certs). No Apple SDK can be had
+ * here; with these, zig's linker finishes the link, records each framework's real install name,
+ * and leaves the framework functions to bind by flat lookup at load time, as the napi_*
+ * functions already do (`-undefined dynamic_lookup`). A binary to ship is linked on macOS.
+ */
+function stubMacSdk() {
+  const sdk = path.join(cacheDir(), 'macos-stub-sdk')
+  for (const fw of ['Security', 'CoreFoundation']) {
+    const dir = path.join(sdk, 'System', 'Library', 'Frameworks', `${fw}.framework`)
+    fs.mkdirSync(dir, { recursive: true })
+    const tbd = [
+      '--- !tapi-tbd',
+      'tbd-version:     4',
+      'targets:         [ x86_64-macos, arm64-macos ]',
+      `install-name:    '/System/Library/Frameworks/${fw}.framework/Versions/A/${fw}'`,
+      'current-version: 1',
+      'exports:',
+      '  - targets:         [ x86_64-macos, arm64-macos ]',
+      '    symbols:         [ ]',
+      '...',
+      '',
+    ].join('\n')
+    fs.writeFileSync(path.join(dir, `${fw}.tbd`), tbd)
+  }
+  return sdk
+}
+
 function built(dir) {
   if (!fs.existsSync(path.join(dir, '.done'))) return null
   const node = fs.readdirSync(dir).find((f) => f.endsWith('.node'))
@@ -48,7 +77,9 @@ function build(target, hash) {
   const started = Date.now()
   const args = ['-n', '10', 'npm', 'run', 'build', '--', '--target', target, '-x', '--target-dir', path.join(cacheDir(), 'target'), '-o', out]
   const fd = fs.openSync(log, 'w')
-  const r = spawnSync('nice', args, { cwd: root, stdio: ['ignore', fd, fd] })
+  const env = { ...process.env }
+  if (target.endsWith('-apple-darwin') && !env.SDKROOT) env.SDKROOT = stubMacSdk()
+  const r = spawnSync('nice', args, { cwd: root, env, stdio: ['ignore', fd, fd] })
   fs.closeSync(fd)
   const seconds = Math.round((Date.now() - started) / 1000)
   const node = fs.readdirSync(out).find((f) => f.endsWith('.node'))
