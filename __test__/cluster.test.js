@@ -95,6 +95,29 @@ describe('Redis Cluster', () => {
     }
   })
 
+  it('changes a Shopify shop index with one-key scripts, its sessions in other slots', async () => {
+    const { Session } = require('@shopify/shopify-api')
+    const { RedisSessionStorage } = require('../lib/shopify.js')
+    const a = new RedisSessionStorage({ cluster: { nodes: cluster.seeds } }, { sessionKeyPrefix: 'shop' })
+    const b = new RedisSessionStorage({ cluster: { nodes: cluster.seeds } }, { sessionKeyPrefix: 'shop' })
+    try {
+      const shop = 'cluster.myshopify.com'
+      const sessions = Array.from({ length: 30 }, (_, i) => new Session({ id: `${shop}_${i}`, shop, state: 's', isOnline: true, expires: new Date(Date.now() + 60_000) }))
+      await Promise.all(sessions.map((s, i) => (i % 2 ? a : b).storeSession(s)))
+      const indexKey = `shop_${shop}`
+      const slots = new Set(sessions.map((s) => cluster.nodes[0].cli('CLUSTER', 'KEYSLOT', `shop_${s.id}`)))
+      assert.ok(slots.size > 1, 'the sessions spread over several slots')
+      const owner = cluster.primaryFor(indexKey)
+      assert.deepEqual(JSON.parse(owner.cli('GET', indexKey)).sort(), sessions.map((s) => `shop_${s.id}`).sort())
+      await Promise.all(sessions.slice(0, 10).map((s, i) => (i % 2 ? b : a).deleteSession(s.id)))
+      assert.equal((await a.findSessionsByShop(shop)).length, 20)
+      assert.equal(JSON.parse(owner.cli('GET', indexKey)).length, 20)
+    } finally {
+      a.close()
+      b.close()
+    }
+  })
+
   it('reads the nodes from node-redis and ioredis cluster clients', async () => {
     const nr = open({ client: createCluster({ rootNodes: cluster.seeds.map((url) => ({ url })) }), prefix: 'nr:' })
     const io = open({ client: new Redis.Cluster(cluster.nodes.slice(0, 2).map((n) => ({ host: '127.0.0.1', port: n.port })), { lazyConnect: true }), prefix: 'io:' })

@@ -87,6 +87,22 @@ describe('memory://', () => {
     }
   })
 
+  it('expires a TTL given in milliseconds (SET_MS) to the millisecond', async () => {
+    const { openLink, OP } = require('../lib/core/adapter.js')
+    const link = openLink({ url: 'memory://' }, 'test')
+    try {
+      const started = Date.now()
+      await link.call(OP.SET_MS, 'ms', 'v', 300)
+      const got = await link.call(OP.GET, 'ms')
+      if (Date.now() - started < 250) assert.equal(got, 'v')
+      await sleep(started + 700 - Date.now())
+      assert.equal(await link.call(OP.GET, 'ms'), null, 'gone long before a whole second')
+      await assert.rejects(link.call(OP.SET_MS, 'ms', 'v', NaN), { code: 'ERR_BAD_ARGUMENT' })
+    } finally {
+      link.close()
+    }
+  })
+
   it('keeps two stores apart', async () => {
     const a = new RedisStore({ url: 'memory://' })
     const b = new RedisStore({ url: 'memory://' })

@@ -3,7 +3,7 @@
 // (cookie handling, flash, the Session object) over our keys. The cookie holds only the id;
 // `prefix + id` holds the session data as JSON and expires with the cookie.
 
-const { OP, attempt, newSessionId, openLink, readValue, secondsUntil, toJson } = require('./core/adapter.js')
+const { OP, attempt, millisUntil, newSessionId, openLink, readValue, toJson } = require('./core/adapter.js')
 const { badArgument } = require('./core/errors.js')
 const { ttlSeconds } = require('./core/options.js')
 
@@ -44,11 +44,11 @@ function createRedisSessionStorage(options = {}) {
   const create = createSessionStorage || findCreateSessionStorage()
   const link = openLink(connection, 'react-router')
 
-  /** Writes `data` for `id` until `expires`, or `ttl` from now; a past date deletes. */
+  /** Writes `data` for `id` until `expires` (to the millisecond), or `ttl` from now; a past date deletes. */
   function write(id, data, expires) {
-    const seconds = expires === undefined ? defaultTtl : secondsUntil(expires)
-    if (seconds === 0) return link.writeId(OP.DESTROY, prefix, id)
-    return link.writeId(OP.SET, prefix, id, toJson(data), seconds)
+    const ms = expires === undefined ? defaultTtl * 1000 : millisUntil(expires)
+    if (ms === 0) return link.writeId(OP.DESTROY, prefix, id)
+    return link.writeId(OP.SET_MS, prefix, id, toJson(data), ms)
   }
 
   const storage = create({

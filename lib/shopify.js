@@ -13,10 +13,6 @@ const DEFAULT_PREFIX = 'shopify_sessions'
 // The migration the other package runs when it finds no record of it: it rebuilds the shop
 // indexes from a KEYS walk. The indexes this storage keeps make it done already.
 const MIGRATIONS = '{"migrateToVersion1_0_1":true}'
-// A shop index is changed under a lock (see `ShopIndex`): the lock's lease in seconds, and how
-// long a change waits for it before failing.
-const LOCK_SECONDS = 5
-const LOCK_WAIT_MS = 2 * LOCK_SECONDS * 1000
 
 // The Session class of @shopify/shopify-api as CommonJS loads it; the ESM entry passes the ESM
 // copy instead (`storageClass`), so sessions are instances of the class the app imported.
@@ -29,7 +25,7 @@ function requiredSession() {
 }
 
 function badIndex(key, what) {
-  const err = new Error(`the shop index at ${JSON.stringify(key)} is not a JSON array of keys: ${what}`)
+  const err = new Error(`the shop index at ${JSON.stringify(key)} is not a JSON array of keys${what ? `: ${what}` : ''}`)
   err.code = 'ERR_BAD_DATA'
   return err
 }
@@ -42,21 +38,17 @@ const INDEX = {
   },
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
 /**
  * The per-shop indexes: `<prefix>_<shop>` is a JSON array of full session keys, as the other
- * package reads and writes it. The core has no server-side script for a JSON array, so a change
- * is a read, a rewrite, and no change by anyone else in between: changes from this process wait
- * for each other per shop, and processes take turns through a lock key outside the prefix
- * (INCR: the caller that makes it 1 holds it; it expires after LOCK_SECONDS should its holder
- * die). Entries whose session is gone (expired online sessions) are dropped as an entry is added.
+ * package reads and writes it. Each change is one script on the server (the core's
+ * JSON_ARRAY_ADD and JSON_ARRAY_REMOVE), so concurrent changes from any number of processes
+ * cannot lose each other's entries. Entries whose session is gone (expired online sessions) are
+ * dropped each time a new entry is added.
  */
 class ShopIndex {
   constructor(link, prefix) {
     this.link = link
     this.prefix = prefix
-    this.queues = new Map()
   }
 
   key(shop) {
@@ -75,55 +67,43 @@ class ShopIndex {
     }
   }
 
-  /** Lists `sessionKey` under `shop` once, dropping entries whose session is gone. */
-  add(shop, sessionKey) {
-    return this.change(shop, async (keys) => {
-      if (keys.includes(sessionKey)) return null
-      const live = await Promise.all(keys.map((k) => this.link.call(OP.EXISTS, k)))
-      return [...keys.filter((_, i) => live[i] > 0), sessionKey]
-    })
+  /** Lists `sessionKey` under `shop` once; when that is new, drops entries whose session is gone. */
+  async add(shop, sessionKey) {
+    if ((await this.change(OP.JSON_ARRAY_ADD, shop, sessionKey)) === 1) await this.prune(shop, sessionKey)
   }
 
-  /** Takes `sessionKeys` out of `shop`'s list. */
+  /** Takes `sessionKeys` out of `shop`'s list, in one step. */
   remove(shop, sessionKeys) {
-    return this.change(shop, async (keys) => {
-      const kept = keys.filter((k) => !sessionKeys.includes(k))
-      return kept.length === keys.length ? null : kept
-    })
+    return this.change(OP.JSON_ARRAY_REMOVE, shop, undefined, sessionKeys)
   }
 
-  /** Runs `edit(keys)` (new keys, or null for no change) on `shop`'s list, one change at a time. */
-  change(shop, edit) {
+  /**
+   * Drops the entries of `shop` (but `kept`) whose session is gone. Whether a session exists is
+   * read first and the entries removed after, since the sessions live in other slots than the
+   * index on a cluster: an entry whose session was stored again in between is put back, so a
+   * live session is never left out of its index.
+   */
+  async prune(shop, kept) {
+    const { gone } = await this.partition((await this.read(shop)).filter((k) => k !== kept))
+    if (gone.length === 0) return
+    await this.remove(shop, gone)
+    const { live: back } = await this.partition(gone)
+    for (const key of back) await this.change(OP.JSON_ARRAY_ADD, shop, key)
+  }
+
+  /** `keys` split into those that hold a session now and those that do not. */
+  async partition(keys) {
+    const exists = await Promise.all(keys.map((k) => this.link.call(OP.EXISTS, k)))
+    return { live: keys.filter((_, i) => exists[i] > 0), gone: keys.filter((_, i) => exists[i] === 0) }
+  }
+
+  /** One change of `shop`'s list; a list that is not a JSON array of strings is ERR_BAD_DATA. */
+  async change(op, shop, member, members) {
     const key = this.key(shop)
-    const before = this.queues.get(key) || Promise.resolve()
-    const run = before.then(() => this.locked(key, shop, edit))
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    )
-    this.queues.set(key, settled)
-    settled.then(() => {
-      if (this.queues.get(key) === settled) this.queues.delete(key)
-    })
-    return run
-  }
-
-  async locked(key, shop, edit) {
-    const lock = `ferrisession-lock:${key}`
-    const deadline = Date.now() + LOCK_WAIT_MS
-    for (let wait = 1; (await this.link.call(OP.INCREMENT, lock, undefined, LOCK_SECONDS)) !== 1; wait = Math.min(wait * 2, 50)) {
-      if (Date.now() > deadline) {
-        const err = new Error(`the shop index ${JSON.stringify(key)} stayed locked for ${LOCK_WAIT_MS} ms`)
-        err.code = 'ERR_TIMEOUT'
-        throw err
-      }
-      await sleep(wait)
-    }
     try {
-      const keys = await edit(await this.read(shop))
-      if (keys !== null) await this.link.call(OP.SET, key, JSON.stringify(keys))
-    } finally {
-      await this.link.call(OP.DESTROY, lock)
+      return await this.link.call(op, key, member, undefined, members)
+    } catch (err) {
+      throw err.code === 'ERR_BAD_DATA' ? badIndex(key) : err
     }
   }
 }

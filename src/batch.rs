@@ -45,6 +45,9 @@ op_table! {
     GET_DEL = 21, "getDel";
     INCREMENT = 22, "increment";
     REPLACE_UNTIL = 23, "replaceUntil";
+    SET_MS = 24, "setMs";
+    JSON_ARRAY_ADD = 25, "jsonArrayAdd";
+    JSON_ARRAY_REMOVE = 26, "jsonArrayRemove";
 }
 
 /// The highest op code (codes run from 1 to this, with gaps).
@@ -232,7 +235,8 @@ fn scan_count(num: Option<f64>) -> usize {
         .unwrap_or(100)
 }
 
-fn whole_seconds(num: Option<f64>) -> Result<i64, StoreError> {
+/// A TTL or a time, in whichever unit the op takes, rounded up to a whole number.
+fn rounded_up(num: Option<f64>) -> Result<i64, StoreError> {
     match num {
         Some(n) if n.is_finite() => Ok(n.ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64),
         Some(n) => Err(StoreError::bad_argument(format!(
@@ -274,24 +278,29 @@ fn to_request(
         op::SET => Request::Set {
             key,
             value: value_or_err(value)?,
-            ttl: match num {
+            ttl_ms: match num {
                 None => None,
-                some => Some(whole_seconds(some)?),
+                some => Some(rounded_up(some)?.saturating_mul(1000)),
             },
+        },
+        op::SET_MS => Request::Set {
+            key,
+            value: value_or_err(value)?,
+            ttl_ms: Some(rounded_up(num)?),
         },
         op::SET_UNTIL => Request::SetUntil {
             key,
             value: value_or_err(value)?,
-            at: whole_seconds(num)?,
+            at: rounded_up(num)?,
         },
         op::REPLACE_UNTIL => Request::ReplaceUntil {
             key,
             value: value_or_err(value)?,
-            at: whole_seconds(num)?,
+            at: rounded_up(num)?,
         },
         op::TOUCH => Request::Touch {
             key,
-            ttl: whole_seconds(num)?,
+            ttl: rounded_up(num)?,
         },
         op::DESTROY => Request::Destroy {
             keys: if list.is_empty() { vec![key] } else { list },
@@ -323,6 +332,21 @@ fn to_request(
             member: value_or_err(value)?,
         },
         op::LIST_READ => Request::ListRead { key },
+        op::JSON_ARRAY_ADD => Request::JsonArrayAdd {
+            key,
+            member: value_or_err(value)
+                .map_err(|_| StoreError::bad_argument("the member to add must be a string"))?,
+        },
+        // One member as the value, or several as the list.
+        op::JSON_ARRAY_REMOVE => {
+            let members: Vec<String> = value.into_iter().chain(list).collect();
+            if members.is_empty() {
+                return Err(StoreError::bad_argument(
+                    "give the member (or members) to remove",
+                ));
+            }
+            Request::JsonArrayRemove { key, members }
+        }
         op::LIST_REMOVE => Request::ListRemove {
             key,
             member: value_or_err(value)?,
@@ -338,7 +362,7 @@ fn to_request(
             Request::IndexedSet {
                 key,
                 value: value_or_err(value)?,
-                at: whole_seconds(num)?,
+                at: rounded_up(num)?,
                 index_key,
                 member,
             }
@@ -407,7 +431,7 @@ mod tests {
                 Ok(Request::Set {
                     key: key.into(),
                     value: value.into(),
-                    ttl: Some(60)
+                    ttl_ms: Some(60_000)
                 })
             )
         );
@@ -420,6 +444,80 @@ mod tests {
                 })
             )
         );
+    }
+
+    fn one(op: u32, num: f64, key: &str, value: Option<&str>, list: &[&str]) -> Decoded {
+        let mut nums = vec![
+            op as f64,
+            9.0,
+            num,
+            utf16_len(key),
+            value.map_or(-1.0, utf16_len),
+            list.len() as f64,
+        ];
+        nums.extend(list.iter().map(|m| utf16_len(m)));
+        let text = format!("{key}{}{}", value.unwrap_or(""), list.concat());
+        decode(&nums, &text).unwrap().remove(0)
+    }
+
+    #[test]
+    fn set_takes_seconds_and_set_ms_milliseconds() {
+        let set = |op, num| one(op, num, "k", Some("v"), &[]).1;
+        let ttl_ms = |ms| {
+            Ok(Request::Set {
+                key: "k".into(),
+                value: "v".into(),
+                ttl_ms: Some(ms),
+            })
+        };
+        assert_eq!(set(op::SET, 60.0), ttl_ms(60_000));
+        assert_eq!(set(op::SET, 1.2), ttl_ms(2_000));
+        assert_eq!(set(op::SET_MS, 1500.0), ttl_ms(1500));
+        assert_eq!(set(op::SET_MS, 1500.2), ttl_ms(1501));
+        assert_eq!(set(op::SET_MS, 0.0), ttl_ms(0));
+        assert!(set(op::SET_MS, f64::NAN).is_err());
+        assert!(set(op::SET_MS, f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn json_array_ops_take_one_member_or_a_list_to_remove() {
+        assert_eq!(
+            one(op::JSON_ARRAY_ADD, f64::NAN, "idx", Some("m"), &[]).1,
+            Ok(Request::JsonArrayAdd {
+                key: "idx".into(),
+                member: "m".into()
+            })
+        );
+        assert_eq!(
+            one(op::JSON_ARRAY_REMOVE, f64::NAN, "idx", Some("m"), &[]).1,
+            Ok(Request::JsonArrayRemove {
+                key: "idx".into(),
+                members: vec!["m".into()]
+            })
+        );
+        assert_eq!(
+            one(op::JSON_ARRAY_REMOVE, f64::NAN, "idx", None, &["a", "b😀"]).1,
+            Ok(Request::JsonArrayRemove {
+                key: "idx".into(),
+                members: vec!["a".into(), "b😀".into()]
+            })
+        );
+        for (op, list) in [
+            (op::JSON_ARRAY_ADD, &[][..]),
+            (op::JSON_ARRAY_REMOVE, &[][..]),
+        ] {
+            let got = one(op, f64::NAN, "idx", None, list).1;
+            assert!(matches!(got, Err(e) if e.kind == crate::error::ErrorKind::BadArgument));
+        }
+        // A one-key script: routed by its key on a cluster.
+        let command = Request::JsonArrayRemove {
+            key: "idx".into(),
+            members: vec!["a".into(), "b".into()],
+        }
+        .into_command()
+        .unwrap();
+        assert_eq!(command.keys(), vec!["idx"]);
+        assert!(command.writes());
     }
 
     #[test]

@@ -9,8 +9,22 @@ pub enum Expiry {
     Never,
     /// Seconds from now (`EX`).
     In(u64),
+    /// Milliseconds from now (`PX`).
+    InMillis(u64),
     /// Absolute UNIX time in seconds (`EXAT`).
     At(u64),
+}
+
+impl Expiry {
+    /// `ms` milliseconds from now: `EX` when that is whole seconds, as a TTL given in seconds
+    /// always is, `PX` otherwise.
+    pub fn after_ms(ms: u64) -> Expiry {
+        if ms.is_multiple_of(1000) {
+            Expiry::In(ms / 1000)
+        } else {
+            Expiry::InMillis(ms)
+        }
+    }
 }
 
 /// The commands the session operations are built from. Every command names its keys so a
@@ -65,6 +79,19 @@ pub enum Command {
     Increment {
         key: String,
         seconds: u64,
+    },
+    /// Adds `member` to the JSON array of strings at `key` unless it is there: the Lua script
+    /// `JSON_ARRAY_ADD_SCRIPT` (one key, so one slot on a cluster). Replies 1 when it added, 0
+    /// when the member was there.
+    JsonArrayAdd {
+        key: String,
+        member: String,
+    },
+    /// Removes every entry equal to one of `members` from the JSON array of strings at `key`:
+    /// the Lua script `JSON_ARRAY_REMOVE_SCRIPT`. Replies with the number of entries removed.
+    JsonArrayRemove {
+        key: String,
+        members: Vec<String>,
     },
     /// `PTTL key`: milliseconds left, -1 with no expiry, -2 when missing.
     PTtl(String),
@@ -127,6 +154,8 @@ impl Command {
             | Command::Replace { key, .. }
             | Command::Expire { key, .. }
             | Command::Increment { key, .. }
+            | Command::JsonArrayAdd { key, .. }
+            | Command::JsonArrayRemove { key, .. }
             | Command::SAdd { key, .. }
             | Command::SRem { key, .. }
             | Command::LPush { key, .. }
@@ -143,6 +172,85 @@ if n == 1 then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return n";
+
+/// What the JSON array scripts share: `items`, the array at `KEYS[1]` (empty when the key is
+/// missing), or a `BADDATA` error reply when the value is not a JSON array of strings; and
+/// `write(items)`, which stores an array back with the key's TTL kept, or deletes the key when
+/// the array is empty (readers of the layout take a missing key for an empty array).
+///
+/// The array is encoded here, not with `cjson.encode`, to write the bytes `JSON.stringify`
+/// writes: cjson encodes an empty table as `{}` and escapes `/` as `\/`. `quote` escapes what
+/// `JSON.stringify` escapes in a well-formed string: `"`, `\` and the control characters below
+/// U+0020, the common ones in their short forms, the rest as lowercase `\u00xx`.
+macro_rules! json_array_prelude {
+    () => {
+        r#"local raw = redis.call('GET', KEYS[1])
+local items = {}
+if raw then
+  local ok, decoded = pcall(cjson.decode, raw)
+  if not ok or type(decoded) ~= 'table' or not string.find(raw, '^%s*%[') then
+    return redis.error_reply('BADDATA the value is not a JSON array of strings')
+  end
+  for i = 1, #decoded do
+    if type(decoded[i]) ~= 'string' then
+      return redis.error_reply('BADDATA the value is not a JSON array of strings')
+    end
+  end
+  items = decoded
+end
+local short = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+local function quote(s)
+  return '"' .. string.gsub(s, '[%z\1-\31"\\]', function(c)
+    return short[c] or string.format('\\u%04x', string.byte(c))
+  end) .. '"'
+end
+local function write(list)
+  if #list == 0 then
+    redis.call('DEL', KEYS[1])
+    return
+  end
+  local quoted = {}
+  for i = 1, #list do
+    quoted[i] = quote(list[i])
+  end
+  redis.call('SET', KEYS[1], '[' .. table.concat(quoted, ',') .. ']', 'KEEPTTL')
+end
+"#
+    };
+}
+
+/// What `Command::JsonArrayAdd` runs: `ARGV[1]` is the member.
+pub const JSON_ARRAY_ADD_SCRIPT: &str = concat!(
+    json_array_prelude!(),
+    r#"for i = 1, #items do
+  if items[i] == ARGV[1] then
+    return 0
+  end
+end
+items[#items + 1] = ARGV[1]
+write(items)
+return 1"#
+);
+
+/// What `Command::JsonArrayRemove` runs: `ARGV` are the members.
+pub const JSON_ARRAY_REMOVE_SCRIPT: &str = concat!(
+    json_array_prelude!(),
+    r#"local gone = {}
+for i = 1, #ARGV do
+  gone[ARGV[i]] = true
+end
+local kept = {}
+for i = 1, #items do
+  if not gone[items[i]] then
+    kept[#kept + 1] = items[i]
+  end
+end
+if #kept < #items then
+  write(kept)
+end
+return #items - #kept"#
+);
 
 /// `SCAN MATCH` pattern that matches exactly the keys starting with `prefix`: every glob
 /// metacharacter in the prefix is escaped, so a prefix like `a*[x]:` matches only itself.
@@ -161,6 +269,22 @@ pub fn prefix_pattern(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_seconds_go_as_ex_and_the_rest_as_px() {
+        assert_eq!(Expiry::after_ms(60_000), Expiry::In(60));
+        assert_eq!(Expiry::after_ms(60_001), Expiry::InMillis(60_001));
+        assert_eq!(Expiry::after_ms(1), Expiry::InMillis(1));
+    }
+
+    #[test]
+    fn json_array_scripts_share_the_prelude_and_never_call_cjson_encode() {
+        for script in [JSON_ARRAY_ADD_SCRIPT, JSON_ARRAY_REMOVE_SCRIPT] {
+            assert!(script.starts_with("local raw = redis.call('GET', KEYS[1])"));
+            assert!(script.contains("'KEEPTTL'"));
+            assert!(!script.contains("cjson.encode"));
+        }
+    }
 
     #[test]
     fn prefix_pattern_escapes_globs() {

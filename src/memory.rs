@@ -146,6 +146,7 @@ fn store_text(t: &mut Table, key: String, value: String, expiry: Expiry, now: u1
     let expires_at = match expiry {
         Expiry::Never => None,
         Expiry::In(secs) => Some(now + secs as u128 * 1000),
+        Expiry::InMillis(ms) => Some(now + ms as u128),
         Expiry::At(unix) => Some(unix as u128 * 1000),
     };
     if expires_at.is_some_and(|at| at <= now) {
@@ -191,6 +192,55 @@ fn increment(t: &mut Table, key: &str, seconds: u64, now: u128) -> Reply {
     }
 }
 
+/// `JSON_ARRAY_ADD_SCRIPT` and `JSON_ARRAY_REMOVE_SCRIPT`: `edit` changes the array at `key`
+/// (empty when missing) and says how many entries it changed; a changed array is written back
+/// as `JSON.stringify` writes it, with the key's expiry kept, and an empty one deletes the key.
+fn edit_json_array(
+    t: &mut Table,
+    key: &str,
+    now: u128,
+    edit: impl FnOnce(&mut Vec<String>) -> usize,
+) -> Reply {
+    let mut items: Vec<String> = match live(t, key, now) {
+        None => Vec::new(),
+        Some(Entry {
+            value: Stored::Text(s),
+            ..
+        }) => match serde_json::from_str(s) {
+            Ok(items) => items,
+            Err(_) => {
+                return Reply::Error(StoreError::new(
+                    ErrorKind::BadData,
+                    "BADDATA the value is not a JSON array of strings",
+                ))
+            }
+        },
+        Some(_) => return wrong_type(),
+    };
+    let changed = edit(&mut items);
+    if changed > 0 {
+        if items.is_empty() {
+            t.remove(key);
+        } else {
+            // serde_json escapes a string as JSON.stringify does: the same bytes as the script.
+            let text = serde_json::to_string(&items).expect("strings always encode");
+            match t.get_mut(key) {
+                Some(entry) => entry.value = Stored::Text(text),
+                None => {
+                    t.insert(
+                        key.to_string(),
+                        Entry {
+                            value: Stored::Text(text),
+                            expires_at: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Reply::Int(changed as i64)
+}
+
 fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
     match command {
         Command::Ping => Reply::Text("PONG".into()),
@@ -225,6 +275,19 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
             Some(_) => wrong_type(),
         },
         Command::Increment { key, seconds } => increment(t, key, *seconds, now),
+        Command::JsonArrayAdd { key, member } => edit_json_array(t, key, now, |items| {
+            if items.contains(member) {
+                0
+            } else {
+                items.push(member.clone());
+                1
+            }
+        }),
+        Command::JsonArrayRemove { key, members } => edit_json_array(t, key, now, |items| {
+            let before = items.len();
+            items.retain(|item| !members.contains(item));
+            before - items.len()
+        }),
         Command::MGet(keys) => Reply::List(
             keys.iter()
                 .map(|k| match live(t, k, now) {
@@ -523,6 +586,112 @@ mod tests {
         assert!(matches!(r[5], Reply::Int(ms) if ms > 59_000 && ms <= 60_000));
         assert!(matches!(&r[7], Reply::Error(e) if e.kind == ErrorKind::Redis));
         assert!(matches!(&r[9], Reply::Error(e) if e.kind == ErrorKind::WrongType));
+    }
+
+    #[test]
+    fn millisecond_expiry() {
+        let m = Memory::new();
+        let r = m.execute(&[
+            set("k", "v", Expiry::InMillis(1500)),
+            Command::PTtl("k".into()),
+        ]);
+        assert!(
+            matches!(r[1], Reply::Int(ms) if ms > 1400 && ms <= 1500),
+            "{r:?}"
+        );
+        {
+            let mut t = m.table.lock().unwrap();
+            t.get_mut("k").unwrap().expires_at = Some(now_ms() - 1);
+        }
+        assert_eq!(m.execute(&[Command::Get("k".into())])[0], Reply::Nil);
+    }
+
+    #[test]
+    fn json_arrays_change_in_one_step_as_the_scripts_do() {
+        let m = Memory::new();
+        let add = |member: &str| Command::JsonArrayAdd {
+            key: "idx".into(),
+            member: member.into(),
+        };
+        let remove = |members: &[&str]| Command::JsonArrayRemove {
+            key: "idx".into(),
+            members: members.iter().map(|s| s.to_string()).collect(),
+        };
+        let tricky = "q\"\\\n\u{1}\u{7f}/é";
+        let r = m.execute(&[
+            remove(&["a"]),
+            add("a"),
+            add("a"),
+            add(tricky),
+            add("b"),
+            Command::Get("idx".into()),
+            Command::Expire {
+                key: "idx".into(),
+                seconds: 100,
+            },
+            remove(&["a", tricky, "nope"]),
+            Command::Get("idx".into()),
+            Command::PTtl("idx".into()),
+            remove(&["b"]),
+            Command::Exists("idx".into()),
+        ]);
+        assert_eq!(r[0], Reply::Int(0));
+        assert_eq!(
+            r[1..5],
+            [Reply::Int(1), Reply::Int(0), Reply::Int(1), Reply::Int(1)]
+        );
+        // JSON.stringify's bytes: `/`, U+007F and non-ASCII as they are, U+0001 as \u0001.
+        assert_eq!(
+            r[5],
+            Reply::Text("[\"a\",\"q\\\"\\\\\\n\\u0001\u{7f}/é\",\"b\"]".into())
+        );
+        assert_eq!(r[7], Reply::Int(2));
+        assert_eq!(r[8], Reply::Text(r#"["b"]"#.into()));
+        assert!(
+            matches!(r[9], Reply::Int(ms) if ms > 99_000),
+            "the TTL is kept"
+        );
+        assert_eq!(r[10], Reply::Int(1));
+        assert_eq!(r[11], Reply::Int(0), "an emptied array deletes its key");
+
+        for bad in ["{}", r#"{"a":1}"#, "[1]", "[null]", "nope", ""] {
+            let r = m.execute(&[
+                set("bad", bad, Expiry::Never),
+                Command::JsonArrayAdd {
+                    key: "bad".into(),
+                    member: "x".into(),
+                },
+                Command::JsonArrayRemove {
+                    key: "bad".into(),
+                    members: vec!["x".into()],
+                },
+                Command::Get("bad".into()),
+            ]);
+            assert!(
+                matches!(&r[1], Reply::Error(e) if e.kind == ErrorKind::BadData),
+                "{bad}"
+            );
+            assert!(
+                matches!(&r[2], Reply::Error(e) if e.kind == ErrorKind::BadData),
+                "{bad}"
+            );
+            assert_eq!(
+                r[3],
+                Reply::Text(bad.into()),
+                "a bad value is left as it was"
+            );
+        }
+        let r = m.execute(&[
+            Command::SAdd {
+                key: "set".into(),
+                members: vec!["m".into()],
+            },
+            Command::JsonArrayAdd {
+                key: "set".into(),
+                member: "x".into(),
+            },
+        ]);
+        assert!(matches!(&r[1], Reply::Error(e) if e.kind == ErrorKind::WrongType));
     }
 
     #[test]

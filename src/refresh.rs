@@ -67,9 +67,9 @@ impl RefreshGate {
             Request::Set {
                 key,
                 value,
-                ttl: Some(ttl),
-            } if *ttl > 0 => {
-                let expires = now + Duration::from_secs(*ttl as u64);
+                ttl_ms: Some(ms),
+            } if *ms > 0 => {
+                let expires = now + Duration::from_millis(*ms as u64);
                 self.refresh(key, expires, Some(hash(value)), now)
                     .then(|| Reply::Text("OK".into()))
             }
@@ -100,6 +100,8 @@ impl RefreshGate {
             | Request::Touch { key, .. }
             | Request::GetDel { key }
             | Request::Increment { key, .. }
+            | Request::JsonArrayAdd { key, .. }
+            | Request::JsonArrayRemove { key, .. }
             | Request::IndexedSet { key, .. }
             | Request::IndexedDelete { key, .. } => {
                 self.keys.remove(key);
@@ -158,7 +160,7 @@ mod tests {
         Request::Set {
             key: key.into(),
             value: value.into(),
-            ttl: Some(ttl),
+            ttl_ms: Some(ttl * 1000),
         }
     }
 

@@ -13,11 +13,12 @@ pub enum Request {
     Get {
         key: String,
     },
-    /// Writes `value`; `ttl` in seconds, `None` for no expiry. A TTL of zero or less deletes.
+    /// Writes `value`; `ttl_ms` in milliseconds, `None` for no expiry. A TTL of zero or less
+    /// deletes.
     Set {
         key: String,
         value: String,
-        ttl: Option<i64>,
+        ttl_ms: Option<i64>,
     },
     /// Writes `value` to expire at an absolute UNIX time in seconds; a past time deletes.
     SetUntil {
@@ -69,6 +70,20 @@ pub enum Request {
     Increment {
         key: String,
         ttl: i64,
+    },
+    /// Adds `member` to the JSON array of strings at `key`, in one step on the server; replies
+    /// 1 when it was added, 0 when it was there. A missing key is an empty array; a value that
+    /// is not a JSON array of strings is an `ERR_BAD_DATA` error. The key keeps its TTL.
+    JsonArrayAdd {
+        key: String,
+        member: String,
+    },
+    /// Removes every entry equal to one of `members` from the JSON array at `key`, as
+    /// `JsonArrayAdd` changes it; replies with the number of entries removed. The key goes
+    /// when the array is left empty.
+    JsonArrayRemove {
+        key: String,
+        members: Vec<String>,
     },
     /// The values at `keys`, `None` where missing.
     MGet {
@@ -152,6 +167,8 @@ impl Request {
             | Request::Exists { key }
             | Request::GetDel { key }
             | Request::Increment { key, .. }
+            | Request::JsonArrayAdd { key, .. }
+            | Request::JsonArrayRemove { key, .. }
             | Request::ListPush { key, .. }
             | Request::ListRead { key }
             | Request::ListRemove { key, .. } => vec![key],
@@ -225,16 +242,16 @@ impl Request {
     pub fn into_command(self) -> Result<Command, Request> {
         Ok(match self {
             Request::Get { key } => Command::Get(key),
-            Request::Set { key, value, ttl } => match ttl {
+            Request::Set { key, value, ttl_ms } => match ttl_ms {
                 None => Command::Set {
                     key,
                     value,
                     expiry: Expiry::Never,
                 },
-                Some(t) if t > 0 => Command::Set {
+                Some(ms) if ms > 0 => Command::Set {
                     key,
                     value,
-                    expiry: Expiry::In(t as u64),
+                    expiry: Expiry::after_ms(ms as u64),
                 },
                 Some(_) => Command::Del(vec![key]),
             },
@@ -269,6 +286,8 @@ impl Request {
                 key,
                 seconds: ttl.max(1) as u64,
             },
+            Request::JsonArrayAdd { key, member } => Command::JsonArrayAdd { key, member },
+            Request::JsonArrayRemove { key, members } => Command::JsonArrayRemove { key, members },
             Request::ListRead { key } => Command::LRange(key),
             Request::ListRemove { key, member } => Command::LRem { key, member },
             Request::MGet { keys } if !keys.is_empty() && keys.len() <= BULK_CHUNK => {

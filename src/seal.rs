@@ -368,10 +368,10 @@ impl Seal {
             Request::Get { key } => Request::Get {
                 key: hashed(&key)?.0,
             },
-            Request::Set { key, value, ttl } => Request::Set {
+            Request::Set { key, value, ttl_ms } => Request::Set {
                 key: hashed(&key)?.0,
                 value,
-                ttl,
+                ttl_ms,
             },
             Request::SetUntil { key, value, at } => Request::SetUntil {
                 key: hashed(&key)?.0,
@@ -443,9 +443,9 @@ impl Seal {
             return request;
         }
         match request {
-            Request::Set { key, value, ttl } => {
+            Request::Set { key, value, ttl_ms } => {
                 let value = self.close(&key, value);
-                Request::Set { key, value, ttl }
+                Request::Set { key, value, ttl_ms }
             }
             Request::SetUntil { key, value, at } => {
                 let value = self.close(&key, value);

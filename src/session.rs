@@ -374,7 +374,7 @@ mod tests {
         let set = Request::Set {
             key: "sess:a".into(),
             value: "{}".into(),
-            ttl: Some(60),
+            ttl_ms: Some(60_000),
         };
         assert_eq!(call(&core, &rx, set), Reply::Text("OK".into()));
         assert_eq!(
@@ -429,7 +429,7 @@ mod tests {
                 Request::Set {
                     key: "k1".into(),
                     value: "v".into(),
-                    ttl: Some(0),
+                    ttl_ms: Some(0),
                 },
             ),
             (
@@ -447,7 +447,7 @@ mod tests {
                 Request::Set {
                     key: key.into(),
                     value: "old".into(),
-                    ttl: None,
+                    ttl_ms: None,
                 },
             );
             call(&core, &rx, request);
@@ -468,7 +468,7 @@ mod tests {
                 Request::Set {
                     key: format!("p:{i}"),
                     value: format!("{i}"),
-                    ttl: Some(60),
+                    ttl_ms: Some(60_000),
                 },
             );
         }
@@ -478,7 +478,7 @@ mod tests {
             Request::Set {
                 key: "other".into(),
                 value: "x".into(),
-                ttl: None,
+                ttl_ms: None,
             },
         );
         assert_eq!(
@@ -639,7 +639,7 @@ mod tests {
             Request::Set {
                 key: "ba:v".into(),
                 value: "token".into(),
-                ttl: Some(60),
+                ttl_ms: Some(60_000),
             },
         );
         let take = || Request::GetDel { key: "ba:v".into() };
@@ -684,6 +684,39 @@ mod tests {
                 "ttl {bad}"
             );
         }
+    }
+
+    #[test]
+    fn json_arrays_and_millisecond_ttls_through_the_core() {
+        let (core, rx) = memory_core();
+        let add = |member: &str| Request::JsonArrayAdd {
+            key: "idx".into(),
+            member: member.into(),
+        };
+        assert_eq!(call(&core, &rx, add("a")), Reply::Int(1));
+        assert_eq!(call(&core, &rx, add("b")), Reply::Int(1));
+        assert_eq!(call(&core, &rx, add("a")), Reply::Int(0));
+        let remove = Request::JsonArrayRemove {
+            key: "idx".into(),
+            members: vec!["a".into(), "c".into()],
+        };
+        assert_eq!(call(&core, &rx, remove), Reply::Int(1));
+        assert_eq!(
+            call(&core, &rx, Request::Get { key: "idx".into() }),
+            Reply::Text(r#"["b"]"#.into())
+        );
+
+        let set = Request::Set {
+            key: "ms".into(),
+            value: "v".into(),
+            ttl_ms: Some(1500),
+        };
+        assert_eq!(call(&core, &rx, set), Reply::Text("OK".into()));
+        let memory = core.inner.memory.as_ref().expect("a memory:// core");
+        let Reply::Int(ms) = memory.execute_one(Command::PTtl("ms".into())) else {
+            panic!("PTTL gives a number")
+        };
+        assert!(ms > 1400 && ms <= 1500, "ttl {ms} ms");
     }
 
     #[test]

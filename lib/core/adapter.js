@@ -143,15 +143,21 @@ function newSessionId() {
 }
 
 /**
- * Whole seconds from now until `date` (a Date), rounded up, since the core's expiries are whole
- * seconds: a key outlives its date by less than a second, never dies before it. 0 when the date
- * is not in the future (the caller deletes instead of writing).
+ * Milliseconds from now until `date` (a Date); 0 when the date is not in the future (the caller
+ * deletes instead of writing).
  */
-function secondsUntil(date, what = 'expires') {
+function millisUntil(date, what = 'expires') {
   const at = date instanceof Date ? date.getTime() : NaN
   if (!Number.isFinite(at)) throw badArgument(`${what} must be a valid Date`)
-  const left = at - Date.now()
-  return left > 0 ? Math.ceil(left / 1000) : 0
+  return Math.max(0, at - Date.now())
+}
+
+/**
+ * `millisUntil` in whole seconds, rounded up, for a write whose TTL is in seconds: the key
+ * outlives its date by less than a second, never dies before it.
+ */
+function secondsUntil(date, what = 'expires') {
+  return Math.ceil(millisUntil(date, what) / 1000)
 }
 
 /** `value` as JSON text; a value JSON cannot write (a cycle, a BigInt) is a coded error. */
@@ -184,4 +190,4 @@ function settle(promise, cb) {
   )
 }
 
-module.exports = { openLink, readValue, readValueCb, UserIndex, withLink, attempt, settle, newSessionId, secondsUntil, toJson, OP }
+module.exports = { openLink, readValue, readValueCb, UserIndex, withLink, attempt, settle, newSessionId, millisUntil, secondsUntil, toJson, OP }

@@ -352,6 +352,9 @@ pub fn error_kind(text: &[u8]) -> ErrorKind {
         ErrorKind::WrongType
     } else if text.starts_with(b"NOPERM") || text.starts_with(b"NOAUTH") {
         ErrorKind::Auth
+    } else if text.starts_with(b"BADDATA") {
+        // Our scripts' answer to a value they cannot read (the JSON array scripts, `command.rs`).
+        ErrorKind::BadData
     } else {
         ErrorKind::Redis
     }
@@ -410,5 +413,21 @@ fn push_opened(out: &mut Outbox, id: u32, seal: &Seal, opener: &Opener, frame: &
             out.list(id, values.iter().map(|v| v.as_deref()));
         }
         _ => push_frame(out, id, frame),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_are_classified_by_their_code() {
+        assert_eq!(error_kind(b"WRONGTYPE Operation"), ErrorKind::WrongType);
+        assert_eq!(error_kind(b"NOPERM no"), ErrorKind::Auth);
+        assert_eq!(
+            error_kind(b"BADDATA the value is not a JSON array of strings"),
+            ErrorKind::BadData
+        );
+        assert_eq!(error_kind(b"ERR syntax error"), ErrorKind::Redis);
     }
 }

@@ -254,6 +254,26 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
                 int_arg(*seconds as i64).as_bytes(),
             ],
         ),
+        Command::JsonArrayAdd { key, member } => encode(
+            out,
+            &[
+                b"EVAL",
+                crate::command::JSON_ARRAY_ADD_SCRIPT.as_bytes(),
+                b"1",
+                key.as_bytes(),
+                member.as_bytes(),
+            ],
+        ),
+        Command::JsonArrayRemove { key, members } => {
+            let mut args: Vec<&[u8]> = vec![
+                b"EVAL",
+                crate::command::JSON_ARRAY_REMOVE_SCRIPT.as_bytes(),
+                b"1",
+                key.as_bytes(),
+            ];
+            args.extend(members.iter().map(|m| m.as_bytes()));
+            encode(out, &args);
+        }
         Command::PTtl(key) => encode(out, &[b"PTTL", key.as_bytes()]),
         Command::Scan {
             cursor,
@@ -288,6 +308,16 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
                     value.as_bytes(),
                     b"EX",
                     int_arg(secs as i64).as_bytes(),
+                ],
+            ),
+            Expiry::InMillis(ms) => encode(
+                out,
+                &[
+                    b"SET",
+                    key.as_bytes(),
+                    value.as_bytes(),
+                    b"PX",
+                    int_arg(ms as i64).as_bytes(),
                 ],
             ),
             Expiry::At(unix) => encode(
@@ -395,5 +425,45 @@ mod tests {
             out,
             b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$4\r\nEXAT\r\n$2\r\n99\r\n*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n"
         );
+    }
+
+    #[test]
+    fn encodes_millisecond_expiry_and_json_array_scripts() {
+        use crate::command::{Command, Expiry, JSON_ARRAY_REMOVE_SCRIPT};
+        let mut out = Vec::new();
+        encode_command(
+            &mut out,
+            &Command::Set {
+                key: "k".into(),
+                value: "v".into(),
+                expiry: Expiry::InMillis(1500),
+            },
+        );
+        assert_eq!(
+            out,
+            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$4\r\n1500\r\n"
+        );
+        out.clear();
+        encode_command(
+            &mut out,
+            &Command::JsonArrayRemove {
+                key: "idx".into(),
+                members: vec!["a".into(), "b".into()],
+            },
+        );
+        let mut expected = Vec::new();
+        encode(
+            &mut expected,
+            &[
+                b"EVAL",
+                JSON_ARRAY_REMOVE_SCRIPT.as_bytes(),
+                b"1",
+                b"idx",
+                b"a",
+                b"b",
+            ],
+        );
+        assert_eq!(out, expected);
+        assert!(out.starts_with(b"*6\r\n$4\r\nEVAL\r\n"));
     }
 }
