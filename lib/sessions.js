@@ -4,7 +4,7 @@
 // session of a user invalidated at once. The crypto is in Rust (`src/token.rs`); the record is
 // JSON at `prefix + id`, indexed by user like every other adapter's sessions.
 
-const { mintSessionToken, sessionSecretMatches } = require('../native.js')
+const { mintSessionToken, sessionSecretMatches } = require('./core/binding.js')
 const { OP, openLink, readValue, UserIndex, withLink } = require('./core/adapter.js')
 const { badArgument, checkId } = require('./core/errors.js')
 

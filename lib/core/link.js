@@ -2,7 +2,7 @@
 // One connection to the core: batches calls made in the same loop turn into one native call,
 // keeps calls in order across keyspace walks, and settles promises from the core's replies.
 
-const { NativeStore, opCodes } = require('../../native.js')
+const { NativeStore, opCodes } = require('./binding.js')
 const { checkId, closedError, nativeError } = require('./errors.js')
 const { connectionOptions } = require('./options.js')
 const tracing = require('./tracing.js')
@@ -17,7 +17,7 @@ const OPERATION = tracing.operationNames(OP)
 const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
 
 // Single-key calls that a memory:// store answers inside the call (`Link#now`).
-const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT])
+const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_MS, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT, OP.JSON_ARRAY_ADD, OP.JSON_ARRAY_REMOVE])
 
 // Calls that leave every stored value as it was: a near-cache copy may be served while they
 // wait to be sent (`cached`). A touch counts when its TTL is positive (it only moves the
