@@ -1,8 +1,8 @@
 'use strict'
 // Cross-builds the addon for the targets named on the command line the way the release workflow
-// does (`npm run build -- --target <t> -x`, i.e. cargo-zigbuild), into a cache outside the work
-// tree: the host's binary, native.js and target/ are left alone. A target whose binary for the
-// current sources is already cached is not built again.
+// does (`npm run build -- --target <t> -x`, i.e. cargo-zigbuild; Windows GNU with mingw-w64, see
+// below), into a cache outside the work tree: the host's binary, native.js and target/ are left
+// alone. A target whose binary for the current sources is already cached is not built again.
 //
 //   node scripts/platforms/build.js x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 //
@@ -71,14 +71,27 @@ function build(target, hash) {
   const cached = built(out)
   if (cached) return { target, state: 'cached', file: cached, seconds: 0 }
   ensureTarget(target)
+  if (target.endsWith('-pc-windows-gnu')) {
+    const status = spawnSync(`${target.split('-')[0]}-w64-mingw32-gcc`, ['--version']).status
+    if (status !== 0) throw new Error(`${target} needs mingw-w64: apt-get install mingw-w64`)
+  } else checkZig()
   fs.rmSync(out, { recursive: true, force: true })
   fs.mkdirSync(out, { recursive: true })
   const log = path.join(out, 'build.log')
   const started = Date.now()
-  const args = ['-n', '10', 'npm', 'run', 'build', '--', '--target', target, '-x', '--target-dir', path.join(cacheDir(), 'target'), '-o', out]
-  const fd = fs.openSync(log, 'w')
   const env = { ...process.env }
   if (target.endsWith('-apple-darwin') && !env.SDKROOT) env.SDKROOT = stubMacSdk()
+  // The release workflow builds Windows with MSVC on Windows runners. Here the GNU target is
+  // built with Debian's mingw-w64 (napi-rs's -x refuses windows-gnu), linking against an import
+  // library of node.exe that LIBNODE_PATH names (scripts/platforms/test-windows.sh makes it).
+  const windowsGnu = target.endsWith('-pc-windows-gnu')
+  if (windowsGnu) {
+    if (!env.LIBNODE_PATH) throw new Error(`${target}: set LIBNODE_PATH to a folder holding libnode.dll (an import library of node.exe)`)
+    const linkerVar = `CARGO_TARGET_${target.toUpperCase().replace(/-/g, '_')}_LINKER`
+    env[linkerVar] ||= `${target.split('-')[0]}-w64-mingw32-gcc`
+  }
+  const args = ['-n', '10', 'npm', 'run', 'build', '--', '--target', target, ...(windowsGnu ? [] : ['-x']), '--target-dir', path.join(cacheDir(), 'target'), '-o', out]
+  const fd = fs.openSync(log, 'w')
   const r = spawnSync('nice', args, { cwd: root, env, stdio: ['ignore', fd, fd] })
   fs.closeSync(fd)
   const seconds = Math.round((Date.now() - started) / 1000)
@@ -103,7 +116,6 @@ if (require.main === module) {
     console.error('usage: build.js <rust target triple>...')
     process.exit(2)
   }
-  checkZig()
   const hash = sourceHash()
   let failed = 0
   for (const t of targets) {
