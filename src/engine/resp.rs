@@ -228,6 +228,12 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
             out.extend_from_slice(b"\r\n");
         }
     }
+    /// `EVAL script 1 key args…`: a one-key script, so one slot on a cluster.
+    fn eval(out: &mut Vec<u8>, script: &str, key: &str, args: &[&[u8]]) {
+        let mut all: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), b"1", key.as_bytes()];
+        all.extend_from_slice(args);
+        encode(out, &all);
+    }
     match command {
         Command::Ping => encode(out, &[b"PING"]),
         Command::Get(key) => encode(out, &[b"GET", key.as_bytes()]),
@@ -244,35 +250,21 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
             ],
         ),
         Command::Exists(key) => encode(out, &[b"EXISTS", key.as_bytes()]),
-        Command::Increment { key, seconds } => encode(
+        Command::Increment { key, seconds } => eval(
             out,
-            &[
-                b"EVAL",
-                crate::command::INCREMENT_SCRIPT.as_bytes(),
-                b"1",
-                key.as_bytes(),
-                int_arg(*seconds as i64).as_bytes(),
-            ],
+            crate::command::INCREMENT_SCRIPT,
+            key,
+            &[int_arg(*seconds as i64).as_bytes()],
         ),
-        Command::JsonArrayAdd { key, member } => encode(
+        Command::JsonArrayAdd { key, member } => eval(
             out,
-            &[
-                b"EVAL",
-                crate::command::JSON_ARRAY_ADD_SCRIPT.as_bytes(),
-                b"1",
-                key.as_bytes(),
-                member.as_bytes(),
-            ],
+            crate::command::JSON_ARRAY_ADD_SCRIPT,
+            key,
+            &[member.as_bytes()],
         ),
         Command::JsonArrayRemove { key, members } => {
-            let mut args: Vec<&[u8]> = vec![
-                b"EVAL",
-                crate::command::JSON_ARRAY_REMOVE_SCRIPT.as_bytes(),
-                b"1",
-                key.as_bytes(),
-            ];
-            args.extend(members.iter().map(|m| m.as_bytes()));
-            encode(out, &args);
+            let args: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
+            eval(out, crate::command::JSON_ARRAY_REMOVE_SCRIPT, key, &args);
         }
         Command::PTtl(key) => encode(out, &[b"PTTL", key.as_bytes()]),
         Command::Scan {
