@@ -1,7 +1,7 @@
 import type { StoreStats } from './common.js'
 import type { AstroDriverOptions } from './astro.js'
 
-/** What Astro calls: its session driver (Astro 6), which is also an unstorage driver (Astro 5). */
+/** What Astro calls: its session driver (Astro 6); Astro 5 wraps it in unstorage, calling only getItem, setItem and removeItem. */
 export interface AstroSessionDriver {
   name: 'ferrisession'
   options: AstroDriverOptions

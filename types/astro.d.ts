@@ -1,8 +1,9 @@
 import type { ConnectionOptions, EncryptionOptions } from './common.js'
 
 /**
- * The driver's options. Astro writes them into the build, so they are plain data: a `url` (or
- * host/port, cluster, sentinel, …), never a client object.
+ * The driver's options: `redisDriver(options)` on Astro 6, `session.options` beside
+ * `driver: "ferrisession/astro/driver"` on Astro 5. Astro writes them into the build, so they are
+ * plain data: a `url` (or host/port, cluster, sentinel, …), never a client object.
  */
 export interface AstroDriverOptions extends Omit<ConnectionOptions, 'client' | 'encryption'> {
   /** Default `"astro-session:"`: a session lives at `prefix + id`. */
