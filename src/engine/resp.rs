@@ -6,6 +6,9 @@ use std::io::Write;
 
 /// Appends one command, given as its arguments, to `out`.
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    // Room for every part at once: `*n`, then `$len` and the bytes per argument, each line
+    // with its CRLF and at most 20 digits.
+    out.reserve(24 + args.iter().map(|a| a.len() + 24).sum::<usize>());
     out.push(b'*');
     write_len(out, args.len());
     for a in args {
@@ -22,9 +25,28 @@ fn write_len(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The decimal form of an integer argument.
-pub fn int_arg(n: i64) -> String {
-    itoa::Buffer::new().format(n).to_owned()
+/// The decimal form of an integer argument, on the stack.
+pub fn int_arg(n: i64) -> IntArg {
+    let mut digits = [0u8; 20];
+    let mut buf = itoa::Buffer::new();
+    let text = buf.format(n).as_bytes();
+    digits[..text.len()].copy_from_slice(text);
+    IntArg {
+        digits,
+        len: text.len(),
+    }
+}
+
+/// What `int_arg` gives: an i64's decimal digits (at most 20 with the sign).
+pub struct IntArg {
+    digits: [u8; 20],
+    len: usize,
+}
+
+impl IntArg {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[..self.len]
+    }
 }
 
 /// A reply, borrowing its bytes from the read buffer.
