@@ -45,7 +45,7 @@ function cliWithin(ms, port, ...args) {
 cli.tls = {}
 
 // The server binary every start runs: redis-server on PATH, or another Redis-compatible server
-// (scripts/platforms/valkey.sh runs the server-facing tests against valkey-server).
+// (scripts/platforms/server-suite.sh runs the server-facing tests against Valkey and Redis 6.2).
 const SERVER_BIN = process.env.REDIS_SERVER_BIN || 'redis-server'
 
 // How many times a server whose start failed is started again on a new free port (the port can
