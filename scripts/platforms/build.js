@@ -34,9 +34,9 @@ function checkZig() {
 /**
  * A stand-in macOS SDK holding only empty text stubs (.tbd) for the two frameworks the crate
  * links (Security and CoreFoundation, through rustls-native-certs). No Apple SDK can be had
- * here; with these, zig's linker finishes the link, records each framework's real install name,
- * and leaves the framework functions to bind by flat lookup at load time, as the napi_*
- * functions already do (`-undefined dynamic_lookup`). A binary to ship is linked on macOS.
+ * here; with these, zig's linker finishes the link and records each framework's real install
+ * name, and the framework functions are left to bind by flat lookup at load time (napi-rs links
+ * with `-undefined dynamic_lookup`). A binary to ship is linked on macOS.
  */
 function stubMacSdk() {
   const sdk = path.join(cacheDir(), 'macos-stub-sdk')
