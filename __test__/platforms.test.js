@@ -6,6 +6,7 @@
 //   - the same reader calls the host's glibc binary glibc, so the check can fail;
 //   - each musl binary runs the store against redis-server in Node for musl, under musl's own
 //     loader (scripts/platforms/musl-runtime.sh fetches both; aarch64 runs under qemu-user);
+//   - the FreeBSD binary needs FreeBSD's libraries and symbol versions only;
 //   - each macOS binary is a Mach-O dylib for its CPU that exports napi_register_module_v1.
 // A binary or runtime that is absent skips its test with the reason outside CI, and fails in CI.
 const { describe, it, before, after } = require('node:test')
@@ -141,6 +142,22 @@ describe('the musl binaries in Node for musl', { skip: process.platform !== 'lin
       })
     }
   }
+})
+
+describe('the FreeBSD binary', () => {
+  it('x86_64-unknown-freebsd: needs FreeBSD libc.so.7, FBSD_ symbol versions only', (t) => {
+    const bin = binaryOf('x86_64-unknown-freebsd')
+    if (bin.absent) return absent(t, bin.absent)
+    assert.equal(path.basename(bin.file), 'ferrisession.freebsd-x64.node')
+    const info = readElf(bin.file)
+    assert.deepEqual([info.class, info.machine, info.interp], [64, 'x86_64', null])
+    assert.ok(info.needed.includes('libc.so.7'), `NEEDED ${info.needed}`)
+    for (const n of info.needed) assert.match(n, /^lib(c|m|thr|pthread|gcc_s|cxxrt)\.so\.\d+$/, `NEEDED ${n} is not a FreeBSD base library`)
+    const versions = info.versionNeeds.flatMap((v) => v.versions)
+    assert.ok(versions.length > 0)
+    for (const v of versions) assert.match(v, /^FBSD_\d+\.\d+$/)
+    assert.deepEqual(glibcVersions(info), [])
+  })
 })
 
 const DARWIN = [
