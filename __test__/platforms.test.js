@@ -6,6 +6,8 @@
 //   - the same reader calls the host's glibc binary glibc, so the check can fail;
 //   - each musl binary runs the store against redis-server in Node for musl, under musl's own
 //     loader (scripts/platforms/musl-runtime.sh fetches both; aarch64 runs under qemu-user);
+//   - the linux-arm64-gnu binary asks for no newer glibc than it should, and runs the store in
+//     Node for arm64 under qemu-user (scripts/platforms/gnu-runtime.sh fetches it);
 //   - the FreeBSD binary needs FreeBSD's libraries and symbol versions only;
 //   - each macOS binary is a Mach-O dylib for its CPU that exports napi_register_module_v1.
 // A binary or runtime that is absent skips its test with the reason outside CI, and fails in CI.
@@ -16,7 +18,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { readElf, glibcVersions, libcOf } = require('../lib/core/elf.js')
 const { readMachO } = require('../scripts/platforms/macho.js')
-const { sourceHash, outputDir, muslRuntime } = require('../scripts/platforms/cache.js')
+const { sourceHash, outputDir, muslRuntime, gnuRuntime } = require('../scripts/platforms/cache.js')
 const { startRedis } = require('./support/redis.js')
 
 const root = path.join(__dirname, '..')
@@ -141,6 +143,59 @@ describe('the musl binaries in Node for musl', { skip: process.platform !== 'lin
         console.log(`# ${m.machine} musl Node ${out.version}${rt.cmd.startsWith('qemu') ? ' under qemu' : ''}, ${driver}: ${out.steps.join(', ')}; 2000 sets in ${out.setsMs} ms`)
       })
     }
+  }
+})
+
+// Built with -x (cargo-zigbuild), as the musl targets are: zig's glibc stubs set the newest
+// glibc the binary may ask for.
+const ARM64_GNU_MAX_GLIBC = '2.30'
+
+describe('the linux-arm64-gnu binary', { skip: process.platform !== 'linux' && 'runs on linux hosts only' }, () => {
+  const target = 'aarch64-unknown-linux-gnu'
+  const glibcKey = (v) => v.slice('GLIBC_'.length).split('.').map(Number)
+  const newer = (a, b) => {
+    const [x, y] = [glibcKey(a), glibcKey(`GLIBC_${b}`)]
+    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] || 0) !== (y[i] || 0)) return (x[i] || 0) > (y[i] || 0)
+    return false
+  }
+
+  it(`${target}: an aarch64 glibc binary asking for GLIBC_${ARM64_GNU_MAX_GLIBC} at most`, (t) => {
+    const bin = binaryOf(target)
+    if (bin.absent) return absent(t, bin.absent)
+    assert.equal(path.basename(bin.file), 'ferrisession.linux-arm64-gnu.node')
+    const info = readElf(bin.file)
+    assert.deepEqual([info.class, info.machine], [64, 'aarch64'])
+    assert.equal(libcOf(info).libc, 'glibc')
+    const versions = glibcVersions(info)
+    assert.ok(versions.length > 0)
+    assert.deepEqual(versions.filter((v) => newer(v, ARM64_GNU_MAX_GLIBC)), [], `newer than ${ARM64_GNU_MAX_GLIBC}: ${versions}`)
+  })
+
+  let redis
+  before(async () => {
+    redis = await startRedis()
+  })
+  after(async () => {
+    await redis.close()
+  })
+  for (const driver of ['libuv', 'thread']) {
+    it(`${target} runs the store against redis-server in Node for arm64 under qemu-user (${driver} driver)`, async (t) => {
+      const bin = binaryOf(target)
+      if (bin.absent) return absent(t, bin.absent)
+      const rt = gnuRuntime('aarch64')
+      if (rt.absent) return absent(t, rt.absent)
+      const env = { ...inherited, NAPI_RS_NATIVE_LIBRARY_PATH: bin.file, ...(driver === 'thread' ? { FERRISESSION_NO_LIBUV: '1' } : {}) }
+      const r = await run(rt.cmd, [...rt.args, path.join(__dirname, 'support', 'platform-smoke.js'), redis.url, `gnu-arm64-${driver}:`], env, 120000)
+      assert.equal(r.hung, false, `Node did not exit by itself: ${r.stdout} ${r.stderr}`)
+      assert.equal(r.code, 0, `exit ${r.code ?? r.signal}: ${r.stdout} ${r.stderr}`)
+      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      assert.equal(out.ok, true)
+      assert.equal(out.arch, 'arm64')
+      assert.match(out.glibc, /^2\.\d+$/)
+      assert.deepEqual(out.loaded, [bin.file])
+      assert.equal(out.steps.length, 7)
+      console.log(`# arm64 glibc ${out.glibc} Node ${out.version} under qemu, ${driver}: 2000 sets in ${out.setsMs} ms`)
+    })
   }
 })
 

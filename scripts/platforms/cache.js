@@ -69,6 +69,22 @@ function muslRuntime(arch) {
   return { cmd: qemu, args: loaderArgs }
 }
 
-module.exports = { root, cacheDir, sourceHash, outputDir, muslRuntime }
+/**
+ * The glibc runtime gnu-runtime.sh leaves in the cache for `arch` (aarch64): Node for that CPU
+ * under qemu-<arch>-static with a Debian sysroot, as `{ cmd, args }`, or `{ absent }`.
+ */
+function gnuRuntime(arch) {
+  const dir = path.join(cacheDir(), 'gnu-runtime', arch)
+  const sysroot = path.join(dir, 'sysroot')
+  const nodeDir = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
+  const node = nodeDir && path.join(dir, nodeDir, 'package', 'bin', 'node')
+  if (!fs.existsSync(path.join(sysroot, 'lib', `ld-linux-${arch}.so.1`)) || !node || !fs.existsSync(node)) return { absent: `no ${arch} glibc runtime in ${dir}: run bash scripts/platforms/gnu-runtime.sh ${arch}` }
+  const qemu = `qemu-${arch}-static`
+  const found = (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, qemu)))
+  if (!found) return { absent: `the ${arch} glibc runtime needs ${qemu}: apt-get install qemu-user-static` }
+  return { cmd: qemu, args: ['-L', sysroot, node] }
+}
+
+module.exports = { root, cacheDir, sourceHash, outputDir, muslRuntime, gnuRuntime }
 
 if (require.main === module) console.log(sourceHash())
