@@ -54,6 +54,8 @@ class RedisStore extends Store {
       }
       return
     }
+    // readValue checks the id and turns what throws into a rejection itself.
+    if (cb === undefined) return readValue(this.link, this.prefix, sid, this.serializer)
     return settle(
       this.#start(sid, () => readValue(this.link, this.prefix, sid, this.serializer)),
       cb,
@@ -72,6 +74,16 @@ class RedisStore extends Store {
       }
       if (!(ttl > 0)) return this.#writeCb(OP.DESTROY, sid, undefined, undefined, cb)
       return this.#writeCb(OP.SET, sid, value, this.disableTTL ? undefined : ttl, cb)
+    }
+    if (cb === undefined && !this.events && !this.userId) {
+      // A promise call with nothing to announce: the link's promise itself.
+      try {
+        const ttl = this.getTTL(sess)
+        if (!(ttl > 0)) return this.link.writeId(OP.DESTROY, this.prefix, sid)
+        return this.link.writeId(OP.SET, this.prefix, sid, this.#value(sess), this.disableTTL ? undefined : ttl)
+      } catch (err) {
+        return Promise.reject(err)
+      }
     }
     return settle(
       this.#start(sid, () => {
@@ -99,6 +111,13 @@ class RedisStore extends Store {
       }
       return this.#writeCb(OP.TOUCH, sid, undefined, ttl, cb)
     }
+    if (cb === undefined && !this.events && !this.disableTouch && !this.disableTTL) {
+      try {
+        return this.link.writeId(OP.TOUCH, this.prefix, sid, undefined, this.getTTL(sess))
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
     return settle(
       this.#start(sid, () => {
         if (this.disableTouch || this.disableTTL) return Promise.resolve(null)
@@ -110,6 +129,13 @@ class RedisStore extends Store {
 
   destroy(sid, cb) {
     if (typeof cb === 'function' && !this.events) return this.#writeCb(OP.DESTROY, sid, undefined, undefined, cb)
+    if (cb === undefined && !this.events) {
+      try {
+        return this.link.writeId(OP.DESTROY, this.prefix, sid)
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
     return settle(
       this.#start(sid, () => this.#write('destroy', OP.DESTROY, sid)),
       cb,
