@@ -4,7 +4,7 @@
 // below), into a cache outside the work tree: the host's binary, native.js and target/ are left
 // alone. A target whose binary for the current sources is already cached is not built again.
 //
-//   node scripts/platforms/build.js x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+//   node scripts/platforms/build.js x86_64-unknown-linux-musl aarch64-unknown-linux-gnu.2.17
 //
 // Prints one line per target: `<target> built|cached <file> <seconds>`; exits 1 if any failed.
 
@@ -70,7 +70,9 @@ function build(target, hash) {
   const out = outputDir(target, hash)
   const cached = built(out)
   if (cached) return { target, state: 'cached', file: cached, seconds: 0 }
-  ensureTarget(target)
+  // cargo-zigbuild takes the newest glibc a -gnu binary may ask for as a suffix
+  // (`aarch64-unknown-linux-gnu.2.17`); rustup knows the plain triple.
+  ensureTarget(target.replace(/\.\d+\.\d+$/, ''))
   if (target.endsWith('-pc-windows-gnu')) {
     const status = spawnSync(`${target.split('-')[0]}-w64-mingw32-gcc`, ['--version']).status
     if (status !== 0) throw new Error(`${target} needs mingw-w64: apt-get install mingw-w64`)
