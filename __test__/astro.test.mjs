@@ -9,8 +9,9 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { redisDriver } from 'ferrisession/astro'
 import support from './support/redis.js'
+import { defaultTtl, noRefresh, sessionCycle } from './support/astro-cases.mjs'
 
-const { startRedis, until } = support
+const { startRedis } = support
 
 // AstroSession and AstroCookies are internals: not in astro's package exports, so loaded by path.
 const astroDir = path.dirname(createRequire(import.meta.url).resolve('astro/package.json'))
@@ -61,72 +62,20 @@ describe('Astro session driver', () => {
     }
   }
 
-  const ttl = (key) => Number(server.cli('TTL', key))
-
   it('keeps a session across requests, refreshes its TTL, regenerates and destroys it', async () => {
     const config = manifest({ driver: redisDriver({ url: server.url, prefix: 'astro:', ttl: 600 }) }, 'cycle')
     assert.equal(config.options.url, server.url, "Astro's manifest carries the driver config")
-
-    // Request 1: log in.
-    const first = requestSession(config)
-    first.session.set('user', { name: 'Ann', since: new Date('2024-01-02T03:04:05Z') })
-    first.session.set('cart', [1, 2, 3])
-    const setCookies = await first.persist()
-    assert.equal(setCookies.length, 1)
-    const m = /^astro-session=([0-9a-f-]{36});/.exec(setCookies[0])
-    assert.ok(m, setCookies[0])
-    const id = m[1]
-    assert.match(server.cli('GET', `astro:${id}`), /Ann/)
-    const written = ttl(`astro:${id}`)
-    assert.ok(written > 595 && written <= 600, `TTL after the write: ${written}`)
-
-    // Request 2: a read, with the key's TTL run down meanwhile; the read moves it back.
-    server.cli('EXPIRE', `astro:${id}`, '100')
-    const second = requestSession(config, `astro-session=${id}`)
-    const user = await second.session.get('user')
-    assert.equal(user.name, 'Ann')
-    assert.ok(user.since instanceof Date && user.since.toISOString() === '2024-01-02T03:04:05.000Z')
-    assert.deepEqual(await second.session.get('cart'), [1, 2, 3])
-    assert.deepEqual(await second.persist(), [], 'a read sets no cookie')
-    const refreshed = ttl(`astro:${id}`)
-    assert.ok(refreshed > 595 && refreshed <= 600, `TTL after the read: ${refreshed}`)
-
-    // Request 3: a new id for the same data; the old key goes.
-    const third = requestSession(config, `astro-session=${id}`)
-    await third.session.regenerate()
-    const regenerated = await third.persist()
-    const newId = /^astro-session=([0-9a-f-]{36});/.exec(regenerated[0])[1]
-    assert.notEqual(newId, id)
-    assert.equal((await requestSession(config, `astro-session=${newId}`).session.get('user')).name, 'Ann')
-    await until(() => server.cli('EXISTS', `astro:${id}`) === '0', 5000, 'the old key is removed')
-    assert.ok(ttl(`astro:${newId}`) > 595)
-
-    // Request 4: log out.
-    const fourth = requestSession(config, `astro-session=${newId}`)
-    fourth.session.destroy()
-    const cleared = await fourth.persist()
-    assert.match(cleared[0], /^astro-session=deleted; .*Expires=Thu, 01 Jan 1970/)
-    assert.equal(server.cli('EXISTS', `astro:${newId}`), '0')
-    assert.equal(await requestSession(config, `astro-session=${newId}`).session.get('user'), undefined)
+    await sessionCycle(server, requestSession, config, 'astro:')
   })
 
   it('gives every write a TTL: one day by default, whatever Astro passes', async () => {
     // Astro's own session ttl expires values inside the session; it reaches no driver call.
-    const config = manifest({ driver: redisDriver({ url: server.url }), ttl: 30 }, 'default-ttl')
-    const req = requestSession(config)
-    req.session.set('k', 'v')
-    const id = /^astro-session=([^;]+);/.exec((await req.persist())[0])[1]
-    assert.equal(ttl(`astro-session:${id}`), 86400)
+    await defaultTtl(server, requestSession, manifest({ driver: redisDriver({ url: server.url }), ttl: 30 }, 'default-ttl'))
   })
 
   it('leaves the TTL alone on reads with refreshOnRead: false', async () => {
     const config = manifest({ driver: redisDriver({ url: server.url, prefix: 'astro-nr:', ttl: 600, refreshOnRead: false }) }, 'no-refresh')
-    const req = requestSession(config)
-    req.session.set('k', 'v')
-    const id = /^astro-session=([^;]+);/.exec((await req.persist())[0])[1]
-    server.cli('EXPIRE', `astro-nr:${id}`, '100')
-    assert.equal(await requestSession(config, `astro-session=${id}`).session.get('k'), 'v')
-    assert.ok(ttl(`astro-nr:${id}`) <= 100)
+    await noRefresh(server, requestSession, config, 'astro-nr:')
   })
 
   it('answers a bad config with coded errors', async () => {

@@ -10,8 +10,9 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { entrypoint } from 'ferrisession/astro'
 import support from './support/redis.js'
+import { defaultTtl, noRefresh, sessionCycle } from './support/astro-cases.mjs'
 
-const { startRedis, until } = support
+const { startRedis } = support
 
 // AstroSession, AstroCookies and the config schema are internals: not in astro's package
 // exports, so loaded by path.
@@ -69,9 +70,6 @@ describe(`Astro ${version} session driver`, () => {
     }
   }
 
-  const ttl = (key) => Number(server.cli('TTL', key))
-  const idOf = (setCookie) => /^astro-session=([0-9a-f-]{36});/.exec(setCookie)?.[1]
-
   it('takes the driver by entrypoint and options, not the Astro 6 config object', () => {
     const parsed = AstroConfigSchema.shape.session.parse({ driver: entrypoint, options: { url: server.url } })
     assert.equal(parsed.driver, 'ferrisession/astro/driver')
@@ -80,70 +78,18 @@ describe(`Astro ${version} session driver`, () => {
 
   it('keeps a session across requests, refreshes its TTL, regenerates and destroys it', async () => {
     const config = sessionConfig({ driver: entrypoint, options: { url: server.url, prefix: 'astro5:', ttl: 600 } }, 'cycle')
-
-    // Request 1: log in.
-    const first = requestSession(config)
-    first.session.set('user', { name: 'Ann', since: new Date('2024-01-02T03:04:05Z') })
-    first.session.set('cart', [1, 2, 3])
-    const setCookies = await first.persist()
-    assert.equal(setCookies.length, 1)
-    const id = idOf(setCookies[0])
-    assert.ok(id, setCookies[0])
-    assert.match(server.cli('GET', `astro5:${id}`), /Ann/)
-    const written = ttl(`astro5:${id}`)
-    assert.ok(written > 595 && written <= 600, `TTL after the write: ${written}`)
-
-    // Request 2: a read, with the key's TTL run down meanwhile; the read moves it back.
-    server.cli('EXPIRE', `astro5:${id}`, '100')
-    const second = requestSession(config, `astro-session=${id}`)
-    const user = await second.session.get('user')
-    assert.equal(user.name, 'Ann')
-    assert.ok(user.since instanceof Date && user.since.toISOString() === '2024-01-02T03:04:05.000Z')
-    assert.deepEqual(await second.session.get('cart'), [1, 2, 3])
-    assert.deepEqual(await second.persist(), [], 'a read sets no cookie')
-    const refreshed = ttl(`astro5:${id}`)
-    assert.ok(refreshed > 595 && refreshed <= 600, `TTL after the read: ${refreshed}`)
-
-    // Request 3: a new id for the same data; the old key goes. Astro 5 saves a regenerated
-    // session only once something in it changes, as a login does.
-    const third = requestSession(config, `astro-session=${id}`)
-    await third.session.regenerate()
-    third.session.set('role', 'admin')
-    const regenerated = await third.persist()
-    const newId = idOf(regenerated[0])
-    assert.ok(newId && newId !== id, regenerated[0])
-    const fresh = requestSession(config, `astro-session=${newId}`).session
-    assert.equal((await fresh.get('user')).name, 'Ann')
-    assert.equal(await fresh.get('role'), 'admin')
-    await until(() => server.cli('EXISTS', `astro5:${id}`) === '0', 5000, 'the old key is removed')
-    assert.ok(ttl(`astro5:${newId}`) > 595)
-
-    // Request 4: log out.
-    const fourth = requestSession(config, `astro-session=${newId}`)
-    fourth.session.destroy()
-    const cleared = await fourth.persist()
-    assert.match(cleared[0], /^astro-session=deleted; .*Expires=Thu, 01 Jan 1970/)
-    assert.equal(server.cli('EXISTS', `astro5:${newId}`), '0')
-    assert.equal(await requestSession(config, `astro-session=${newId}`).session.get('user'), undefined)
+    // Astro 5 saves a regenerated session only once something in it changes, as a login does.
+    await sessionCycle(server, requestSession, config, 'astro5:', { setOnRegenerate: true })
   })
 
   it('gives every write a TTL: one day by default, whatever Astro passes', async () => {
     // Astro's own session ttl expires values inside the session; it reaches no driver call.
-    const config = sessionConfig({ driver: entrypoint, options: { url: server.url }, ttl: 30 }, 'default-ttl')
-    const req = requestSession(config)
-    req.session.set('k', 'v')
-    const id = idOf((await req.persist())[0])
-    assert.equal(ttl(`astro-session:${id}`), 86400)
+    await defaultTtl(server, requestSession, sessionConfig({ driver: entrypoint, options: { url: server.url }, ttl: 30 }, 'default-ttl'))
   })
 
   it('leaves the TTL alone on reads with refreshOnRead: false', async () => {
     const config = sessionConfig({ driver: entrypoint, options: { url: server.url, prefix: 'astro5-nr:', ttl: 600, refreshOnRead: false } }, 'no-refresh')
-    const req = requestSession(config)
-    req.session.set('k', 'v')
-    const id = idOf((await req.persist())[0])
-    server.cli('EXPIRE', `astro5-nr:${id}`, '100')
-    assert.equal(await requestSession(config, `astro-session=${id}`).session.get('k'), 'v')
-    assert.ok(ttl(`astro5-nr:${id}`) <= 100)
+    await noRefresh(server, requestSession, config, 'astro5-nr:')
   })
 
   it("answers bad options with Astro's storage error, caused by a coded one", async () => {
