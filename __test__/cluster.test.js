@@ -43,6 +43,30 @@ describe('Redis Cluster', () => {
     assert.equal(await s.length(), 0)
   })
 
+  it('a keyspace walk made before the first slot map arrives still covers every primary', async () => {
+    // Until its first full slot map comes back, a new store knows only its seeds and the slots
+    // MOVED replies named: a walk started then must wait for the map, not take those nodes for
+    // all the primaries.
+    const writer = open({ prefix: 'early:' })
+    const ids = Array.from({ length: 30 }, (_, i) => `s${i}`)
+    await Promise.all(ids.map((id) => writer.set(id, { cookie: { maxAge: 60_000 }, n: id })))
+    for (let round = 0; round < 10; round++) {
+      const s = new RedisStore({ cluster: { nodes: [cluster.seeds[round % 3]] }, commandTimeout: 2000, prefix: 'early:' })
+      try {
+        // Asked at once: no slot map can have arrived yet.
+        const listed = s.ids()
+        // And after a write that a MOVED reply may answer, while the map may still be out.
+        const wrote = s.set(`w${round}`, { cookie: { maxAge: 60_000 } }).then(() => s.ids())
+        assert.deepEqual((await listed).sort(), [...ids].sort(), `round ${round}, at once`)
+        assert.ok((await wrote).length >= ids.length, `round ${round}, after a write`)
+        await s.destroy(`w${round}`)
+      } finally {
+        s.close()
+      }
+    }
+    await writer.clear()
+  })
+
   it('deletes and reads keys of many slots in one call without CROSSSLOT', async () => {
     const driver = unstorageDriver({ cluster: { nodes: cluster.seeds }, base: 'u' })
     try {

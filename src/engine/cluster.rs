@@ -61,7 +61,16 @@ pub struct Router {
     /// When each keyspace walk under way must have made its pass over every primary: a pass
     /// that starts again after a node is lost keeps its first deadline.
     passes: RefCell<HashMap<u32, Instant>>,
+    /// Keyspace walks that came before the first full slot map. Until it arrives the map holds
+    /// only slots learned from `MOVED`, which name some primaries, not every one: a pass then
+    /// would miss the keys of the others. They start when the map comes, and fail with
+    /// `ERR_NOT_CONNECTED` if no node gives one.
+    awaiting_map: RefCell<Vec<AwaitingMap>>,
 }
+
+/// A keyspace walk's pass, waiting for the first full slot map: call id, pattern, page size,
+/// and the rest of the walk.
+type AwaitingMap = (u32, String, usize, Walk);
 
 impl Router {
     pub fn new(
@@ -101,6 +110,7 @@ impl Router {
             held: RefCell::new(HashMap::new()),
             cache,
             passes: RefCell::new(HashMap::new()),
+            awaiting_map: RefCell::new(Vec::new()),
         };
         if let Some(settings) = &cluster.tls {
             super::tls::TlsTarget::new(settings, "localhost")
@@ -451,12 +461,16 @@ impl Router {
                 "a cluster node stayed out of reach through the keyspace walk",
             ));
         }
+        if self.primaries.get() == 0 {
+            self.awaiting_map
+                .borrow_mut()
+                .push((id, pattern, count, walk));
+            self.refresh();
+            return Ok(());
+        }
         let mut serving: Vec<usize> = self.slots.borrow().values().copied().collect();
         serving.sort_unstable();
         serving.dedup();
-        if serving.is_empty() {
-            serving = (0..self.nodes.borrow().len()).collect();
-        }
         let parts = walk::scan_nodes(serving.len(), pattern, count, walk);
         for (index, (command, walk)) in serving.into_iter().zip(parts) {
             self.node(index).push_step(id, &command, walk, None)?;
@@ -491,9 +505,51 @@ impl Router {
 
     /// See `Engine::recover`.
     pub fn recover(&self, reason: &str) {
+        self.fail_awaiting(ErrorKind::Internal, reason);
         let nodes = self.nodes.borrow().clone();
         for node in nodes {
             node.recover(reason);
+        }
+    }
+
+    /// Starts the keyspace walks that waited for the first slot map, now that one was read
+    /// (`failed`: none could be, and why).
+    fn start_awaiting(&self, failed: Option<&str>) {
+        if let Some(why) = failed {
+            return self.fail_awaiting(
+                ErrorKind::NotConnected,
+                &format!("no cluster node gave its slot map for the keyspace walk: {why}"),
+            );
+        }
+        if self.primaries.get() == 0 {
+            return self.fail_awaiting(
+                ErrorKind::NotConnected,
+                "the cluster's slot map named no reachable primary",
+            );
+        }
+        if self.closed.get() {
+            return self.fail_awaiting(
+                ErrorKind::Closed,
+                "the store was closed before the cluster's slot map arrived",
+            );
+        }
+        let waiting = std::mem::take(&mut *self.awaiting_map.borrow_mut());
+        if waiting.is_empty() {
+            return;
+        }
+        for (id, pattern, count, walk) in waiting {
+            if let Err(e) = self.scan_pass(id, pattern, count, walk) {
+                self.deliver(id, Reply::Error(e));
+            }
+        }
+        self.flush();
+    }
+
+    /// Settles every walk waiting for the first slot map with an error of `kind`.
+    fn fail_awaiting(&self, kind: ErrorKind, why: &str) {
+        let waiting = std::mem::take(&mut *self.awaiting_map.borrow_mut());
+        for (id, ..) in waiting {
+            self.deliver(id, Reply::Error(StoreError::new(kind, why)));
         }
     }
 
@@ -545,8 +601,12 @@ impl Router {
             EngineReport::Switched => {}
             EngineReport::Slots(result) => {
                 self.refreshing.set(false);
-                if let Ok(map) = result {
-                    self.apply(map);
+                match result {
+                    Ok(map) => {
+                        self.apply(map);
+                        self.start_awaiting(None);
+                    }
+                    Err(why) => self.start_awaiting(Some(&why)),
                 }
                 if self.refresh_again.replace(false) {
                     self.refresh();
