@@ -8,6 +8,8 @@
 #
 # Prints `<sysroot> <node>`; the node is run as `qemu-aarch64-static -L <sysroot> <node> ...`.
 set -euo pipefail
+# shellcheck source=debs.sh
+. "$(dirname "$0")/debs.sh"
 
 arch="${1:-aarch64}"
 case "$arch" in
@@ -21,22 +23,7 @@ sysroot="$cache/sysroot"
 node="$cache/node-$node_version/package/bin/node"
 
 if [ ! -e "$sysroot/lib/ld-linux-$arch.so.1" ]; then
-  apt_dir="$cache/apt"
-  mkdir -p "$apt_dir/parts" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-  cat >"$apt_dir/parts/bookworm.sources" <<'SOURCES'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-  apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts" -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::Cache=$apt_dir/cache" -o "APT::Sandbox::User=$(id -un)" -o "APT::Architecture=$deb_arch" -o "APT::Architectures::=$deb_arch")
-  apt-get "${apt_opts[@]}" update -qq
-  (cd "$apt_dir" && rm -f ./*.deb && apt-get "${apt_opts[@]}" download "libc6:$deb_arch" "libstdc++6:$deb_arch" "libgcc-s1:$deb_arch" >/dev/null)
-  rm -rf "$sysroot"
-  for deb in "$apt_dir"/*.deb; do dpkg -x "$deb" "$sysroot"; done
-  rm -rf "$apt_dir"
+  fetch_debs bookworm "$deb_arch" "$cache/apt" "$sysroot" libc6 libstdc++6 libgcc-s1
 fi
 
 if [ ! -x "$node" ]; then

@@ -13,6 +13,8 @@
 # qemu-user-static). Prints `<loader> <node> <libdir>`; the node is run as
 # `[qemu] <loader> --library-path <libdir> <node> ...`.
 set -euo pipefail
+# shellcheck source=debs.sh
+. "$(dirname "$0")/debs.sh"
 
 arch="${1:-x86_64}"
 case "$arch" in
@@ -32,22 +34,7 @@ if [ "$(uname -m)" != "$arch" ]; then
 fi
 
 if [ ! -x "$loader" ]; then
-  apt_dir="$cache/apt"
-  mkdir -p "$apt_dir/parts" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-  cat >"$apt_dir/parts/trixie.sources" <<'EOF'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts" -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::Cache=$apt_dir/cache" -o "APT::Sandbox::User=$(id -un)" -o "APT::Architecture=$deb_arch" -o "APT::Architectures::=$deb_arch")
-  apt-get "${apt_opts[@]}" update -qq
-  (cd "$apt_dir" && rm -f musl_*.deb && apt-get "${apt_opts[@]}" download "musl:$deb_arch" >/dev/null)
-  rm -rf "$cache/musl"
-  dpkg -x "$apt_dir"/musl_*.deb "$cache/musl"
-  rm -rf "$apt_dir/lists" "$apt_dir/cache"
+  fetch_debs trixie "$deb_arch" "$cache/apt" "$cache/musl" musl
 fi
 # Binaries built on Alpine ask for libc.musl-<arch>.so.1 by that name: it is the loader itself.
 mkdir -p "$cache/lib"
