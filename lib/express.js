@@ -11,7 +11,7 @@ try {
 } catch {
   Store = EventEmitter
 }
-const { OP, attempt, openLink, readValue, readValueCb, settle, UserIndex, withLink } = require('./core/adapter.js')
+const { OP, openLink, readValue, readValueCb, settle, UserIndex, withLink } = require('./core/adapter.js')
 const { badArgument, checkId, parseStored } = require('./core/errors.js')
 
 class RedisStore extends Store {
@@ -55,11 +55,7 @@ class RedisStore extends Store {
       return
     }
     // readValue checks the id and turns what throws into a rejection itself.
-    if (cb === undefined) return readValue(this.link, this.prefix, sid, this.serializer)
-    return settle(
-      this.#start(sid, () => readValue(this.link, this.prefix, sid, this.serializer)),
-      cb,
-    )
+    return settle(readValue(this.link, this.prefix, sid, this.serializer), cb)
   }
 
   set(sid, sess, cb) {
@@ -75,29 +71,23 @@ class RedisStore extends Store {
       if (!(ttl > 0)) return this.#writeCb(OP.DESTROY, sid, undefined, undefined, cb)
       return this.#writeCb(OP.SET, sid, value, this.disableTTL ? undefined : ttl, cb)
     }
-    if (cb === undefined && !this.events && !this.userId) {
-      // A promise call with nothing to announce: the link's promise itself.
-      try {
-        const ttl = this.getTTL(sess)
-        if (!(ttl > 0)) return this.link.writeId(OP.DESTROY, this.prefix, sid)
-        return this.link.writeId(OP.SET, this.prefix, sid, this.#value(sess), this.disableTTL ? undefined : ttl)
-      } catch (err) {
-        return Promise.reject(err)
-      }
-    }
-    return settle(
-      this.#start(sid, () => {
-        const ttl = this.getTTL(sess)
-        if (!(ttl > 0)) return this.#write('destroy', OP.DESTROY, sid)
+    let written
+    try {
+      checkId(sid)
+      const ttl = this.getTTL(sess)
+      if (!(ttl > 0)) written = this.#write('destroy', OP.DESTROY, sid)
+      else {
         const value = this.#value(sess)
         const owner = this.userId ? this.userId(sess) : undefined
-        if (owner != null) {
-          return this.#announce('set', sid, this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl))
-        }
-        return this.#write('set', OP.SET, sid, value, this.disableTTL ? undefined : ttl)
-      }),
-      cb,
-    )
+        written =
+          owner != null
+            ? this.#announce('set', sid, this.users.write(sid, owner, value, Math.ceil(Date.now() / 1000) + ttl))
+            : this.#write('set', OP.SET, sid, value, this.disableTTL ? undefined : ttl)
+      }
+    } catch (err) {
+      written = Promise.reject(err)
+    }
+    return settle(written, cb)
   }
 
   touch(sid, sess, cb) {
@@ -111,35 +101,25 @@ class RedisStore extends Store {
       }
       return this.#writeCb(OP.TOUCH, sid, undefined, ttl, cb)
     }
-    if (cb === undefined && !this.events && !this.disableTouch && !this.disableTTL) {
-      try {
-        return this.link.writeId(OP.TOUCH, this.prefix, sid, undefined, this.getTTL(sess))
-      } catch (err) {
-        return Promise.reject(err)
-      }
+    let written
+    try {
+      checkId(sid)
+      written = this.disableTouch || this.disableTTL ? Promise.resolve(null) : this.#write('touch', OP.TOUCH, sid, undefined, this.getTTL(sess))
+    } catch (err) {
+      written = Promise.reject(err)
     }
-    return settle(
-      this.#start(sid, () => {
-        if (this.disableTouch || this.disableTTL) return Promise.resolve(null)
-        return this.#write('touch', OP.TOUCH, sid, undefined, this.getTTL(sess))
-      }),
-      cb,
-    )
+    return settle(written, cb)
   }
 
   destroy(sid, cb) {
     if (typeof cb === 'function' && !this.events) return this.#writeCb(OP.DESTROY, sid, undefined, undefined, cb)
-    if (cb === undefined && !this.events) {
-      try {
-        return this.link.writeId(OP.DESTROY, this.prefix, sid)
-      } catch (err) {
-        return Promise.reject(err)
-      }
+    let written
+    try {
+      written = this.#write('destroy', OP.DESTROY, sid)
+    } catch (err) {
+      written = Promise.reject(err)
     }
-    return settle(
-      this.#start(sid, () => this.#write('destroy', OP.DESTROY, sid)),
-      cb,
-    )
+    return settle(written, cb)
   }
 
   /** The session as stored: the serializer's string. */
@@ -178,13 +158,7 @@ class RedisStore extends Store {
     })
   }
 
-  /** Runs `work()` on a checked id; a bad id or a throwing serializer becomes a rejected promise. */
-  #start(sid, work) {
-    return attempt(() => {
-      checkId(sid)
-      return work()
-    })
-  }
+
 
   /** The user's live sessions, each with its `id` (needs the `userId` option). */
   userSessions(userId, cb) {

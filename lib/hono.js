@@ -5,12 +5,7 @@
 
 const { OP, attempt, openLink, readValue, withLink } = require('./core/adapter.js')
 const { badArgument } = require('./core/errors.js')
-
-function ttlOption(ttl, fallback) {
-  const value = ttl === undefined ? fallback : ttl
-  if (!(typeof value === 'number' && value > 0)) throw badArgument('ttl must be a positive number of seconds')
-  return value
-}
+const { ttlSeconds } = require('./core/options.js')
 
 /**
  * The `{get, set, delete}` storage of @hono/session. @hono/session passes no TTL, so every entry
@@ -22,7 +17,7 @@ function storage(opts = {}) {
   const { prefix = 'hono-session:', ttl, onError = reportError, ...connection } = opts
   if (typeof prefix !== 'string') throw badArgument('prefix must be a string')
   if (typeof onError !== 'function') throw badArgument('onError must be a function')
-  const seconds = ttlOption(ttl, 86400)
+  const seconds = ttlSeconds(ttl, 86400)
   const link = openLink(connection, 'hono')
   const quietly = (promise) => promise.then(
     () => undefined,
@@ -51,7 +46,7 @@ class RedisStore {
     const { prefix = 'hono-sessions:', ttl, ...connection } = opts
     if (typeof prefix !== 'string') throw badArgument('prefix must be a string')
     this.prefix = prefix
-    this.ttl = ttlOption(ttl, 86400)
+    this.ttl = ttlSeconds(ttl, 86400)
     this.link = openLink(connection, 'hono')
   }
 

@@ -150,24 +150,18 @@ class Link {
    */
   onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
-    if (this.closed || this.held !== null || tracing.listening()) {
-      this.onId(op, prefix, id, value, num, undefined, quiet).then(
-        (v) => cb(null, v),
-        (err) => cb(err, null),
-      )
+    const plain = !this.closed && this.held === null && !tracing.listening()
+    if (plain && this.direct && this.count === 0 && DIRECT_OPS.has(op)) {
+      // memory://: answered now, with no promise; the callbacks answered in one run of JS
+      // are called together on one microtask (never before their calls return).
+      const v = this.answer(op, prefix + id, value, num, prefix.length + 1)
+      if (this.due.length === 0) RESOLVED.then(this.callDue)
+      if (v instanceof Error) this.due.push(cb, v, null)
+      else this.due.push(cb, null, quiet ? null : v)
       return
     }
-    if (this.direct) {
-      if (this.count === 0 && DIRECT_OPS.has(op)) {
-        // memory://: answered now, with no promise; the callbacks answered in one run of JS
-        // are called together on one microtask (never before their calls return).
-        const v = this.answer(op, prefix + id, value, num, prefix.length + 1)
-        if (this.due.length === 0) RESOLVED.then(this.callDue)
-        if (v instanceof Error) this.due.push(cb, v, null)
-        else this.due.push(cb, null, quiet ? null : v)
-        return
-      }
-      this.ordered(op, prefix + id, value, num, undefined, prefix.length + 1, quiet).then(
+    if (!plain || this.direct) {
+      this.onId(op, prefix, id, value, num, undefined, quiet).then(
         (v) => cb(null, v),
         (err) => cb(err, null),
       )
