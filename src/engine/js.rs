@@ -295,11 +295,11 @@ impl Boundary {
     }
 
     /// The event loop this JS thread's handles are made on, the driver chosen by the host.
-    /// `None` where no driver can run (a second JS thread under the thread driver, or a host
-    /// with neither libuv nor poll(2)).
+    /// `None` where no driver can run (a second JS thread under the thread driver, or a
+    /// thread driver that could not start).
     pub fn event_loop(&self) -> Option<EventLoop> {
         let env = self.env;
-        let driver = event_loop::choose(unsafe { host(env) })?;
+        let driver = event_loop::choose(unsafe { host(env) });
         let uv_loop = match driver {
             event_loop::Driver::Libuv(_) => {
                 let mut raw = ptr::null_mut();
@@ -310,7 +310,6 @@ impl Boundary {
                 }
                 NonNull::new(raw.cast::<c_void>())?
             }
-            #[cfg(unix)]
             event_loop::Driver::Thread => {
                 if !event_loop::thread::install(env as usize, || unsafe { Waker::create(env) }) {
                     return None;
@@ -401,7 +400,6 @@ pub struct WakeSender {
     tsfn: usize,
 }
 
-#[cfg(unix)]
 unsafe extern "C" fn on_wake(
     env: sys::napi_env,
     _js_cb: sys::napi_value,
@@ -420,12 +418,10 @@ unsafe extern "C" fn on_wake(
     });
 }
 
-#[cfg(unix)]
 unsafe extern "C" fn on_teardown(_: *mut c_void) {
     event_loop::contain_quiet("the env teardown", event_loop::thread::teardown);
 }
 
-#[cfg(unix)]
 impl Waker {
     /// # Safety
     /// `env` is the env of the JS thread this runs on.

@@ -8,7 +8,6 @@
 //! panic is caught there and handed to the listener's `recover`, never unwound into C.
 
 pub mod libuv;
-#[cfg(unix)]
 pub mod thread;
 
 use std::any::Any;
@@ -45,41 +44,28 @@ pub enum Host {
 /// Which loop wakes the engine in this process.
 pub enum Driver {
     Libuv(libuv::Uv),
-    #[cfg(unix)]
     Thread,
 }
 
-static DRIVER: OnceLock<Option<Driver>> = OnceLock::new();
+static DRIVER: OnceLock<Driver> = OnceLock::new();
 
 /// Chooses the driver once per process: libuv only on Node (whose libuv is real; Bun exports
 /// stubs that panic, Deno a partial set), the thread everywhere else, or on Node with
-/// `FERRISESSION_NO_LIBUV` set. `None` where neither can run (no libuv and no poll(2)).
-pub fn choose(host: Host) -> Option<&'static Driver> {
-    DRIVER
-        .get_or_init(|| {
-            let forced = matches!(std::env::var_os("FERRISESSION_NO_LIBUV"), Some(v) if !v.is_empty() && v != "0");
-            let uv = match (host, forced) {
-                (Host::Node, false) => libuv::load(),
-                _ => None,
-            };
-            uv.map(Driver::Libuv).or_else(thread_driver)
-        })
-        .as_ref()
-}
-
-#[cfg(unix)]
-fn thread_driver() -> Option<Driver> {
-    Some(Driver::Thread)
-}
-
-#[cfg(not(unix))]
-fn thread_driver() -> Option<Driver> {
-    None
+/// `FERRISESSION_NO_LIBUV` set.
+pub fn choose(host: Host) -> &'static Driver {
+    DRIVER.get_or_init(|| {
+        let forced = matches!(std::env::var_os("FERRISESSION_NO_LIBUV"), Some(v) if !v.is_empty() && v != "0");
+        let uv = match (host, forced) {
+            (Host::Node, false) => libuv::load(),
+            _ => None,
+        };
+        uv.map_or(Driver::Thread, Driver::Libuv)
+    })
 }
 
 /// The driver chosen, once one was.
 pub fn current() -> Option<&'static Driver> {
-    DRIVER.get().and_then(Option::as_ref)
+    DRIVER.get()
 }
 
 /// The loop of one JS thread that handles are made on: libuv's own, or the thread's.
@@ -106,7 +92,6 @@ impl EventLoop {
 pub fn kind() -> Option<&'static str> {
     current().map(|d| match d {
         Driver::Libuv(_) => "libuv",
-        #[cfg(unix)]
         Driver::Thread => "thread",
     })
 }
@@ -225,7 +210,6 @@ impl PollHandle {
         let driver = on.driver;
         let raw = match driver {
             Driver::Libuv(uv) => uv.poll_open(on.uv_loop, fd, listener)?,
-            #[cfg(unix)]
             Driver::Thread => thread::poll_open(fd, listener),
         };
         Some(PollHandle { raw, driver })
@@ -235,7 +219,6 @@ impl PollHandle {
     pub fn watch(&self, writable: bool) {
         match self.driver {
             Driver::Libuv(uv) => uv.poll_watch(self.raw, writable),
-            #[cfg(unix)]
             Driver::Thread => thread::poll_watch(self.raw, writable),
         }
     }
@@ -244,7 +227,6 @@ impl PollHandle {
     pub fn hold(&self, on: bool) {
         match self.driver {
             Driver::Libuv(uv) => uv.hold(self.raw, on),
-            #[cfg(unix)]
             Driver::Thread => thread::hold(self.raw, on),
         }
     }
@@ -266,7 +248,6 @@ impl Drop for PollHandle {
     fn drop(&mut self) {
         match self.driver {
             Driver::Libuv(uv) => uv.poll_close(self.raw),
-            #[cfg(unix)]
             Driver::Thread => thread::close(self.raw),
         }
     }
@@ -283,7 +264,6 @@ impl TimerHandle {
         let driver = on.driver;
         let raw = match driver {
             Driver::Libuv(uv) => uv.timer_open(on.uv_loop, listener)?,
-            #[cfg(unix)]
             Driver::Thread => thread::timer_open(listener),
         };
         let timer = TimerHandle { raw, driver };
@@ -295,7 +275,6 @@ impl TimerHandle {
     pub fn set(&self, ms: Option<u64>) {
         match self.driver {
             Driver::Libuv(uv) => uv.timer_set(self.raw, ms),
-            #[cfg(unix)]
             Driver::Thread => thread::timer_set(self.raw, ms),
         }
     }
@@ -304,7 +283,6 @@ impl TimerHandle {
     pub fn hold(&self, on: bool) {
         match self.driver {
             Driver::Libuv(uv) => uv.hold(self.raw, on),
-            #[cfg(unix)]
             Driver::Thread => thread::hold(self.raw, on),
         }
     }
@@ -314,7 +292,6 @@ impl Drop for TimerHandle {
     fn drop(&mut self) {
         match self.driver {
             Driver::Libuv(uv) => uv.timer_close(self.raw),
-            #[cfg(unix)]
             Driver::Thread => thread::close(self.raw),
         }
     }

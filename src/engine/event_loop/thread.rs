@@ -1,17 +1,21 @@
 //! What wakes the engine on hosts whose libuv cannot be used (Bun, Deno): one thread waits on
-//! the engine's sockets and timers with poll(2), and their callbacks run on the JS thread,
-//! reached through a threadsafe function (`js::Waker`). It offers the handle calls libuv does,
-//! so the engine above it is the same code on every host.
+//! the engine's sockets and timers with the `polling` crate (epoll, kqueue, event ports, or
+//! Windows' AFD polling), and their callbacks run on the JS thread, reached through a
+//! threadsafe function (`js::Waker`). It offers the handle calls libuv does, so the engine
+//! above it is the same code on every host.
+//!
+//! Only the thread touches the poller's interest (`add`, `modify`, `delete`); the JS thread
+//! changes the registry and breaks the thread's wait with `Poller::notify`. Interest is
+//! one-shot: a report disarms the socket until its callback has run.
 
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::rc::Weak;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use polling::{Events, Poller};
 
 use super::{alloc_handle, fired, free_handle, ready, Listener, OsSocket};
 use crate::engine::js::Waker;
@@ -20,12 +24,14 @@ use crate::engine::js::Waker;
 const HANDLE_SIZE: usize = 8;
 
 struct Poll {
-    fd: c_int,
+    fd: OsSocket,
     writable: bool,
-    watching: bool,
     /// False while a readiness report is on its way to the JS thread: the socket is not
     /// watched again until its callback has run.
     armed: bool,
+    /// What the poller was last told to watch for (written by the thread only): `None` before
+    /// the socket is added, `Some(None)` while disarmed, `Some(Some(writable))` while armed.
+    told: Option<Option<bool>>,
     refd: bool,
 }
 
@@ -48,13 +54,14 @@ enum Event {
 struct Registry {
     polls: HashMap<usize, Poll>,
     timers: HashMap<usize, Timer>,
-    closing: Vec<usize>,
+    /// Closed handles, with the socket to take out of the poller when it was added.
+    closing: Vec<(usize, Option<OsSocket>)>,
     /// Whether the waker is held (some handle keeps the process alive).
     held: bool,
     /// The runtime is tearing the env down: the waker is about to be freed.
     gone: bool,
     /// What the thread is doing: `None` while it works (it reads the registry again before
-    /// it waits), `Some(until)` once it waits in poll(2) with what it read (`until`: its
+    /// it waits), `Some(until)` once it waits in the poller with what it read (`until`: its
     /// next timer, `None` for none). A change needs a wake only in the second case, and only
     /// when the thread would miss it.
     asleep: Option<Option<Instant>>,
@@ -62,7 +69,7 @@ struct Registry {
 
 struct Driver {
     registry: Mutex<Registry>,
-    wake: UnixStream,
+    poller: Poller,
     waker: Waker,
 }
 
@@ -89,19 +96,17 @@ pub fn install(env: usize, make: impl FnOnce() -> Option<Waker>) -> bool {
 }
 
 fn start(make: impl FnOnce() -> Option<Waker>) -> Option<Driver> {
-    let (wake, watch) = UnixStream::pair().ok()?;
-    wake.set_nonblocking(true).ok()?;
-    watch.set_nonblocking(true).ok()?;
+    let poller = Poller::new().ok()?;
     let waker = make()?;
     waker.hold(false);
     let sender = waker.sender();
     std::thread::Builder::new()
         .name("ferrisession-io".into())
-        .spawn(move || watch_loop(watch, sender))
+        .spawn(move || watch_loop(sender))
         .ok()?;
     Some(Driver {
         registry: Mutex::new(Registry::default()),
-        wake,
+        poller,
         waker,
     })
 }
@@ -114,10 +119,10 @@ pub fn teardown() {
 }
 
 fn wake() {
-    let _ = (&driver().wake).write(&[1]);
+    let _ = driver().poller.notify();
 }
 
-/// Wakes the thread if it waits in poll(2) (it would miss a change to what it watches).
+/// Wakes the thread if it waits in the poller (it would miss a change to what it watches).
 fn wake_if_asleep() {
     let asleep = registry().asleep.is_some();
     if asleep {
@@ -127,7 +132,7 @@ fn wake_if_asleep() {
 
 /// The thread: waits for sockets to become ready and timers to fall due, and sends what
 /// happened to the JS thread.
-fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
+fn watch_loop(sender: crate::engine::js::WakeSender) {
     // Spawned from inside the `DRIVER` initialisation: wait until it is stored.
     let d = loop {
         match DRIVER.get() {
@@ -136,16 +141,9 @@ fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
             None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
-    let mut drain = [0u8; 64];
+    let mut ready = Events::new();
     loop {
-        while matches!(watch.read(&mut drain), Ok(n) if n > 0) {}
         let mut events = Vec::new();
-        let mut fds = vec![libc::pollfd {
-            fd: watch.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let mut handles = vec![0usize];
         let timeout = {
             let mut r = d.registry.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -161,49 +159,58 @@ fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
                     None => {}
                 }
             }
-            events.extend(r.closing.drain(..).map(Event::Close));
-            for (&h, p) in r.polls.iter() {
-                if p.armed && p.watching {
-                    let mut want = libc::POLLIN;
-                    if p.writable {
-                        want |= libc::POLLOUT;
+            for (h, socket) in r.closing.drain(..) {
+                if let Some(socket) = socket {
+                    let _ = sys::delete(&d.poller, socket);
+                }
+                events.push(Event::Close(h));
+            }
+            for (&h, p) in r.polls.iter_mut() {
+                let want = p.armed.then_some(p.writable);
+                if p.told == Some(want) {
+                    continue;
+                }
+                let interest = match want {
+                    Some(w) => polling::Event::new(h, true, w),
+                    None => polling::Event::none(h),
+                };
+                let told = match p.told {
+                    None => sys::add(&d.poller, p.fd, interest),
+                    Some(_) => sys::modify(&d.poller, p.fd, interest),
+                };
+                match told {
+                    Ok(()) => p.told = Some(want),
+                    // A socket the poller refuses is reported failed: its owner reads the
+                    // error and closes it.
+                    Err(_) => {
+                        p.armed = false;
+                        events.push(Event::Poll(h, true, true));
                     }
-                    fds.push(libc::pollfd {
-                        fd: p.fd,
-                        events: want,
-                        revents: 0,
-                    });
-                    handles.push(h);
                 }
             }
             r.asleep = events.is_empty().then_some(next);
             match (events.is_empty(), next) {
-                (false, _) => 0,
-                (true, Some(at)) => at
-                    .saturating_duration_since(now)
-                    .as_millis()
-                    .saturating_add(1)
-                    .min(i32::MAX as u128) as c_int,
-                (true, None) => -1,
+                (false, _) => Some(Duration::ZERO),
+                (true, Some(at)) => Some(
+                    at.saturating_duration_since(now)
+                        .saturating_add(Duration::from_millis(1)),
+                ),
+                (true, None) => None,
             }
         };
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        ready.clear();
+        let waited = d.poller.wait(&mut ready, timeout).ok();
         registry().asleep = None;
-        if n > 0 {
+        if waited.is_some_and(|n| n > 0) {
             let mut r = registry();
-            for (fd, &h) in fds.iter().zip(&handles).skip(1) {
-                if fd.revents == 0 {
-                    continue;
-                }
-                let Some(p) = r.polls.get_mut(&h) else {
+            for report in ready.iter() {
+                let Some(p) = r.polls.get_mut(&report.key) else {
                     continue;
                 };
-                let failed = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
-                let readable = fd.revents & (libc::POLLIN | failed) != 0;
-                let writable = fd.revents & (libc::POLLOUT | failed) != 0;
+                // One-shot: the poller watches the socket no more until told again.
+                p.told = Some(None);
                 p.armed = false;
-                events.push(Event::Poll(h, readable, writable));
+                events.push(Event::Poll(report.key, report.readable, report.writable));
             }
         }
         if !events.is_empty() {
@@ -218,9 +225,60 @@ fn watch_loop(mut watch: UnixStream, sender: crate::engine::js::WakeSender) {
                 // The runtime is shutting down.
                 return;
             }
-        } else if timeout == 0 {
+        } else if waited.is_none() {
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// The poller's calls on a raw socket of this platform.
+#[cfg(unix)]
+mod sys {
+    use super::OsSocket;
+    use polling::{Event, Poller};
+    use std::os::fd::BorrowedFd;
+
+    pub fn add(poller: &Poller, fd: OsSocket, interest: Event) -> std::io::Result<()> {
+        // SAFETY: the socket stays open until `delete`: its owner's `keep` holds it until the
+        // handle's `Close` has passed through the thread, which deletes it first.
+        unsafe { poller.add(fd, interest) }
+    }
+
+    pub fn modify(poller: &Poller, fd: OsSocket, interest: Event) -> std::io::Result<()> {
+        // SAFETY: open, as for `add`.
+        poller.modify(unsafe { BorrowedFd::borrow_raw(fd) }, interest)
+    }
+
+    pub fn delete(poller: &Poller, fd: OsSocket) -> std::io::Result<()> {
+        // SAFETY: open, as for `add`.
+        poller.delete(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+/// The poller's calls on a raw socket of this platform.
+#[cfg(windows)]
+mod sys {
+    use super::OsSocket;
+    use polling::{Event, Poller};
+    use std::os::windows::io::{BorrowedSocket, RawSocket};
+
+    pub fn add(poller: &Poller, socket: OsSocket, interest: Event) -> std::io::Result<()> {
+        // SAFETY: the socket stays open until `delete`: its owner's `keep` holds it until the
+        // handle's `Close` has passed through the thread, which deletes it first.
+        unsafe { poller.add(socket as RawSocket, interest) }
+    }
+
+    pub fn modify(poller: &Poller, socket: OsSocket, interest: Event) -> std::io::Result<()> {
+        // SAFETY: open, as for `add`.
+        poller.modify(
+            unsafe { BorrowedSocket::borrow_raw(socket as RawSocket) },
+            interest,
+        )
+    }
+
+    pub fn delete(poller: &Poller, socket: OsSocket) -> std::io::Result<()> {
+        // SAFETY: open, as for `add`.
+        poller.delete(unsafe { BorrowedSocket::borrow_raw(socket as RawSocket) })
     }
 }
 
@@ -238,7 +296,6 @@ pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
                 let call = registry()
                     .polls
                     .get(&h)
-                    .filter(|p| p.watching)
                     .map(|p| (readable, writable && p.writable));
                 if let Some((r, w)) = call {
                     // SAFETY: the handle is registered, so it is open and its memory live.
@@ -280,7 +337,7 @@ pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
 fn hold_waker() {
     let d = driver();
     let mut r = registry();
-    let needed = r.polls.values().any(|p| p.refd && p.watching)
+    let needed = r.polls.values().any(|p| p.refd)
         || r.timers
             .values()
             .any(|t| t.refd && (t.due.is_some() || t.firing));
@@ -299,8 +356,8 @@ pub(super) fn poll_open(fd: OsSocket, listener: Weak<dyn Listener>) -> NonNull<c
         Poll {
             fd,
             writable: false,
-            watching: true,
             armed: true,
+            told: None,
             refd: false,
         },
     );
@@ -359,9 +416,9 @@ pub(super) fn close(raw: NonNull<c_void>) {
     {
         let mut r = registry();
         let h = raw.as_ptr() as usize;
-        r.polls.remove(&h);
+        let added = r.polls.remove(&h).and_then(|p| p.told.map(|_| p.fd));
         r.timers.remove(&h);
-        r.closing.push(h);
+        r.closing.push((h, added));
     }
     hold_waker();
     wake();
