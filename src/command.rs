@@ -104,6 +104,47 @@ pub enum Command {
     Ping,
 }
 
+/// A command, or an option of one, newer than some servers the store may reach: what it is
+/// and the Redis version that brought it. A server older than that refuses it (`unknown
+/// command`, `syntax error`), and the call fails with `ERR_SERVER_VERSION` naming both.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Needs {
+    pub what: &'static str,
+    pub redis: &'static str,
+}
+
+/// `GETDEL` (Better Auth's `getAndDelete`).
+pub const GETDEL: Needs = Needs {
+    what: "GETDEL",
+    redis: "6.2",
+};
+/// `SET … EXAT`: a value stored until an absolute time.
+pub const SET_EXAT: Needs = Needs {
+    what: "SET … EXAT",
+    redis: "6.2",
+};
+/// `SET … KEEPTTL`, inside the JSON array scripts.
+pub const SET_KEEPTTL: Needs = Needs {
+    what: "SET … KEEPTTL (in the JSON array scripts)",
+    redis: "6.0",
+};
+
+impl Needs {
+    /// The call's error text. `server` is the server's name and version when the handshake
+    /// learned them; else the server's own answer is quoted, up to the arguments Redis echoes
+    /// (keys, which can be session ids).
+    pub fn message(&self, server: Option<&str>, answer: &str) -> String {
+        let Needs { what, redis } = self;
+        match server {
+            Some(server) => format!("{what} needs Redis {redis} or newer; this server is {server}"),
+            None => {
+                let answer = answer.split(", with args").next().unwrap_or(answer);
+                format!("{what} needs Redis {redis} or newer; this server answered: {answer}")
+            }
+        }
+    }
+}
+
 /// A backend's answer to one command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
@@ -138,6 +179,21 @@ impl Command {
                 | Command::Scan { .. }
                 | Command::Ping
         )
+    }
+
+    /// What this command needs of the server beyond what every Redis the store may reach has.
+    /// `resp::needs_of_encoded` reads the same back from a command's bytes.
+    pub fn needs(&self) -> Option<&'static Needs> {
+        match self {
+            Command::GetDel(_) => Some(&GETDEL),
+            Command::Set {
+                expiry: Expiry::At(_),
+                ..
+            }
+            | Command::Replace { .. } => Some(&SET_EXAT),
+            Command::JsonArrayAdd { .. } | Command::JsonArrayRemove { .. } => Some(&SET_KEEPTTL),
+            _ => None,
+        }
     }
 
     /// The keys this command touches, for routing on a cluster.

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     /// A fault inside the store itself (a caught panic): the call failed, the connection
     /// started again, the process lives.
     Internal,
+    /// The server is older than a command or option the call needs, and refused it as an
+    /// older server does: the message names the command and the Redis version it needs.
+    ServerVersion,
 }
 
 impl ErrorKind {
@@ -41,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Auth => "ERR_AUTH",
             ErrorKind::BadData => "ERR_BAD_DATA",
             ErrorKind::Internal => "ERR_INTERNAL",
+            ErrorKind::ServerVersion => "ERR_SERVER_VERSION",
         }
     }
 }
@@ -84,5 +88,6 @@ mod tests {
         assert_eq!(ErrorKind::Timeout.code(), "ERR_TIMEOUT");
         assert_eq!(ErrorKind::BadArgument.code(), "ERR_BAD_ARGUMENT");
         assert_eq!(ErrorKind::Redis.code(), "ERR_REDIS");
+        assert_eq!(ErrorKind::ServerVersion.code(), "ERR_SERVER_VERSION");
     }
 }

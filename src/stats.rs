@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use crate::error::ErrorKind;
 
 /// Every error code, in the order `record` numbers them (1-based; 0 is success).
-pub const ERROR_KINDS: [ErrorKind; 10] = [
+pub const ERROR_KINDS: [ErrorKind; 11] = [
     ErrorKind::NotConnected,
     ErrorKind::Timeout,
     ErrorKind::BadArgument,
@@ -25,6 +25,7 @@ pub const ERROR_KINDS: [ErrorKind; 10] = [
     ErrorKind::Auth,
     ErrorKind::BadData,
     ErrorKind::Internal,
+    ErrorKind::ServerVersion,
 ];
 /// Errors without a code of ours (a throwing serializer, say).
 const OTHER_ERROR: usize = ERROR_KINDS.len() + 1;

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'ERR_BAD_DATA'
   | 'ERR_AUTH'
   | 'ERR_INTERNAL'
+  | 'ERR_SERVER_VERSION'
 
 export interface StoreError extends Error {
   code: ErrorCode

@@ -46,6 +46,7 @@ cli.tls = {}
 
 // The server binary every start runs: redis-server on PATH, or another Redis-compatible server
 // (scripts/platforms/server-suite.sh runs the server-facing tests against Valkey and Redis 6.2).
+// `startRedis`'s `bin` names another for one server (__test__/old-server.test.js: Redis 6.0).
 const SERVER_BIN = process.env.REDIS_SERVER_BIN || 'redis-server'
 
 // How many times a server whose start failed is started again on a new free port (the port can
@@ -63,13 +64,13 @@ function logTail(file) {
 }
 
 /**
- * Spawns `redis-server args` and waits until the process answers on `port` as itself (its
+ * Spawns `bin args` (redis-server) and waits until the process answers on `port` as itself (its
  * `INFO server` names its own pid: another server that took the port does not count). Rejects
  * early when the process exits (e.g. "Address already in use"), or after `timeoutMs`; the
  * process is killed then. Resolves with the child process.
  */
-async function launch(args, port, logfile, timeoutMs = 10000) {
-  const proc = spawn(SERVER_BIN, args, { stdio: 'ignore' })
+async function launch(args, port, logfile, bin = SERVER_BIN, timeoutMs = 10000) {
+  const proc = spawn(bin, args, { stdio: 'ignore' })
   let spawnError = null
   proc.on('error', (e) => (spawnError = e))
   const deadline = Date.now() + timeoutMs
@@ -116,9 +117,10 @@ function emptyDir(dir) {
  * file paths, `authClients`), it listens with TLS only. `stop()` kills it; `restart()` starts
  * it again on the same port. A start that fails (the port was taken before the server bound
  * it, or it did not answer) is tried again on a new free port, up to START_ATTEMPTS times.
- * With `clusterBus`, the port is one whose bus port (port + 10000) exists.
+ * With `clusterBus`, the port is one whose bus port (port + 10000) exists. `bin` is the server
+ * binary to run instead of REDIS_SERVER_BIN's.
  */
-async function startRedis(extraArgs = [], { tls, clusterBus = false } = {}) {
+async function startRedis(extraArgs = [], { tls, clusterBus = false, bin = SERVER_BIN } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrisession-redis-'))
   const logfile = path.join(os.tmpdir(), `${path.basename(dir)}.log`)
   const server = {
@@ -140,7 +142,7 @@ async function startRedis(extraArgs = [], { tls, clusterBus = false } = {}) {
       let last
       for (let i = 0; i < RESTART_ATTEMPTS; i++) {
         try {
-          this.proc = await launch(this.args(), this.port, logfile)
+          this.proc = await launch(this.args(), this.port, logfile, bin)
           return
         } catch (e) {
           last = e
@@ -178,7 +180,7 @@ async function startRedis(extraArgs = [], { tls, clusterBus = false } = {}) {
     server.url = `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`
     if (tls) cli.tls[port] = ['--tls', '--cacert', tls.ca, ...(tls.clientCert ? ['--cert', tls.clientCert, '--key', tls.clientKey] : [])]
     try {
-      server.proc = await launch(server.args(), port, logfile)
+      server.proc = await launch(server.args(), port, logfile, bin)
       return server
     } catch (e) {
       errors.push(e.message)
@@ -221,9 +223,9 @@ async function until(check, timeoutMs, what) {
  * A 6-node Redis Cluster (3 primaries, 3 replicas) on loopback, with a 1 s node timeout (or
  * `nodeTimeout` ms) so failovers happen within seconds. `close()` stops every node. A cluster that does not come
  * up (a node that would not start, `--cluster create` failing, no `cluster_state:ok`) is torn
- * down and started again on new ports, up to 3 times.
+ * down and started again on new ports, up to 3 times. `bin` as `startRedis` takes it.
  */
-async function startCluster({ nodeTimeout = 1000 } = {}) {
+async function startCluster({ nodeTimeout = 1000, bin } = {}) {
   const nodes = await retried('starting a cluster', 3, async (onFailure) => {
     const nodes = []
     onFailure(async () => {
@@ -241,7 +243,7 @@ async function startCluster({ nodeTimeout = 1000 } = {}) {
             // can wait for it instead of writing into a window with no copy.
             '--repl-diskless-sync-delay', '0',
           ],
-          { clusterBus: true },
+          { clusterBus: true, bin },
         ),
       )
     }

@@ -1,6 +1,7 @@
 # Sourced by the runtime scripts: Debian packages for another release or CPU, fetched with apt
 # under a directory of their own (apt's own lists, cache and sources there; nothing installed,
-# the system's apt state untouched) and unpacked.
+# the system's apt state untouched, and not read either: a package installed here in a newer
+# version does not stand in for the release's own) and unpacked.
 #
 #   fetch_debs <suite> <deb-arch> <work-dir> <unpack-dir> <package>...
 #
@@ -18,7 +19,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
   local apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts" -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::Cache=$apt_dir/cache" -o "APT::Sandbox::User=$(id -un)" -o "APT::Architecture=$deb_arch" -o "APT::Architectures::=$deb_arch")
+    -o "Dir::Cache=$apt_dir/cache" -o Dir::State::status=/dev/null -o "APT::Sandbox::User=$(id -un)" -o "APT::Architecture=$deb_arch" -o "APT::Architectures::=$deb_arch")
   local packages=()
   for p in "$@"; do packages+=("$p:$deb_arch"); done
   apt-get "${apt_opts[@]}" update -qq

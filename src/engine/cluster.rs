@@ -728,7 +728,7 @@ impl Router {
                 if call.pinned() {
                     // A page of a SCAN on a node that is down: that pass starts again.
                     let role = std::mem::replace(&mut call.role, Role::Aside);
-                    if let Role::Step(walk) = role {
+                    if let Role::Step(walk, _) = role {
                         let lost = StoreError::new(
                             ErrorKind::NotConnected,
                             "a cluster node went down during a keyspace walk",

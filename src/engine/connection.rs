@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use redis::cluster_routing::Slot;
 
 use super::cache::NearCache;
-use super::dial::{Place, Target};
+use super::dial::{Dialed, Place, Target};
 use super::event_loop::{self, EventLoop, Listener, OsSocket, PollHandle, TimerHandle};
 use super::journal::{Fill, Journal, Role, Waiting};
 use super::js::Boundary;
@@ -48,8 +48,8 @@ pub struct Opened {
     /// Which connection of the engine (a cluster has one per node; a single server, one).
     pub(crate) node: usize,
     generation: u64,
-    /// The connection, and whether tracking is on for it.
-    result: Result<(Wire, bool), String>,
+    /// The connection, or why it could not be made.
+    result: Result<Dialed, String>,
 }
 
 /// Hears, on the JS thread, that the connection was established (`None`) or that calls
@@ -143,6 +143,8 @@ struct State {
     switches_seen: u64,
     /// The server the last connection reached, to tell a failover from a reconnect.
     peer: Option<std::net::SocketAddr>,
+    /// Its name and version (`Redis 6.0.16`), for the error of a call that needs a newer one.
+    server: Option<String>,
     connected_before: bool,
     report: Option<Reporter>,
     on_link: Option<LinkHook>,
@@ -205,6 +207,7 @@ impl Connection {
             seal: spec.seal.clone(),
             switches_seen: 0,
             peer: None,
+            server: None,
             connected_before: false,
             report: None,
             on_link: None,
@@ -695,7 +698,11 @@ impl State {
             return false;
         }
         self.connecting = false;
-        let (wire, tracking) = match opened.result {
+        let Dialed {
+            wire,
+            tracking,
+            server,
+        } = match opened.result {
             Ok(opened) if !self.closed => opened,
             Ok(_) => return false,
             Err(e) => {
@@ -716,7 +723,7 @@ impl State {
         if let Some(cache) = &self.cache {
             cache.borrow_mut().clear();
             if !tracking {
-                warn_uncached();
+                warn_uncached(server.as_deref());
                 self.cache = None;
             }
         }
@@ -732,6 +739,7 @@ impl State {
             }
         }
         self.peer = peer.or(self.peer);
+        self.server = server;
         self.journal.resend();
         self.poll_held = false;
         self.conn = Some(Conn {
@@ -914,6 +922,7 @@ impl State {
             seal,
             on_node,
             fx,
+            server,
             ..
         } = self;
         let Some(conn) = conn.as_mut() else { return };
@@ -932,6 +941,7 @@ impl State {
             cache: cache.as_ref(),
             seal,
             routed: on_node.is_some(),
+            server: server.as_deref(),
         };
         let read = reader.read(&conn.inbuf);
         conn.inbuf.drain(..read.used);
@@ -1027,10 +1037,14 @@ impl State {
     }
 }
 
-/// Redis before 6 has no RESP3: said once per process, and the store runs uncached.
-fn warn_uncached() {
+/// A server that refused `HELLO 3` or `CLIENT TRACKING` (Redis before 6 has neither): said
+/// once per process, and the store runs uncached.
+fn warn_uncached(server: Option<&str>) {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
-        eprintln!("ferrisession: this Redis has no RESP3 client tracking (Redis 6+); the near cache is off");
+        let server = server.unwrap_or("this server");
+        eprintln!(
+            "ferrisession: the near cache is off: it needs RESP3 client tracking (HELLO 3 and CLIENT TRACKING, Redis 6.0 or newer), which {server} refused; the store runs uncached"
+        );
     });
 }

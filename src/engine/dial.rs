@@ -1,7 +1,7 @@
 //! Dialing, off the JS thread: where a connection goes (one server, a unix socket, or the
 //! primary the sentinels name), the TCP connect, the TLS handshake, `AUTH`, `SELECT`, the
-//! role check after a failover, `HELLO 3` and `CLIENT TRACKING` for the near cache, and a
-//! cluster's slot map (`CLUSTER SLOTS`). Everything here blocks and runs on the runtime's
+//! role check after a failover, the server's version (`INFO server`), `HELLO 3` and
+//! `CLIENT TRACKING` for the near cache, and a cluster's slot map (`CLUSTER SLOTS`). Everything here blocks and runs on the runtime's
 //! threads; the JS thread only takes the finished connection.
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -247,12 +247,20 @@ impl Target {
     }
 
     /// Blocking connect and handshake, ready for the JS thread's poll; runs off the JS thread.
-    /// With `tracking`, also switches to RESP3 and turns on `CLIENT TRACKING`; the flag says
-    /// whether the server could (Redis before 6 cannot).
-    pub fn open(&self) -> Result<(Wire, bool), String> {
+    /// Reads the server's version (`INFO server`), for the error of a call that needs a newer
+    /// one. With `tracking`, also switches to RESP3 and turns on `CLIENT TRACKING`.
+    pub fn open(&self) -> Result<Dialed, String> {
         let mut wire = self.open_blocking()?;
+        let mut stream = wire.blocking();
+        // Before `HELLO 3`: in RESP3 the reply is a verbatim string. A server that refuses
+        // `INFO` (an ACL user without it) is simply not named.
+        let server = match resp::query_tree(&mut stream, &[b"INFO", b"server"])
+            .map_err(|e| format!("INFO: {e}"))?
+        {
+            Ok(resp::Tree::Text(info)) => server_of(&info),
+            _ => None,
+        };
         let tracking = self.tracking && {
-            let mut stream = wire.blocking();
             let hello = resp::query_tree(&mut stream, &[b"HELLO", b"3"])
                 .map_err(|e| format!("HELLO: {e}"))?;
             hello.is_ok()
@@ -263,7 +271,11 @@ impl Target {
         wire.socket()
             .set_nonblocking(true)
             .map_err(|e| format!("handshake: {e}"))?;
-        Ok((wire, tracking))
+        Ok(Dialed {
+            wire,
+            tracking,
+            server,
+        })
     }
 
     /// The slot map as this node sees it (`CLUSTER SLOTS`): primaries only.
@@ -372,6 +384,32 @@ impl Target {
     }
 }
 
+/// A connection, logged in and ready.
+pub struct Dialed {
+    pub wire: Wire,
+    /// RESP3 and `CLIENT TRACKING` are on (asked for with the near cache; a server before
+    /// Redis 6 has neither, and an ACL user may lack them).
+    pub tracking: bool,
+    /// The server's name and version (`Redis 6.0.16`, `Valkey 9.0.1`), when it told them.
+    pub server: Option<String>,
+}
+
+/// The server's name and version from its `INFO server` text: Valkey names itself beside the
+/// Redis version it stands for.
+fn server_of(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    match (field("valkey_version"), field("redis_version")) {
+        (Some(v), _) => Some(format!("Valkey {v}")),
+        (None, Some(v)) => Some(format!("Redis {v}")),
+        (None, None) => None,
+    }
+}
+
 /// Slots `start..=end` served by the primary at `host:port`.
 #[derive(Clone, Debug)]
 pub struct SlotRange {
@@ -412,5 +450,20 @@ fn only_primary(masters: &crate::command::Tree) -> Result<(String, u16), String>
                 names.join(", ")
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_of;
+
+    #[test]
+    fn names_the_server_from_info() {
+        let redis = "# Server\r\nredis_version:6.0.16\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(server_of(redis).as_deref(), Some("Redis 6.0.16"));
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
+        assert_eq!(server_of(valkey).as_deref(), Some("Valkey 9.1.2"));
+        assert_eq!(server_of("# Server\r\nprocess_id:1\r\n"), None);
     }
 }

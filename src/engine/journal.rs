@@ -12,7 +12,7 @@ use redis::cluster_routing::Slot;
 
 use super::cache::Tag;
 use super::resp;
-use crate::command::Command;
+use crate::command::{Command, Needs};
 use crate::error::{ErrorKind, StoreError};
 use crate::seal::Opener;
 use crate::walk::Walk;
@@ -27,11 +27,12 @@ pub enum Role {
     /// `MULTI` or a command inside a transaction: its reply is not the call's, but an error in
     /// it is.
     Lead,
-    /// A transaction's `EXEC`: the call's reply is `null`, or the first error.
-    Exec,
-    /// A keyspace walk's step (a command, or a transaction's `EXEC`): its reply gives the
-    /// walk's next step or the call's reply.
-    Step(Walk),
+    /// A transaction's `EXEC`: the call's reply is `null`, or the first error. With what the
+    /// transaction's commands need of the server, if any (`Command::needs`): an error names it.
+    Exec(Option<&'static Needs>),
+    /// A keyspace walk's step (a command, or a transaction's `EXEC` with what its commands
+    /// need, as `Exec`): its reply gives the walk's next step or the call's reply.
+    Step(Walk, Option<&'static Needs>),
 }
 
 impl Role {
@@ -87,7 +88,7 @@ impl Waiting {
     /// Whether this is a step of a walk that must run on the node it was on (a `SCAN` page,
     /// whose cursor means nothing elsewhere).
     pub fn pinned(&self) -> bool {
-        matches!(self.role, Role::Step(_)) && self.slot.is_none()
+        matches!(self.role, Role::Step(..)) && self.slot.is_none()
     }
 }
 
@@ -231,7 +232,11 @@ impl Journal {
             self.push(id, slot, deadline, Role::Lead, Fill::None);
         }
         resp::encode(&mut self.bytes, &[b"EXEC"]);
-        let role = walk.map_or(Role::Exec, Role::Step);
+        let needs = commands.iter().find_map(Command::needs);
+        let role = match walk {
+            Some(walk) => Role::Step(walk, needs),
+            None => Role::Exec(needs),
+        };
         self.push(id, slot, deadline, role, cache);
     }
 
@@ -266,7 +271,7 @@ impl Journal {
         };
         resp::encode_command(&mut self.bytes, command);
         let deadline = Instant::now() + self.timeout;
-        self.push(id, slot, deadline, Role::Step(walk), cache);
+        self.push(id, slot, deadline, Role::Step(walk, None), cache);
         if let Some(p) = self.pending.back_mut() {
             p.rescan = rescan;
         }

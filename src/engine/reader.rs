@@ -11,7 +11,7 @@ use super::cache::NearCache;
 use super::journal::{Fill, Journal, Pending, Role, Waiting};
 use super::outbox::Outbox;
 use super::resp::{self, Frame, Tree};
-use crate::command::Command;
+use crate::command::{Command, Needs};
 use crate::error::{ErrorKind, StoreError};
 use crate::seal::{Opener, Seal};
 use crate::walk::{self, Step};
@@ -46,6 +46,8 @@ pub struct Reader<'a> {
     pub seal: &'a Seal,
     /// A cluster node: redirects and steps elsewhere go to the router.
     pub routed: bool,
+    /// The server's name and version, as the handshake read them (`Redis 6.0.16`).
+    pub server: Option<&'a str>,
 }
 
 impl Reader<'_> {
@@ -166,7 +168,7 @@ impl Reader<'_> {
 
     /// Any other frame: the reply of the call at the front of the journal.
     fn on_reply(&mut self, frame: Frame<'_>, read: &mut Read) {
-        let Some((p, _)) = self.journal.answer() else {
+        let Some((p, range)) = self.journal.answer() else {
             return;
         };
         self.feed_cache(&p, &frame);
@@ -181,7 +183,7 @@ impl Reader<'_> {
             ..
         } = p;
         match role {
-            Role::Step(walk) => self.on_step(id, walk, frame, read),
+            Role::Step(walk, needs) => self.on_step(id, walk, needs, range, frame, read),
             Role::Lead => {
                 if let Frame::Error(e) = frame {
                     self.journal
@@ -189,16 +191,17 @@ impl Reader<'_> {
                 }
             }
             Role::Aside => {}
-            Role::Exec => {
+            Role::Exec(needs) => {
                 let mut error = self.journal.take_lead_error(id);
                 if let (None, Frame::Array(Some(items))) = (&error, &frame) {
                     error = first_error(items).map(|e| String::from_utf8_lossy(e).into_owned());
                 }
-                match (error, frame) {
-                    (Some(e), _) => read.out.error(id, error_kind(e.as_bytes()), &e),
-                    (None, Frame::Error(e)) => push_frame(&mut read.out, id, &Frame::Error(e)),
-                    (None, _) => read.out.nil(id),
-                }
+                let failed = match (&error, &frame) {
+                    (Some(e), _) => self.failure(e.as_bytes(), || needs),
+                    (None, Frame::Error(e)) => self.failure(e, || needs),
+                    (None, _) => return read.out.nil(id),
+                };
+                read.out.error(id, failed.kind, &failed.message);
             }
             Role::Single => {
                 if let (Some(cache), Fill::Value(key)) = (self.cache, &cache) {
@@ -212,25 +215,53 @@ impl Reader<'_> {
                         _ => cache.unfill(key),
                     }
                 }
-                match &open {
-                    Some(opener) => push_opened(&mut read.out, id, self.seal, opener, &frame),
-                    None => push_frame(&mut read.out, id, &frame),
+                match (&frame, &open) {
+                    (Frame::Error(e), _) => {
+                        let failed =
+                            self.failure(e, || resp::needs_of_encoded(self.journal.bytes(range)));
+                        read.out.error(id, failed.kind, &failed.message);
+                    }
+                    (_, Some(opener)) => push_opened(&mut read.out, id, self.seal, opener, &frame),
+                    (_, None) => push_frame(&mut read.out, id, &frame),
                 }
             }
         }
     }
 
+    /// A Redis error reply as the call's error: `ERR_SERVER_VERSION` when the call's command
+    /// (`needs`, asked only for a reply that could mean it) needs a newer server and the reply
+    /// is how an older server refuses it, else by `error_kind`.
+    fn failure(&self, text: &[u8], needs: impl FnOnce() -> Option<&'static Needs>) -> StoreError {
+        let answer = String::from_utf8_lossy(text);
+        match refused_as_unknown(text).then(needs).flatten() {
+            Some(needs) => StoreError::new(
+                ErrorKind::ServerVersion,
+                needs.message(self.server, &answer),
+            ),
+            None => StoreError::new(error_kind(text), answer.into_owned()),
+        }
+    }
+
     /// A walk's step answered: the walk's next step is queued here, handed to the router, or
-    /// the call's reply.
-    fn on_step(&mut self, id: u32, walk: walk::Walk, frame: Frame<'_>, read: &mut Read) {
-        let failed =
-            |e: &[u8]| StoreError::new(error_kind(e), String::from_utf8_lossy(e).into_owned());
-        let reply = match (self.journal.take_lead_error(id), &frame) {
-            (Some(e), _) => Err(failed(e.as_bytes())),
-            (None, Frame::Error(e)) => Err(failed(e)),
+    /// the call's reply. `range` is the step's command in the journal; a transaction's `EXEC`
+    /// carries what its commands need instead.
+    fn on_step(
+        &mut self,
+        id: u32,
+        walk: walk::Walk,
+        carried: Option<&'static Needs>,
+        range: std::ops::Range<usize>,
+        frame: Frame<'_>,
+        read: &mut Read,
+    ) {
+        let lead_error = self.journal.take_lead_error(id);
+        let needs = || carried.or_else(|| resp::needs_of_encoded(self.journal.bytes(range)));
+        let reply = match (lead_error, &frame) {
+            (Some(e), _) => Err(self.failure(e.as_bytes(), needs)),
+            (None, Frame::Error(e)) => Err(self.failure(e, needs)),
             // A command of a transaction failed inside it.
             (None, Frame::Array(Some(items))) if first_error(items).is_some() => {
-                Err(failed(first_error(items).expect("checked")))
+                Err(self.failure(first_error(items).expect("checked"), needs))
             }
             (None, other) => Ok(Tree::of(other)),
         };
@@ -346,7 +377,24 @@ fn is_moving(error: &[u8]) -> bool {
     .any(|p| error.starts_with(p))
 }
 
-/// The error code of a Redis error reply: the one place a server error is classified.
+/// Whether an error reply is how a server older than a command or option refuses it: it does
+/// not know the command, takes fewer arguments, or not the option (also when a script's
+/// `redis.call` got it, after the script's own prefix).
+fn refused_as_unknown(text: &[u8]) -> bool {
+    const SAYS: [&[u8]; 4] = [
+        b"unknown command",
+        b"unknown subcommand",
+        b"wrong number of arguments",
+        b"syntax error",
+    ];
+    SAYS.iter().any(|says| {
+        text.windows(says.len())
+            .any(|w| w.eq_ignore_ascii_case(says))
+    })
+}
+
+/// The error code of a Redis error reply: the one place a server error is classified (see
+/// `Reader::failure` for a command that needs a newer server).
 pub fn error_kind(text: &[u8]) -> ErrorKind {
     if text.starts_with(b"WRONGTYPE") {
         ErrorKind::WrongType
@@ -429,5 +477,117 @@ mod tests {
             ErrorKind::BadData
         );
         assert_eq!(error_kind(b"ERR syntax error"), ErrorKind::Redis);
+    }
+
+    /// The errors `read` gives the calls queued by `queue`, for the wire replies `replies`.
+    fn errors_for(
+        server: Option<&str>,
+        queue: impl FnOnce(&mut Journal),
+        replies: &[u8],
+    ) -> Vec<(u32, ErrorKind, String)> {
+        let mut journal = Journal::new(std::time::Duration::from_secs(5), 100);
+        queue(&mut journal);
+        let seal = Seal::default();
+        let mut reader = Reader {
+            journal: &mut journal,
+            cache: None,
+            seal: &seal,
+            routed: false,
+            server,
+        };
+        let read = reader.read(replies);
+        assert_eq!(read.used, replies.len());
+        let out = read.out;
+        out.items
+            .iter()
+            .map(|(id, item)| match item {
+                super::super::outbox::Item::Error(kind, r) => {
+                    (*id, *kind, out.text[r.clone()].to_string())
+                }
+                _ => (*id, ErrorKind::Internal, "not an error".into()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_an_older_server_refuses_names_the_version_it_needs() {
+        use crate::command::Expiry;
+        let set = |key: &str, expiry| Command::Set {
+            key: key.into(),
+            value: "v".into(),
+            expiry,
+        };
+        let queue = |j: &mut Journal| {
+            j.command(1, &Command::GetDel("k".into()), None, Fill::None, None);
+            j.command(2, &set("k", Expiry::At(9)), None, Fill::None, None);
+            j.command(3, &set("k", Expiry::In(9)), None, Fill::None, None);
+            let index = Command::SAdd {
+                key: "i".into(),
+                members: vec!["k".into()],
+            };
+            j.transaction(4, &[set("k", Expiry::At(9)), index], None, None, Fill::None);
+            let add = Command::JsonArrayAdd {
+                key: "a".into(),
+                member: "m".into(),
+            };
+            j.command(5, &add, None, Fill::None, None);
+        };
+        // What Redis 6.0.16 answers (the script's error as a server before 6.0 would answer
+        // its KEEPTTL), and a syntax error of a command that needs nothing new.
+        let replies = b"-ERR unknown command `GETDEL`, with args beginning with: `k`, \r\n\
+            -ERR syntax error\r\n\
+            -ERR syntax error\r\n\
+            +OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR syntax error\r\n:1\r\n\
+            -ERR Error running script (call to f_0): @user_script:33: ERR syntax error\r\n";
+        let named = errors_for(Some("Redis 6.0.16"), queue, replies);
+        let version = ErrorKind::ServerVersion;
+        assert_eq!(
+            named,
+            vec![
+                (1, version, "GETDEL needs Redis 6.2 or newer; this server is Redis 6.0.16".into()),
+                (2, version, "SET … EXAT needs Redis 6.2 or newer; this server is Redis 6.0.16".into()),
+                (3, ErrorKind::Redis, "ERR syntax error".into()),
+                (4, version, "SET … EXAT needs Redis 6.2 or newer; this server is Redis 6.0.16".into()),
+                (
+                    5,
+                    version,
+                    "SET … KEEPTTL (in the JSON array scripts) needs Redis 6.0 or newer; this server is Redis 6.0.16".into()
+                ),
+            ]
+        );
+        // A server that did not say its version: its answer, without the arguments it echoes.
+        let unnamed = errors_for(None, queue, replies);
+        assert_eq!(
+            unnamed[0].2,
+            "GETDEL needs Redis 6.2 or newer; this server answered: ERR unknown command `GETDEL`"
+        );
+        assert_eq!(
+            unnamed[1].2,
+            "SET … EXAT needs Redis 6.2 or newer; this server answered: ERR syntax error"
+        );
+    }
+
+    #[test]
+    fn a_transaction_refused_at_queue_time_names_the_version_too() {
+        let queue = |j: &mut Journal| {
+            let take = Command::GetDel("k".into());
+            j.transaction(
+                7,
+                &[take, Command::Del(vec!["k".into()])],
+                None,
+                None,
+                Fill::None,
+            );
+        };
+        let replies = b"+OK\r\n-ERR unknown command `GETDEL`, with args beginning with: `k`, \r\n\
+            +QUEUED\r\n-EXECABORT Transaction discarded because of previous errors.\r\n";
+        assert_eq!(
+            errors_for(Some("Redis 5.0.14"), queue, replies),
+            vec![(
+                7,
+                ErrorKind::ServerVersion,
+                "GETDEL needs Redis 6.2 or newer; this server is Redis 5.0.14".into()
+            )]
+        );
     }
 }
