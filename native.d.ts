@@ -25,12 +25,6 @@ export declare class NativeStore {
    * through `onDelivery`.
    */
   submit(nums: Float64Array, len: number, text: string): JsDelivery | null
-  /**
-   * One call of an embedded (`memory://`) store, answered on the spot: its reply (an
-   * `Error` value for a failed call), without a batch. JS uses it when no earlier call of
-   * the store waits, so call order holds.
-   */
-  runNow(op: number, key: string, value: string | undefined | null, num: number | undefined | null, mark: number): JsReply
   /** True for an embedded (`memory://`) store, whose calls `runNow` answers. */
   get inline(): boolean
   /**
@@ -38,14 +32,8 @@ export declare class NativeStore {
    * fewer crossings is all that counts), the engine's advice otherwise.
    */
   get batchCap(): number
-  /**
-   * The near cache's live value of session `id` under `prefix` (the id hashed with
-   * `hashIds`, the namespace before), opened: a hot `get` costs one small native call, no
-   * batch and no promise on this side. JS asks only when none of its calls wait to be sent,
-   * so no earlier write is overtaken. `false` when the cache knows the key is absent, `null`
-   * when it does not know. Throws `ERR_BAD_DATA` when the value does not open.
-   */
-  cached(prefix: string, id: string): string | boolean | null
+  /** This store's number, which `runNow` and `cachedValue` are given. */
+  get number(): number
   /**
    * Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a
    * unix socket or memory://; namespace: the copied client's key prefix).
@@ -74,11 +62,28 @@ export declare class NativeStore {
   close(): void
 }
 
+/**
+ * The near cache's live value of session `id` under `prefix` in store `store` (the id
+ * hashed with `hashIds`, the namespace before), opened: a hot `get` costs one small native
+ * call, no batch and no promise on this side. JS asks only when none of its calls wait to be
+ * sent, so no earlier write is overtaken. `false` when the cache knows the key is absent,
+ * `null` when it does not know (or the store is closed). Throws `ERR_BAD_DATA` when the
+ * value does not open.
+ */
+export declare function cachedValue(store: number, prefix: string, id: string): string | boolean | null
+
 /** A new session token's parts for `ferrisession/sessions`: `[id, secret, secretHash]`. */
 export declare function mintSessionToken(): Array<string>
 
 /** The op codes of the batch format, by the names `lib/native.js` uses: one table, in Rust. */
 export declare function opCodes(): Record<string, number>
+
+/**
+ * One call of an embedded (`memory://`) store, answered on the spot: its reply (an `Error`
+ * value for a failed call), without a batch. JS uses it when no earlier call of the store
+ * waits, so call order holds. `store` is the store's `number`.
+ */
+export declare function runNow(store: number, op: number, key: string, value: string | undefined | null, num: number | undefined | null, mark: number): JsReply
 
 /** Whether `secret` hashes to `secretHash`, compared in constant time. */
 export declare function sessionSecretMatches(secret: string, secretHash: string): boolean

@@ -836,6 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeStore = nativeBinding.NativeStore
+module.exports.cachedValue = nativeBinding.cachedValue
 module.exports.mintSessionToken = nativeBinding.mintSessionToken
 module.exports.opCodes = nativeBinding.opCodes
+module.exports.runNow = nativeBinding.runNow
 module.exports.sessionSecretMatches = nativeBinding.sessionSecretMatches

@@ -114,4 +114,62 @@ describe('memory://', () => {
       b.close()
     }
   })
+
+  // Per-call functions find a store by its number in its JS thread's table: numbers of
+  // collected stores are reused, and each worker thread numbers its own stores.
+  it('keeps stores apart across collected stores and worker threads', async () => {
+    const { Worker } = require('node:worker_threads')
+    const { spawnSync } = require('node:child_process')
+    // Stores made, closed and collected, then new ones in their slots: a new store starts
+    // empty (a reused number does not reach the old store's data) and reads only its own.
+    const gc = spawnSync(process.execPath, ['--expose-gc', '-e', `
+      const { RedisStore } = require(${JSON.stringify(require.resolve('..'))})
+      const numbers = new Set()
+      ;(async () => {
+        for (let round = 0; round < 20; round++) {
+          let stores = Array.from({ length: 50 }, () => new RedisStore({ url: 'memory://' }))
+          for (const [i, s] of stores.entries()) {
+            numbers.add(s.link.number)
+            if ((await s.get('k')) !== null) throw new Error('a new store read an old one')
+            await s.set('k', { cookie: {}, i })
+          }
+          for (const [i, s] of stores.entries()) if ((await s.get('k')).i !== i) throw new Error('store ' + i + ' read another store')
+          for (const s of stores) s.close()
+          stores = null
+          for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setTimeout(r, 10)) }
+        }
+        console.log(numbers.size)
+      })().catch((e) => { console.error(e); process.exit(1) })
+    `], { encoding: 'utf8' })
+    assert.equal(gc.status, 0, gc.stderr)
+    // 1,000 stores made, their numbers reused once collected.
+    assert.ok(Number(gc.stdout) < 200, `distinct numbers: ${gc.stdout}`)
+    const worker = () =>
+      new Promise((resolve, reject) => {
+        const w = new Worker(`
+          const { parentPort } = require('node:worker_threads')
+          const { RedisStore } = require(${JSON.stringify(require.resolve('..'))})
+          const s = new RedisStore({ url: 'memory://' })
+          ;(async () => {
+            const mine = String(Math.random())
+            await s.set('x', { cookie: {}, mine })
+            await new Promise((r) => setTimeout(r, 20))
+            parentPort.postMessage({ number: s.link.number, same: (await s.get('x')).mine === mine })
+            s.close()
+          })()
+        `, { eval: true })
+        w.once('message', resolve)
+        w.once('error', reject)
+      })
+    const main = new RedisStore({ url: 'memory://' })
+    try {
+      await main.set('x', { cookie: {}, mine: 'main' })
+      const results = await Promise.all([worker(), worker(), worker()])
+      // Each thread's first store is number 0 of its own table, and reads its own value.
+      for (const r of results) assert.deepEqual(r, { number: 0, same: true })
+      assert.equal((await main.get('x')).mine, 'main')
+    } finally {
+      main.close()
+    }
+  })
 })

@@ -78,7 +78,23 @@ type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
 
 #[napi]
 pub struct NativeStore {
-    core: Option<LocalCore>,
+    /// What its calls need, shared with this thread's table of stores.
+    hot: Rc<Hot>,
+    /// Its place in that table (`Stores`), which the per-call functions are given.
+    number: u32,
+    /// Calls per operation, as JS records them, and what the connections went through.
+    calls: std::cell::RefCell<stats::CallStats>,
+    counters: Arc<stats::LinkCounters>,
+    server: config::ServerName,
+}
+
+/// What a store's calls need: held by its `NativeStore` and by this thread's table of stores,
+/// through which the per-call functions (`runNow`, `cachedValue`) reach it by number. Those
+/// are module functions, not methods: napi-rs 3's wrapper around a method call (its class
+/// identity check and native-borrow registry) costs about as much again as the call itself.
+struct Hot {
+    /// `None` once closed.
+    core: std::cell::RefCell<Option<LocalCore>>,
     engine: Option<Rc<Engine>>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
@@ -86,10 +102,173 @@ pub struct NativeStore {
     gate: Option<std::cell::RefCell<refresh::RefreshGate>>,
     /// `hashIds` and `encryption`.
     seal: Arc<seal::Seal>,
-    /// Calls per operation, as JS records them, and what the connections went through.
-    calls: std::cell::RefCell<stats::CallStats>,
-    counters: Arc<stats::LinkCounters>,
-    server: config::ServerName,
+}
+
+/// This JS thread's stores, by number; a collected store's slot is empty and reused. A number
+/// names a store of this thread only: each JS thread (a worker) has its own table. The table
+/// holds its stores weakly: a store lives exactly as long as its `NativeStore`, so its
+/// connections are never dropped by the thread's exit.
+#[derive(Default)]
+struct Stores {
+    slots: Vec<std::rc::Weak<Hot>>,
+    free: Vec<u32>,
+}
+
+thread_local! {
+    static STORES: std::cell::RefCell<Stores> = std::cell::RefCell::new(Stores::default());
+}
+
+impl Stores {
+    fn add(hot: &Rc<Hot>) -> u32 {
+        let weak = Rc::downgrade(hot);
+        STORES.with_borrow_mut(|t| match t.free.pop() {
+            Some(n) => {
+                t.slots[n as usize] = weak;
+                n
+            }
+            None => {
+                t.slots.push(weak);
+                (t.slots.len() - 1) as u32
+            }
+        })
+    }
+
+    /// Frees the slot of a store being dropped (its finalizer); nothing once the thread's
+    /// table is itself gone.
+    fn remove(number: u32) {
+        let _ = STORES.try_with(|t| {
+            if let Ok(mut t) = t.try_borrow_mut() {
+                if let Some(slot) = t.slots.get_mut(number as usize) {
+                    *slot = std::rc::Weak::new();
+                    t.free.push(number);
+                }
+            }
+        });
+    }
+
+    fn get(number: u32) -> Option<Rc<Hot>> {
+        STORES.with_borrow(|t| {
+            t.slots
+                .get(number as usize)
+                .and_then(std::rc::Weak::upgrade)
+        })
+    }
+}
+
+impl Drop for NativeStore {
+    fn drop(&mut self) {
+        Stores::remove(self.number);
+    }
+}
+
+/// One call of an embedded (`memory://`) store, answered on the spot: its reply (an `Error`
+/// value for a failed call), without a batch. JS uses it when no earlier call of the store
+/// waits, so call order holds. `store` is the store's `number`.
+#[napi]
+pub fn run_now(
+    store: u32,
+    op: u32,
+    key: String,
+    value: Option<String>,
+    num: Option<f64>,
+    mark: u32,
+) -> Result<JsReply> {
+    match Stores::get(store) {
+        Some(hot) => hot.run_now(op, key, value, num, mark),
+        None => Err(napi::Error::new(
+            Status::GenericFailure,
+            "ERR_CLOSED: the store is closed",
+        )),
+    }
+}
+
+/// The near cache's live value of session `id` under `prefix` in store `store` (the id
+/// hashed with `hashIds`, the namespace before), opened: a hot `get` costs one small native
+/// call, no batch and no promise on this side. JS asks only when none of its calls wait to be
+/// sent, so no earlier write is overtaken. `false` when the cache knows the key is absent,
+/// `null` when it does not know (or the store is closed). Throws `ERR_BAD_DATA` when the
+/// value does not open.
+#[napi]
+pub fn cached_value(
+    store: u32,
+    prefix: String,
+    id: String,
+) -> Result<Option<Either<String, bool>>> {
+    match Stores::get(store) {
+        Some(hot) => hot.cached(&prefix, &id),
+        None => Ok(None),
+    }
+}
+
+impl Hot {
+    fn run_now(
+        &self,
+        op: u32,
+        key: String,
+        value: Option<String>,
+        num: Option<f64>,
+        mark: u32,
+    ) -> Result<JsReply> {
+        let core = self.core.borrow();
+        let core = match core.as_ref() {
+            Some(core) if core.answers_inline() => core,
+            Some(_) => {
+                return Err(napi::Error::new(
+                    Status::InvalidArg,
+                    "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
+                ))
+            }
+            None => {
+                return Err(napi::Error::new(
+                    Status::GenericFailure,
+                    "ERR_CLOSED: the store is closed",
+                ))
+            }
+        };
+        let request = match batch::decode_one(op, key, value, num, mark, &self.seal) {
+            Ok(r) => r,
+            Err(e) => return Ok(JsReply(Reply::Error(e))),
+        };
+        let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
+        let reply = match self.admit(gate.as_deref_mut(), request) {
+            Ok(request) => core.run_one_inline(request),
+            Err(reply) => reply,
+        };
+        Ok(JsReply(reply))
+    }
+
+    /// A request as it goes to Redis: under the namespace, its value sealed; or the reply
+    /// `touchAfter` gives it without a round trip.
+    fn admit(
+        &self,
+        gate: Option<&mut refresh::RefreshGate>,
+        request: Request,
+    ) -> std::result::Result<Request, Reply> {
+        let request = self
+            .seal
+            .close_request(request.in_namespace(&self.namespace));
+        if matches!(&request, Request::MGet { keys } if keys.is_empty()) {
+            return Err(Reply::List(Vec::new()));
+        }
+        match gate.and_then(|g| g.admit(&request)) {
+            Some(reply) => Err(reply),
+            None => Ok(request),
+        }
+    }
+
+    fn cached(&self, prefix: &str, id: &str) -> Result<Option<Either<String, bool>>> {
+        let Some(engine) = self.engine.as_ref() else {
+            return Ok(None);
+        };
+        let id = self.seal.id(id);
+        let key = format!("{}{prefix}{id}", self.namespace);
+        match engine.cached(&key) {
+            None => Ok(None),
+            Some(Ok(Some(value))) => Ok(Some(Either::A(value))),
+            Some(Ok(None)) => Ok(Some(Either::B(false))),
+            Some(Err(e)) => Err(to_napi_err(e)),
+        }
+    }
 }
 
 /// Runs `f` (engine work a JS call or a report started); a panic fails the calls in flight
@@ -192,12 +371,16 @@ impl NativeStore {
                 Rc::new(core.link_reporter()),
             );
         }
-        Ok(NativeStore {
-            core: Some(core),
+        let hot = Rc::new(Hot {
+            core: std::cell::RefCell::new(Some(core)),
             engine,
             namespace,
             gate,
             seal,
+        });
+        Ok(NativeStore {
+            number: Stores::add(&hot),
+            hot,
             calls: Default::default(),
             counters,
             server,
@@ -224,7 +407,7 @@ impl NativeStore {
                 "internal error in submit: {}",
                 engine::event_loop::panic_text(&*panic)
             );
-            if let Some(e) = &self.engine {
+            if let Some(e) = &self.hot.engine {
                 contained(e, "recovering", || e.recover(&reason));
             }
             Err(napi::Error::new(
@@ -240,7 +423,9 @@ impl NativeStore {
         len: u32,
         text: String,
     ) -> Result<Option<JsDelivery>> {
-        let Some(core) = &self.core else {
+        let hot = &*self.hot;
+        let core = hot.core.borrow();
+        let Some(core) = core.as_ref() else {
             return Err(napi::Error::new(
                 Status::GenericFailure,
                 "ERR_CLOSED: the store is closed",
@@ -252,11 +437,11 @@ impl NativeStore {
                 "ERR_BAD_ARGUMENT: batch length out of range",
             )
         })?;
-        let calls = batch::decode_sealed(records, &text, &self.seal).map_err(to_napi_err)?;
+        let calls = batch::decode_sealed(records, &text, &self.hot.seal).map_err(to_napi_err)?;
         // Calls answered here and now: refreshes `touchAfter` skips, and every call of an
         // embedded store.
-        let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
-        let mut admit = |request: Request| self.admit(gate.as_deref_mut(), request);
+        let mut gate = self.hot.gate.as_ref().map(|g| g.borrow_mut());
+        let mut admit = |request: Request| self.hot.admit(gate.as_deref_mut(), request);
         if core.answers_inline() {
             let mut replies = Vec::with_capacity(calls.len());
             let mut requests = Vec::with_capacity(calls.len());
@@ -272,7 +457,7 @@ impl NativeStore {
             replies.extend(core.run_inline(requests));
             return Ok(Some(JsDelivery(Delivery::Replies(replies))));
         }
-        let Some(engine) = self.engine.as_deref().filter(|e| e.ready()) else {
+        let Some(engine) = self.hot.engine.as_deref().filter(|e| e.ready()) else {
             return Err(napi::Error::new(
                 Status::GenericFailure,
                 "ERR_CLOSED: the store is closed",
@@ -295,7 +480,7 @@ impl NativeStore {
                     continue;
                 }
             };
-            let queued = match session::plan(request, &self.seal) {
+            let queued = match session::plan(request, &self.hot.seal) {
                 Ok(Plan::Command(command)) => match engine.push(id, command) {
                     Ok(()) => Ok(()),
                     Err(Bounce::Refused(err)) => Err(err),
@@ -316,99 +501,31 @@ impl NativeStore {
         Ok((!inline.is_empty()).then_some(JsDelivery(Delivery::Replies(inline))))
     }
 
-    /// One call of an embedded (`memory://`) store, answered on the spot: its reply (an
-    /// `Error` value for a failed call), without a batch. JS uses it when no earlier call of
-    /// the store waits, so call order holds.
-    #[napi]
-    pub fn run_now(
-        &self,
-        op: u32,
-        key: String,
-        value: Option<String>,
-        num: Option<f64>,
-        mark: u32,
-    ) -> Result<JsReply> {
-        let core = match &self.core {
-            Some(core) if core.answers_inline() => core,
-            Some(_) => {
-                return Err(napi::Error::new(
-                    Status::InvalidArg,
-                    "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
-                ))
-            }
-            None => {
-                return Err(napi::Error::new(
-                    Status::GenericFailure,
-                    "ERR_CLOSED: the store is closed",
-                ))
-            }
-        };
-        let request = match batch::decode_one(op, key, value, num, mark, &self.seal) {
-            Ok(r) => r,
-            Err(e) => return Ok(JsReply(Reply::Error(e))),
-        };
-        let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
-        let reply = match self.admit(gate.as_deref_mut(), request) {
-            Ok(request) => core.run_one_inline(request),
-            Err(reply) => reply,
-        };
-        Ok(JsReply(reply))
-    }
-
-    /// A request as it goes to Redis: under the namespace, its value sealed; or the reply
-    /// `touchAfter` gives it without a round trip.
-    fn admit(
-        &self,
-        gate: Option<&mut refresh::RefreshGate>,
-        request: Request,
-    ) -> std::result::Result<Request, Reply> {
-        let request = self
-            .seal
-            .close_request(request.in_namespace(&self.namespace));
-        if matches!(&request, Request::MGet { keys } if keys.is_empty()) {
-            return Err(Reply::List(Vec::new()));
-        }
-        match gate.and_then(|g| g.admit(&request)) {
-            Some(reply) => Err(reply),
-            None => Ok(request),
-        }
-    }
-
     /// True for an embedded (`memory://`) store, whose calls `runNow` answers.
     #[napi(getter)]
     pub fn inline(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.answers_inline())
+        self.hot
+            .core
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.answers_inline())
     }
 
     /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
     /// fewer crossings is all that counts), the engine's advice otherwise.
     #[napi(getter)]
     pub fn batch_cap(&self) -> u32 {
-        match (&self.core, &self.engine) {
+        match (&*self.hot.core.borrow(), &self.hot.engine) {
             (Some(core), _) if core.answers_inline() => 64,
             (_, Some(engine)) => engine.batch_cap(),
             _ => 16,
         }
     }
 
-    /// The near cache's live value of session `id` under `prefix` (the id hashed with
-    /// `hashIds`, the namespace before), opened: a hot `get` costs one small native call, no
-    /// batch and no promise on this side. JS asks only when none of its calls wait to be sent,
-    /// so no earlier write is overtaken. `false` when the cache knows the key is absent, `null`
-    /// when it does not know. Throws `ERR_BAD_DATA` when the value does not open.
-    #[napi]
-    pub fn cached(&self, prefix: String, id: String) -> Result<Option<Either<String, bool>>> {
-        let Some(engine) = self.engine.as_ref() else {
-            return Ok(None);
-        };
-        let id = self.seal.id(&id);
-        let key = format!("{}{prefix}{id}", self.namespace);
-        match engine.cached(&key) {
-            None => Ok(None),
-            Some(Ok(Some(value))) => Ok(Some(Either::A(value))),
-            Some(Ok(None)) => Ok(Some(Either::B(false))),
-            Some(Err(e)) => Err(to_napi_err(e)),
-        }
+    /// This store's number, which `runNow` and `cachedValue` are given.
+    #[napi(getter)]
+    pub fn number(&self) -> u32 {
+        self.number
     }
 
     /// Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a
@@ -420,14 +537,14 @@ impl NativeStore {
             s.address.clone(),
             s.port.map(u32::from),
             s.database,
-            self.namespace.clone(),
+            self.hot.namespace.clone(),
         )
     }
 
     /// `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself.
     #[napi]
     pub fn seal_id(&self, id: String) -> String {
-        self.seal.id(&id)
+        self.hot.seal.id(&id)
     }
 
     /// Takes settled calls as `[op, micros, code, …]` (code: 0 for success, else 1 + the
@@ -451,7 +568,7 @@ impl NativeStore {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.counters;
         // What wakes the engine: libuv, or its own thread on hosts without it.
-        let driver = match &self.engine {
+        let driver = match &self.hot.engine {
             Some(_) => engine::event_loop::kind().unwrap_or("none"),
             None => "none",
         };
@@ -469,7 +586,7 @@ impl NativeStore {
     /// is off.
     #[napi]
     pub fn cache_stats(&self) -> Option<Vec<f64>> {
-        let s = self.engine.as_ref()?.cache_stats()?;
+        let s = self.hot.engine.as_ref()?.cache_stats()?;
         Some(vec![
             s.hits as f64,
             s.misses as f64,
@@ -481,12 +598,12 @@ impl NativeStore {
     /// Stops new calls; calls in flight still settle. The connection closes once they have
     /// (the engine stays until then; `ready()` refuses new calls).
     #[napi]
-    pub fn close(&mut self) {
-        if let Some(e) = &self.engine {
+    pub fn close(&self) {
+        if let Some(e) = &self.hot.engine {
             let e = e.clone();
             contained(&e, "close", || e.close());
         }
-        if let Some(core) = self.core.take() {
+        if let Some(core) = self.hot.core.borrow_mut().take() {
             core.close();
         }
     }

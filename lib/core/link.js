@@ -2,7 +2,7 @@
 // One connection to the core: batches calls made in the same loop turn into one native call,
 // keeps calls in order across keyspace walks, and settles promises from the core's replies.
 
-const { NativeStore, opCodes } = require('./binding.js')
+const { NativeStore, opCodes, runNow, cachedValue } = require('./binding.js')
 const { checkId, closedError, nativeError } = require('./errors.js')
 const { connectionOptions } = require('./options.js')
 const tracing = require('./tracing.js')
@@ -75,6 +75,8 @@ class Link {
     } catch (err) {
       throw nativeError(err)
     }
+    // The per-call native functions (runNow, cachedValue) find the store by this number.
+    this.number = this.native.number
     this.batchCap = this.native.batchCap
     // memory:// answers single-key calls on the spot (see `now`).
     this.direct = this.native.inline
@@ -232,7 +234,7 @@ class Link {
     const started = timed ? performance.now() : 0
     let v
     try {
-      v = this.native.runNow(op, key, value, num, mark)
+      v = runNow(this.number, op, key, value, num, mark)
     } catch (err) {
       v = nativeError(err)
     }
@@ -359,6 +361,8 @@ class Link {
       return
     }
     // A cluster's advice grows once its slot map shows all its primaries.
+    // The per-call native functions (runNow, cachedValue) find the store by this number.
+    this.number = this.native.number
     this.batchCap = this.native.batchCap
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
     if (answered) this.receive(answered)
@@ -448,7 +452,7 @@ class Link {
     }
     let value
     try {
-      value = this.native.cached(prefix, id)
+      value = cachedValue(this.number, prefix, id)
     } catch (err) {
       throw nativeError(err)
     }
