@@ -361,8 +361,6 @@ class Link {
       return
     }
     // A cluster's advice grows once its slot map shows all its primaries.
-    // The per-call native functions (runNow, cachedValue) find the store by this number.
-    this.number = this.native.number
     this.batchCap = this.native.batchCap
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
     if (answered) this.receive(answered)
