@@ -158,8 +158,11 @@ describe('memory://', () => {
             s.close()
           })()
         `, { eval: true })
-        w.once('message', resolve)
+        let result
+        w.once('message', (m) => (result = m))
         w.once('error', reject)
+        // Settled when the worker has exited (after its store's close()), with its exit code.
+        w.once('exit', (code) => (code === 0 ? resolve(result) : reject(new Error(`worker exited with ${code}`))))
       })
     const main = new RedisStore({ url: 'memory://' })
     try {

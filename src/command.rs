@@ -130,6 +130,26 @@ pub const SET_KEEPTTL: Needs = Needs {
 };
 
 impl Needs {
+    /// Whether `server` (as the handshake names it: `Redis 6.0.16`, `Valkey 9.1.2`) is new
+    /// enough, so that its refusal has another cause (a renamed command, a proxy). Every Valkey
+    /// release carries Redis 7.2's commands; a name that does not parse is taken as older.
+    pub fn met_by(&self, server: &str) -> bool {
+        if server.starts_with("Valkey ") {
+            return true;
+        }
+        let major_minor = |v: &str| -> Option<(u32, u32)> {
+            let mut parts = v.split('.');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        };
+        match (
+            server.strip_prefix("Redis ").and_then(major_minor),
+            major_minor(self.redis),
+        ) {
+            (Some(have), Some(need)) => have >= need,
+            _ => false,
+        }
+    }
+
     /// The call's error text. `server` is the server's name and version when the handshake
     /// learned them; else the server's own answer is quoted, up to the arguments Redis echoes
     /// (keys, which can be session ids).
@@ -325,6 +345,21 @@ pub fn prefix_pattern(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_new_enough_is_not_blamed_on_its_version() {
+        assert!(!GETDEL.met_by("Redis 6.0.16"));
+        assert!(!GETDEL.met_by("Redis 5.0.14"));
+        assert!(GETDEL.met_by("Redis 6.2.0"));
+        assert!(GETDEL.met_by("Redis 7.2.4"));
+        assert!(GETDEL.met_by("Redis 10.0.1"));
+        assert!(SET_KEEPTTL.met_by("Redis 6.0.16"));
+        assert!(GETDEL.met_by("Valkey 9.1.2"));
+        assert!(
+            !GETDEL.met_by("KeyDB"),
+            "a name that does not parse is taken as older"
+        );
+    }
 
     #[test]
     fn whole_seconds_go_as_ex_and_the_rest_as_px() {

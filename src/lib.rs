@@ -93,8 +93,11 @@ pub struct NativeStore {
 /// are module functions, not methods: napi-rs 3's wrapper around a method call (its class
 /// identity check and native-borrow registry) costs about as much again as the call itself.
 struct Hot {
-    /// `None` once closed.
-    core: std::cell::RefCell<Option<LocalCore>>,
+    /// `None` once closed: `close` drops it, and with it the sink whose threadsafe function
+    /// holds the store's JS side, so a closed store can be collected. A call takes its own
+    /// `Rc` and lets go of the cell at once, so no borrow is held while the engine may call
+    /// JS (which may call `close`).
+    core: std::cell::RefCell<Option<Rc<LocalCore>>>,
     engine: Option<Rc<Engine>>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
@@ -175,10 +178,7 @@ pub fn run_now(
 ) -> Result<JsReply> {
     match Stores::get(store) {
         Some(hot) => hot.run_now(op, key, value, num, mark),
-        None => Err(napi::Error::new(
-            Status::GenericFailure,
-            "ERR_CLOSED: the store is closed",
-        )),
+        None => Err(closed_error()),
     }
 }
 
@@ -209,28 +209,22 @@ impl Hot {
         num: Option<f64>,
         mark: u32,
     ) -> Result<JsReply> {
+        // Held for this call only: a memory:// call calls no JS.
         let core = self.core.borrow();
-        let core = match core.as_ref() {
-            Some(core) if core.answers_inline() => core,
-            Some(_) => {
-                return Err(napi::Error::new(
-                    Status::InvalidArg,
-                    "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
-                ))
-            }
-            None => {
-                return Err(napi::Error::new(
-                    Status::GenericFailure,
-                    "ERR_CLOSED: the store is closed",
-                ))
-            }
+        let Some(core) = core.as_ref().filter(|c| !c.is_closed()) else {
+            return Err(closed_error());
         };
+        if !core.answers_inline() {
+            return Err(napi::Error::new(
+                Status::InvalidArg,
+                "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
+            ));
+        }
         let request = match batch::decode_one(op, key, value, num, mark, &self.seal) {
             Ok(r) => r,
             Err(e) => return Ok(JsReply(Reply::Error(e))),
         };
-        let mut gate = self.gate.as_ref().map(|g| g.borrow_mut());
-        let reply = match self.admit(gate.as_deref_mut(), request) {
+        let reply = match self.admit(request) {
             Ok(request) => core.run_one_inline(request),
             Err(reply) => reply,
         };
@@ -239,18 +233,22 @@ impl Hot {
 
     /// A request as it goes to Redis: under the namespace, its value sealed; or the reply
     /// `touchAfter` gives it without a round trip.
-    fn admit(
-        &self,
-        gate: Option<&mut refresh::RefreshGate>,
-        request: Request,
-    ) -> std::result::Result<Request, Reply> {
+    /// The `touchAfter` gate is borrowed for this request only: work after it (the engine's
+    /// writes) may call JS, which may call the store again.
+    fn admit(&self, request: Request) -> std::result::Result<Request, Reply> {
         let request = self
             .seal
             .close_request(request.in_namespace(&self.namespace));
         if matches!(&request, Request::MGet { keys } if keys.is_empty()) {
             return Err(Reply::List(Vec::new()));
         }
-        match gate.and_then(|g| g.admit(&request)) {
+        let skip = self.gate.as_ref().and_then(|g| match g.try_borrow_mut() {
+            Ok(mut g) => g.admit(&request),
+            // Asked again from inside its own admit (cannot happen: admit calls no JS): the
+            // call goes to Redis, which is always right.
+            Err(_) => None,
+        });
+        match skip {
             Some(reply) => Err(reply),
             None => Ok(request),
         }
@@ -290,6 +288,10 @@ pub fn op_codes() -> std::collections::HashMap<String, u32> {
         .iter()
         .map(|(code, name, _)| (name.to_string(), *code))
         .collect()
+}
+
+fn closed_error() -> napi::Error {
+    napi::Error::new(Status::GenericFailure, "ERR_CLOSED: the store is closed")
 }
 
 fn to_napi_err(e: StoreError) -> napi::Error {
@@ -372,7 +374,7 @@ impl NativeStore {
             );
         }
         let hot = Rc::new(Hot {
-            core: std::cell::RefCell::new(Some(core)),
+            core: std::cell::RefCell::new(Some(Rc::new(core))),
             engine,
             namespace,
             gate,
@@ -424,12 +426,9 @@ impl NativeStore {
         text: String,
     ) -> Result<Option<JsDelivery>> {
         let hot = &*self.hot;
-        let core = hot.core.borrow();
-        let Some(core) = core.as_ref() else {
-            return Err(napi::Error::new(
-                Status::GenericFailure,
-                "ERR_CLOSED: the store is closed",
-            ));
+        let core = hot.core.borrow().clone();
+        let Some(core) = core.filter(|c| !c.is_closed()) else {
+            return Err(closed_error());
         };
         let records = nums.get(..len as usize).ok_or_else(|| {
             napi::Error::new(
@@ -440,8 +439,7 @@ impl NativeStore {
         let calls = batch::decode_sealed(records, &text, &self.hot.seal).map_err(to_napi_err)?;
         // Calls answered here and now: refreshes `touchAfter` skips, and every call of an
         // embedded store.
-        let mut gate = self.hot.gate.as_ref().map(|g| g.borrow_mut());
-        let mut admit = |request: Request| self.hot.admit(gate.as_deref_mut(), request);
+        let admit = |request: Request| self.hot.admit(request);
         if core.answers_inline() {
             let mut replies = Vec::with_capacity(calls.len());
             let mut requests = Vec::with_capacity(calls.len());
@@ -458,10 +456,7 @@ impl NativeStore {
             return Ok(Some(JsDelivery(Delivery::Replies(replies))));
         }
         let Some(engine) = self.hot.engine.as_deref().filter(|e| e.ready()) else {
-            return Err(napi::Error::new(
-                Status::GenericFailure,
-                "ERR_CLOSED: the store is closed",
-            ));
+            return Err(closed_error());
         };
         // Replies known now (refusals, near-cache hits, `touchAfter` skips) are the return
         // value; the rest come through `onDelivery`.
@@ -508,15 +503,21 @@ impl NativeStore {
             .core
             .borrow()
             .as_ref()
-            .is_some_and(|c| c.answers_inline())
+            .is_some_and(|c| !c.is_closed() && c.answers_inline())
     }
 
     /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
     /// fewer crossings is all that counts), the engine's advice otherwise.
     #[napi(getter)]
     pub fn batch_cap(&self) -> u32 {
-        match (&*self.hot.core.borrow(), &self.hot.engine) {
-            (Some(core), _) if core.answers_inline() => 64,
+        let inline = self
+            .hot
+            .core
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.answers_inline());
+        match (inline, &self.hot.engine) {
+            (true, _) => 64,
             (_, Some(engine)) => engine.batch_cap(),
             _ => 16,
         }
@@ -603,8 +604,26 @@ impl NativeStore {
             let e = e.clone();
             contained(&e, "close", || e.close());
         }
-        if let Some(core) = self.hot.core.borrow_mut().take() {
-            core.close();
+        // Never borrowed across a call that can reach JS (see `Hot::core`); were it ever, the
+        // core is still closed through the shared borrow, and dropped with the store.
+        match self.hot.core.try_borrow_mut() {
+            Ok(mut core) => {
+                if let Some(core) = core.take() {
+                    core.close();
+                }
+            }
+            Err(_) => {
+                if let Some(core) = self
+                    .hot
+                    .core
+                    .try_borrow()
+                    .ok()
+                    .as_ref()
+                    .and_then(|c| c.as_ref())
+                {
+                    core.close();
+                }
+            }
         }
     }
 }

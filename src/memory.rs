@@ -61,6 +61,12 @@ impl Memory {
         Memory { table }
     }
 
+    /// Drops every key: the store is closed and nothing can read them again.
+    pub fn clear(&self) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        *t = Table::new();
+    }
+
     pub fn execute(&self, commands: &[Command]) -> Vec<Reply> {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();

@@ -195,9 +195,17 @@ impl LocalCore {
         }
     }
 
-    /// Stops accepting calls.
+    /// Stops accepting calls; the embedded table's keys are dropped now, not when the store
+    /// is collected.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        if let Some(memory) = &self.inner.memory {
+            memory.clear();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 }
 

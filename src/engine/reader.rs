@@ -229,11 +229,14 @@ impl Reader<'_> {
     }
 
     /// A Redis error reply as the call's error: `ERR_SERVER_VERSION` when the call's command
-    /// (`needs`, asked only for a reply that could mean it) needs a newer server and the reply
-    /// is how an older server refuses it, else by `error_kind`.
+    /// (`needs`, asked only for a reply that could mean it) needs a newer server, the reply is
+    /// how an older server refuses it, and the server is not known to be new enough; else by
+    /// `error_kind`.
     fn failure(&self, text: &[u8], needs: impl FnOnce() -> Option<&'static Needs>) -> StoreError {
         let answer = String::from_utf8_lossy(text);
-        match refused_as_unknown(text).then(needs).flatten() {
+        // A server that is new enough refused it for another reason: its own answer stands.
+        let older = |n: &&'static Needs| !self.server.is_some_and(|s| n.met_by(s));
+        match refused_as_unknown(text).then(needs).flatten().filter(older) {
             Some(needs) => StoreError::new(
                 ErrorKind::ServerVersion,
                 needs.message(self.server, &answer),
@@ -532,8 +535,8 @@ mod tests {
             };
             j.command(5, &add, None, Fill::None, None);
         };
-        // What Redis 6.0.16 answers (the script's error as a server before 6.0 would answer
-        // its KEEPTTL), and a syntax error of a command that needs nothing new.
+        // What Redis 6.0.16 answers, the script's error as a server before 6.0 would answer
+        // its KEEPTTL, and a syntax error of a command that needs nothing new.
         let replies = b"-ERR unknown command `GETDEL`, with args beginning with: `k`, \r\n\
             -ERR syntax error\r\n\
             -ERR syntax error\r\n\
@@ -544,16 +547,45 @@ mod tests {
         assert_eq!(
             named,
             vec![
-                (1, version, "GETDEL needs Redis 6.2 or newer; this server is Redis 6.0.16".into()),
-                (2, version, "SET … EXAT needs Redis 6.2 or newer; this server is Redis 6.0.16".into()),
+                (
+                    1,
+                    version,
+                    "GETDEL needs Redis 6.2 or newer; this server is Redis 6.0.16".into()
+                ),
+                (
+                    2,
+                    version,
+                    "SET … EXAT needs Redis 6.2 or newer; this server is Redis 6.0.16".into()
+                ),
                 (3, ErrorKind::Redis, "ERR syntax error".into()),
-                (4, version, "SET … EXAT needs Redis 6.2 or newer; this server is Redis 6.0.16".into()),
+                (
+                    4,
+                    version,
+                    "SET … EXAT needs Redis 6.2 or newer; this server is Redis 6.0.16".into()
+                ),
+                // 6.0.16 has KEEPTTL: a refusal of it has another cause, and stands as it is.
                 (
                     5,
-                    version,
-                    "SET … KEEPTTL (in the JSON array scripts) needs Redis 6.0 or newer; this server is Redis 6.0.16".into()
+                    ErrorKind::Redis,
+                    "ERR Error running script (call to f_0): @user_script:33: ERR syntax error"
+                        .into()
                 ),
             ]
+        );
+        let older = errors_for(Some("Redis 5.0.14"), queue, replies);
+        assert_eq!(
+            older[4],
+            (
+                5,
+                version,
+                "SET … KEEPTTL (in the JSON array scripts) needs Redis 6.0 or newer; this server is Redis 5.0.14".into()
+            )
+        );
+        // A server new enough (a renamed command, a proxy): the server's answer stands.
+        let newer = errors_for(Some("Redis 7.2.4"), queue, replies);
+        assert!(
+            newer.iter().all(|(_, kind, _)| *kind == ErrorKind::Redis),
+            "{newer:?}"
         );
         // A server that did not say its version: its answer, without the arguments it echoes.
         let unnamed = errors_for(None, queue, replies);

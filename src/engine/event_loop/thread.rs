@@ -9,7 +9,7 @@
 //! one-shot: a report disarms the socket until its callback has run.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 use std::rc::Weak;
 use std::sync::{Mutex, OnceLock};
@@ -32,6 +32,8 @@ struct Poll {
     /// What the poller was last told to watch for (written by the thread only): `None` before
     /// the socket is added, `Some(None)` while disarmed, `Some(Some(writable))` while armed.
     told: Option<Option<bool>>,
+    /// The poller refused it: reported once, never watched again.
+    refused: bool,
     refd: bool,
 }
 
@@ -46,6 +48,9 @@ struct Timer {
 
 enum Event {
     Poll(usize, bool, bool),
+    /// The poller refused the socket (the OS error, negated like a libuv status): its owner
+    /// drops the connection; the socket is not watched again.
+    Failed(usize, c_int),
     Timer(usize, u64),
     Close(usize),
 }
@@ -166,6 +171,9 @@ fn watch_loop(sender: crate::engine::js::WakeSender) {
                 events.push(Event::Close(h));
             }
             for (&h, p) in r.polls.iter_mut() {
+                if p.refused {
+                    continue;
+                }
                 let want = p.armed.then_some(p.writable);
                 if p.told == Some(want) {
                     continue;
@@ -180,11 +188,12 @@ fn watch_loop(sender: crate::engine::js::WakeSender) {
                 };
                 match told {
                     Ok(()) => p.told = Some(want),
-                    // A socket the poller refuses is reported failed: its owner reads the
-                    // error and closes it.
-                    Err(_) => {
+                    // A socket the poller refuses is reported failed, once: its owner drops
+                    // the connection, and the socket is not armed again.
+                    Err(e) => {
                         p.armed = false;
-                        events.push(Event::Poll(h, true, true));
+                        p.refused = true;
+                        events.push(Event::Failed(h, -e.raw_os_error().unwrap_or(1).abs()));
                     }
                 }
             }
@@ -306,6 +315,12 @@ pub fn dispatch(events: Box<dyn std::any::Any + Send>) {
                 }
                 rearmed = true;
             }
+            Event::Failed(h, code) => {
+                if registry().polls.contains_key(&h) {
+                    // SAFETY: as for polls.
+                    unsafe { ready(h as *mut c_void, false, false, Some(code)) };
+                }
+            }
             Event::Timer(h, generation) => {
                 let due = {
                     let mut r = registry();
@@ -358,6 +373,7 @@ pub(super) fn poll_open(fd: OsSocket, listener: Weak<dyn Listener>) -> NonNull<c
             writable: false,
             armed: true,
             told: None,
+            refused: false,
             refd: false,
         },
     );
