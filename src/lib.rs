@@ -176,10 +176,29 @@ pub fn run_now(
     num: Option<f64>,
     mark: u32,
 ) -> Result<JsReply> {
-    match Stores::get(store) {
-        Some(hot) => hot.run_now(op, key, value, num, mark),
-        None => Err(closed_error()),
+    let Some(hot) = Stores::get(store) else {
+        return Err(closed_error());
+    };
+    // Held for this call only: a memory:// call calls no JS.
+    let core = hot.core.borrow();
+    let Some(core) = core.as_ref().filter(|c| !c.is_closed()) else {
+        return Err(closed_error());
+    };
+    if !core.answers_inline() {
+        return Err(napi::Error::new(
+            Status::InvalidArg,
+            "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
+        ));
     }
+    let request = match batch::decode_one(op, key, value, num, mark, &hot.seal) {
+        Ok(r) => r,
+        Err(e) => return Ok(JsReply(Reply::Error(e))),
+    };
+    let reply = match hot.admit(request) {
+        Ok(request) => core.run_one_inline(request),
+        Err(reply) => reply,
+    };
+    Ok(JsReply(reply))
 }
 
 /// The near cache's live value of session `id` under `prefix` in store `store` (the id
@@ -201,36 +220,6 @@ pub fn cached_value(
 }
 
 impl Hot {
-    fn run_now(
-        &self,
-        op: u32,
-        key: String,
-        value: Option<String>,
-        num: Option<f64>,
-        mark: u32,
-    ) -> Result<JsReply> {
-        // Held for this call only: a memory:// call calls no JS.
-        let core = self.core.borrow();
-        let Some(core) = core.as_ref().filter(|c| !c.is_closed()) else {
-            return Err(closed_error());
-        };
-        if !core.answers_inline() {
-            return Err(napi::Error::new(
-                Status::InvalidArg,
-                "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
-            ));
-        }
-        let request = match batch::decode_one(op, key, value, num, mark, &self.seal) {
-            Ok(r) => r,
-            Err(e) => return Ok(JsReply(Reply::Error(e))),
-        };
-        let reply = match self.admit(request) {
-            Ok(request) => core.run_one_inline(request),
-            Err(reply) => reply,
-        };
-        Ok(JsReply(reply))
-    }
-
     /// A request as it goes to Redis: under the namespace, its value sealed; or the reply
     /// `touchAfter` gives it without a round trip.
     /// The `touchAfter` gate is borrowed for this request only: work after it (the engine's
