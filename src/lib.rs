@@ -94,10 +94,10 @@ pub struct NativeStore {
 /// identity check and native-borrow registry) costs about as much again as the call itself.
 struct Hot {
     /// `None` once closed: `close` drops it, and with it the sink whose threadsafe function
-    /// holds the store's JS side, so a closed store can be collected. A call takes its own
-    /// `Rc` and lets go of the cell at once, so no borrow is held while the engine may call
-    /// JS (which may call `close`).
-    core: std::cell::RefCell<Option<Rc<LocalCore>>>,
+    /// holds the store's JS side, so a closed store can be collected. A `Cell`, not a
+    /// `RefCell`: a call takes its own `Rc` (`Hot::core`), so nothing is borrowed while the
+    /// engine may call JS, which may call `close`.
+    core: std::cell::Cell<Option<Rc<LocalCore>>>,
     engine: Option<Rc<Engine>>,
     /// The copied client's key prefix, put before every key (see `Request::in_namespace`).
     namespace: String,
@@ -179,9 +179,7 @@ pub fn run_now(
     let Some(hot) = Stores::get(store) else {
         return Err(closed_error());
     };
-    // Held for this call only: a memory:// call calls no JS.
-    let core = hot.core.borrow();
-    let Some(core) = core.as_ref().filter(|c| !c.is_closed()) else {
+    let Some(core) = hot.core() else {
         return Err(closed_error());
     };
     if !core.answers_inline() {
@@ -220,9 +218,15 @@ pub fn cached_value(
 }
 
 impl Hot {
+    /// The store's core, `None` once closed.
+    fn core(&self) -> Option<Rc<LocalCore>> {
+        let core = self.core.take();
+        self.core.set(core.clone());
+        core
+    }
+
     /// A request as it goes to Redis: under the namespace, its value sealed; or the reply
-    /// `touchAfter` gives it without a round trip.
-    /// The `touchAfter` gate is borrowed for this request only: work after it (the engine's
+    /// `touchAfter` gives it without a round trip. The gate is borrowed for this request only: work after it (the engine's
     /// writes) may call JS, which may call the store again.
     fn admit(&self, request: Request) -> std::result::Result<Request, Reply> {
         let request = self
@@ -363,7 +367,7 @@ impl NativeStore {
             );
         }
         let hot = Rc::new(Hot {
-            core: std::cell::RefCell::new(Some(Rc::new(core))),
+            core: std::cell::Cell::new(Some(Rc::new(core))),
             engine,
             namespace,
             gate,
@@ -415,8 +419,7 @@ impl NativeStore {
         text: String,
     ) -> Result<Option<JsDelivery>> {
         let hot = &*self.hot;
-        let core = hot.core.borrow().clone();
-        let Some(core) = core.filter(|c| !c.is_closed()) else {
+        let Some(core) = hot.core() else {
             return Err(closed_error());
         };
         let records = nums.get(..len as usize).ok_or_else(|| {
@@ -488,23 +491,14 @@ impl NativeStore {
     /// True for an embedded (`memory://`) store, whose calls `runNow` answers.
     #[napi(getter)]
     pub fn inline(&self) -> bool {
-        self.hot
-            .core
-            .borrow()
-            .as_ref()
-            .is_some_and(|c| !c.is_closed() && c.answers_inline())
+        self.hot.core().is_some_and(|c| c.answers_inline())
     }
 
     /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
     /// fewer crossings is all that counts), the engine's advice otherwise.
     #[napi(getter)]
     pub fn batch_cap(&self) -> u32 {
-        let inline = self
-            .hot
-            .core
-            .borrow()
-            .as_ref()
-            .is_some_and(|c| c.answers_inline());
+        let inline = self.hot.core().is_some_and(|c| c.answers_inline());
         match (inline, &self.hot.engine) {
             (true, _) => 64,
             (_, Some(engine)) => engine.batch_cap(),
@@ -593,26 +587,8 @@ impl NativeStore {
             let e = e.clone();
             contained(&e, "close", || e.close());
         }
-        // Never borrowed across a call that can reach JS (see `Hot::core`); were it ever, the
-        // core is still closed through the shared borrow, and dropped with the store.
-        match self.hot.core.try_borrow_mut() {
-            Ok(mut core) => {
-                if let Some(core) = core.take() {
-                    core.close();
-                }
-            }
-            Err(_) => {
-                if let Some(core) = self
-                    .hot
-                    .core
-                    .try_borrow()
-                    .ok()
-                    .as_ref()
-                    .and_then(|c| c.as_ref())
-                {
-                    core.close();
-                }
-            }
+        if let Some(core) = self.hot.core.take() {
+            core.close();
         }
     }
 }

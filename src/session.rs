@@ -203,10 +203,6 @@ impl LocalCore {
             memory.clear();
         }
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
-    }
 }
 
 impl Drop for LocalCore {

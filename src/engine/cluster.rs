@@ -465,7 +465,10 @@ impl Router {
             self.awaiting_map
                 .borrow_mut()
                 .push((id, pattern, count, walk));
-            self.refresh();
+            // Started by the slot map a read under way brings, or by one asked for now.
+            if !self.refreshing.get() {
+                self.refresh();
+            }
             return Ok(());
         }
         let mut serving: Vec<usize> = self.slots.borrow().values().copied().collect();
@@ -512,14 +515,10 @@ impl Router {
         }
     }
 
-    /// Starts the keyspace walks that waited for the first slot map, now that one was read
-    /// (`failed`: none could be, and why).
-    fn start_awaiting(&self, failed: Option<&str>) {
-        if let Some(why) = failed {
-            return self.fail_awaiting(
-                ErrorKind::NotConnected,
-                &format!("no cluster node gave its slot map for the keyspace walk: {why}"),
-            );
+    /// Starts the keyspace walks that waited for the first slot map, now that one was read.
+    fn start_awaiting(&self) {
+        if self.awaiting_map.borrow().is_empty() {
+            return;
         }
         if self.primaries.get() == 0 {
             return self.fail_awaiting(
@@ -534,9 +533,6 @@ impl Router {
             );
         }
         let waiting = std::mem::take(&mut *self.awaiting_map.borrow_mut());
-        if waiting.is_empty() {
-            return;
-        }
         for (id, pattern, count, walk) in waiting {
             if let Err(e) = self.scan_pass(id, pattern, count, walk) {
                 self.deliver(id, Reply::Error(e));
@@ -604,9 +600,12 @@ impl Router {
                 match result {
                     Ok(map) => {
                         self.apply(map);
-                        self.start_awaiting(None);
+                        self.start_awaiting();
                     }
-                    Err(why) => self.start_awaiting(Some(&why)),
+                    Err(why) => self.fail_awaiting(
+                        ErrorKind::NotConnected,
+                        &format!("no cluster node gave its slot map for the keyspace walk: {why}"),
+                    ),
                 }
                 if self.refresh_again.replace(false) {
                     self.refresh();

@@ -1,8 +1,9 @@
 //! Dialing, off the JS thread: where a connection goes (one server, a unix socket, or the
 //! primary the sentinels name), the TCP connect, the TLS handshake, `AUTH`, `SELECT`, the
 //! role check after a failover, the server's version (`INFO server`), `HELLO 3` and
-//! `CLIENT TRACKING` for the near cache, and a cluster's slot map (`CLUSTER SLOTS`). Everything here blocks and runs on the runtime's
-//! threads; the JS thread only takes the finished connection.
+//! `CLIENT TRACKING` for the near cache, and a cluster's slot map (`CLUSTER SLOTS`).
+//! Everything here blocks and runs on the runtime's threads; the JS thread only takes the
+//! finished connection.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;

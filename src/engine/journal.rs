@@ -19,8 +19,9 @@ use crate::walk::Walk;
 
 /// What a command's reply is to its call.
 pub enum Role {
-    /// The call's one command: its reply is the call's.
-    Single,
+    /// The call's one command: its reply is the call's. With what the command needs of the
+    /// server, if anything (`Command::needs`): an error names it.
+    Single(Option<&'static Needs>),
     /// A command the engine sent for itself (a `PTTL` for the near cache, an `ASKING`): its
     /// reply is read and dropped.
     Aside,
@@ -30,8 +31,8 @@ pub enum Role {
     /// A transaction's `EXEC`: the call's reply is `null`, or the first error. With what the
     /// transaction's commands need of the server, if any (`Command::needs`): an error names it.
     Exec(Option<&'static Needs>),
-    /// A keyspace walk's step (a command, or a transaction's `EXEC` with what its commands
-    /// need, as `Exec`): its reply gives the walk's next step or the call's reply.
+    /// A keyspace walk's step (a command, or a transaction's `EXEC`), with what it needs, as
+    /// `Single` and `Exec`: its reply gives the walk's next step or the call's reply.
     Step(Walk, Option<&'static Needs>),
 }
 
@@ -202,7 +203,7 @@ impl Journal {
             _ => None,
         };
         resp::encode_command(&mut self.bytes, command);
-        self.push(id, slot, deadline, Role::Single, cache);
+        self.push(id, slot, deadline, Role::Single(command.needs()), cache);
         if let Some(p) = self.pending.back_mut() {
             p.open = open;
         }
@@ -271,7 +272,7 @@ impl Journal {
         };
         resp::encode_command(&mut self.bytes, command);
         let deadline = Instant::now() + self.timeout;
-        self.push(id, slot, deadline, Role::Step(walk, None), cache);
+        self.push(id, slot, deadline, Role::Step(walk, command.needs()), cache);
         if let Some(p) = self.pending.back_mut() {
             p.rescan = rescan;
         }
@@ -521,7 +522,7 @@ mod tests {
             None,
         );
         let (p, _) = j.answer().unwrap();
-        assert!(matches!(p.role, Role::Single));
+        assert!(matches!(p.role, Role::Single(None)));
         let (aside, range) = j.answer().unwrap();
         assert!(matches!(aside.role, Role::Aside) && aside.answered);
         assert_eq!(aside.cache, Fill::Ttl("k".into()));

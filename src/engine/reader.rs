@@ -168,7 +168,7 @@ impl Reader<'_> {
 
     /// Any other frame: the reply of the call at the front of the journal.
     fn on_reply(&mut self, frame: Frame<'_>, read: &mut Read) {
-        let Some((p, range)) = self.journal.answer() else {
+        let Some((p, _)) = self.journal.answer() else {
             return;
         };
         self.feed_cache(&p, &frame);
@@ -183,7 +183,7 @@ impl Reader<'_> {
             ..
         } = p;
         match role {
-            Role::Step(walk, needs) => self.on_step(id, walk, needs, range, frame, read),
+            Role::Step(walk, needs) => self.on_step(id, walk, needs, frame, read),
             Role::Lead => {
                 if let Frame::Error(e) = frame {
                     self.journal
@@ -197,13 +197,13 @@ impl Reader<'_> {
                     error = first_error(items).map(|e| String::from_utf8_lossy(e).into_owned());
                 }
                 let failed = match (&error, &frame) {
-                    (Some(e), _) => self.failure(e.as_bytes(), || needs),
-                    (None, Frame::Error(e)) => self.failure(e, || needs),
+                    (Some(e), _) => self.failure(e.as_bytes(), needs),
+                    (None, Frame::Error(e)) => self.failure(e, needs),
                     (None, _) => return read.out.nil(id),
                 };
                 read.out.error(id, failed.kind, &failed.message);
             }
-            Role::Single => {
+            Role::Single(needs) => {
                 if let (Some(cache), Fill::Value(key)) = (self.cache, &cache) {
                     let mut cache = cache.borrow_mut();
                     match &frame {
@@ -217,8 +217,7 @@ impl Reader<'_> {
                 }
                 match (&frame, &open) {
                     (Frame::Error(e), _) => {
-                        let failed =
-                            self.failure(e, || resp::needs_of_encoded(self.journal.bytes(range)));
+                        let failed = self.failure(e, needs);
                         read.out.error(id, failed.kind, &failed.message);
                     }
                     (_, Some(opener)) => push_opened(&mut read.out, id, self.seal, opener, &frame),
@@ -229,14 +228,13 @@ impl Reader<'_> {
     }
 
     /// A Redis error reply as the call's error: `ERR_SERVER_VERSION` when the call's command
-    /// (`needs`, asked only for a reply that could mean it) needs a newer server, the reply is
-    /// how an older server refuses it, and the server is not known to be new enough; else by
-    /// `error_kind`.
-    fn failure(&self, text: &[u8], needs: impl FnOnce() -> Option<&'static Needs>) -> StoreError {
+    /// needs a newer server (`needs`), the server is not known to be new enough (else it
+    /// refused for another reason, and its own answer stands), and the reply is how an older
+    /// server refuses it; else by `error_kind`.
+    fn failure(&self, text: &[u8], needs: Option<&'static Needs>) -> StoreError {
         let answer = String::from_utf8_lossy(text);
-        // A server that is new enough refused it for another reason: its own answer stands.
         let older = |n: &&'static Needs| !self.server.is_some_and(|s| n.met_by(s));
-        match refused_as_unknown(text).then(needs).flatten().filter(older) {
+        match needs.filter(older).filter(|_| refused_as_unknown(text)) {
             Some(needs) => StoreError::new(
                 ErrorKind::ServerVersion,
                 needs.message(self.server, &answer),
@@ -246,19 +244,16 @@ impl Reader<'_> {
     }
 
     /// A walk's step answered: the walk's next step is queued here, handed to the router, or
-    /// the call's reply. `range` is the step's command in the journal; a transaction's `EXEC`
-    /// carries what its commands need instead.
+    /// the call's reply. `needs`: what the step's command (or transaction) needs of the server.
     fn on_step(
         &mut self,
         id: u32,
         walk: walk::Walk,
-        carried: Option<&'static Needs>,
-        range: std::ops::Range<usize>,
+        needs: Option<&'static Needs>,
         frame: Frame<'_>,
         read: &mut Read,
     ) {
         let lead_error = self.journal.take_lead_error(id);
-        let needs = || carried.or_else(|| resp::needs_of_encoded(self.journal.bytes(range)));
         let reply = match (lead_error, &frame) {
             (Some(e), _) => Err(self.failure(e.as_bytes(), needs)),
             (None, Frame::Error(e)) => Err(self.failure(e, needs)),

@@ -364,41 +364,6 @@ pub fn encode_command(out: &mut Vec<u8>, command: &crate::command::Command) {
     }
 }
 
-/// What the command in `bytes`, as `encode_command` wrote it, needs of the server
-/// (`Command::needs`, read back from the wire): for a call whose reply came back an error, so
-/// no call pays for it on success.
-pub fn needs_of_encoded(bytes: &[u8]) -> Option<&'static crate::command::Needs> {
-    use crate::command::{self, JSON_ARRAY_ADD_SCRIPT, JSON_ARRAY_REMOVE_SCRIPT};
-    let Ok(Some((Frame::Array(Some(items)), _))) = decode(bytes) else {
-        return None;
-    };
-    let args: Vec<&[u8]> = items
-        .iter()
-        .filter_map(|item| match item {
-            Frame::Bulk(Some(b)) => Some(*b),
-            _ => None,
-        })
-        .collect();
-    let name = args.first()?;
-    if name.eq_ignore_ascii_case(b"GETDEL") {
-        Some(&command::GETDEL)
-    } else if name.eq_ignore_ascii_case(b"SET") {
-        // After the key and the value: the options.
-        let options = args.get(3..).unwrap_or_default();
-        options
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(b"EXAT"))
-            .then_some(&command::SET_EXAT)
-    } else if name.eq_ignore_ascii_case(b"EVAL") {
-        let script = args.get(1)?;
-        (*script == JSON_ARRAY_ADD_SCRIPT.as_bytes()
-            || *script == JSON_ARRAY_REMOVE_SCRIPT.as_bytes())
-        .then_some(&command::SET_KEEPTTL)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,95 +438,6 @@ mod tests {
         assert_eq!(
             out,
             b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$4\r\nEXAT\r\n$2\r\n99\r\n*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n"
-        );
-    }
-
-    #[test]
-    fn what_a_command_needs_reads_back_from_its_bytes() {
-        use crate::command::{Command, Expiry};
-        let key = || "k".to_string();
-        let commands = [
-            Command::Get(key()),
-            Command::GetDel(key()),
-            Command::Set {
-                key: key(),
-                value: "EXAT".into(),
-                expiry: Expiry::In(5),
-            },
-            Command::Set {
-                key: key(),
-                value: "v".into(),
-                expiry: Expiry::InMillis(5),
-            },
-            Command::Set {
-                key: key(),
-                value: "v".into(),
-                expiry: Expiry::Never,
-            },
-            Command::Set {
-                key: key(),
-                value: "v".into(),
-                expiry: Expiry::At(5),
-            },
-            Command::Replace {
-                key: key(),
-                value: "v".into(),
-                at: 5,
-            },
-            Command::Expire {
-                key: key(),
-                seconds: 5,
-            },
-            Command::Del(vec![key()]),
-            Command::MGet(vec![key()]),
-            Command::SAdd {
-                key: key(),
-                members: vec!["m".into()],
-            },
-            Command::SRem {
-                key: key(),
-                members: vec!["m".into()],
-            },
-            Command::SMembers(key()),
-            Command::LPush {
-                key: key(),
-                member: "m".into(),
-            },
-            Command::LRem {
-                key: key(),
-                member: "m".into(),
-            },
-            Command::LRange(key()),
-            Command::Exists(key()),
-            Command::Increment {
-                key: key(),
-                seconds: 5,
-            },
-            Command::JsonArrayAdd {
-                key: key(),
-                member: "m".into(),
-            },
-            Command::JsonArrayRemove {
-                key: key(),
-                members: vec!["m".into()],
-            },
-            Command::PTtl(key()),
-            Command::Scan {
-                cursor: "0".into(),
-                pattern: "*".into(),
-                count: 10,
-            },
-            Command::Ping,
-        ];
-        for command in &commands {
-            let mut out = Vec::new();
-            encode_command(&mut out, command);
-            assert_eq!(needs_of_encoded(&out), command.needs(), "{command:?}");
-        }
-        assert_eq!(
-            commands.iter().filter(|c| c.needs().is_some()).count(),
-            5,
-            "GETDEL, SET … EXAT twice, the two JSON array scripts"
         );
     }
 

@@ -241,53 +241,34 @@ fn watch_loop(sender: crate::engine::js::WakeSender) {
 }
 
 /// The poller's calls on a raw socket of this platform.
-#[cfg(unix)]
 mod sys {
     use super::OsSocket;
     use polling::{Event, Poller};
-    use std::os::fd::BorrowedFd;
+    #[cfg(unix)]
+    use std::os::fd::{BorrowedFd as Borrowed, RawFd as Raw};
+    #[cfg(windows)]
+    use std::os::windows::io::{BorrowedSocket as Borrowed, RawSocket as Raw};
 
-    pub fn add(poller: &Poller, fd: OsSocket, interest: Event) -> std::io::Result<()> {
-        // SAFETY: the socket stays open until `delete`: its owner's `keep` holds it until the
-        // handle's `Close` has passed through the thread, which deletes it first.
-        unsafe { poller.add(fd, interest) }
+    /// # Safety
+    /// The socket is open, and stays open until `delete`: its owner's `keep` holds it until
+    /// the handle's `Close` has passed through the thread, which deletes it first.
+    unsafe fn borrowed(socket: OsSocket) -> Borrowed<'static> {
+        unsafe { Borrowed::borrow_raw(socket as Raw) }
     }
-
-    pub fn modify(poller: &Poller, fd: OsSocket, interest: Event) -> std::io::Result<()> {
-        // SAFETY: open, as for `add`.
-        poller.modify(unsafe { BorrowedFd::borrow_raw(fd) }, interest)
-    }
-
-    pub fn delete(poller: &Poller, fd: OsSocket) -> std::io::Result<()> {
-        // SAFETY: open, as for `add`.
-        poller.delete(unsafe { BorrowedFd::borrow_raw(fd) })
-    }
-}
-
-/// The poller's calls on a raw socket of this platform.
-#[cfg(windows)]
-mod sys {
-    use super::OsSocket;
-    use polling::{Event, Poller};
-    use std::os::windows::io::{BorrowedSocket, RawSocket};
 
     pub fn add(poller: &Poller, socket: OsSocket, interest: Event) -> std::io::Result<()> {
-        // SAFETY: the socket stays open until `delete`: its owner's `keep` holds it until the
-        // handle's `Close` has passed through the thread, which deletes it first.
-        unsafe { poller.add(socket as RawSocket, interest) }
+        // SAFETY: see `borrowed`.
+        unsafe { poller.add(socket as Raw, interest) }
     }
 
     pub fn modify(poller: &Poller, socket: OsSocket, interest: Event) -> std::io::Result<()> {
-        // SAFETY: open, as for `add`.
-        poller.modify(
-            unsafe { BorrowedSocket::borrow_raw(socket as RawSocket) },
-            interest,
-        )
+        // SAFETY: see `borrowed`.
+        poller.modify(unsafe { borrowed(socket) }, interest)
     }
 
     pub fn delete(poller: &Poller, socket: OsSocket) -> std::io::Result<()> {
-        // SAFETY: open, as for `add`.
-        poller.delete(unsafe { BorrowedSocket::borrow_raw(socket as RawSocket) })
+        // SAFETY: see `borrowed`.
+        poller.delete(unsafe { borrowed(socket) })
     }
 }
 
