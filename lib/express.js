@@ -158,8 +158,6 @@ class RedisStore extends Store {
     })
   }
 
-
-
   /** The user's live sessions, each with its `id` (needs the `userId` option). */
   userSessions(userId, cb) {
     return settle(

@@ -1,10 +1,11 @@
 'use strict'
-// Cross-builds the addon for the targets named on the command line the way the release workflow
+// Cross-builds the addon for the targets named on the command line (with none, the ones CI
+// checks: CROSS_TARGETS) the way the release workflow
 // does (`npm run build -- --target <t> -x`, i.e. cargo-zigbuild; Windows GNU with mingw-w64, see
 // below), into a cache outside the work tree: the host's binary, native.js and target/ are left
 // alone. A target whose binary for the current sources is already cached is not built again.
 //
-//   node scripts/platforms/build.js x86_64-unknown-linux-musl aarch64-unknown-linux-gnu.2.17
+//   node scripts/platforms/build.js [x86_64-unknown-linux-musl aarch64-unknown-linux-gnu.2.17 ...]
 //
 // Prints one line per target: `<target> built|cached <file> <seconds>`; exits 1 if any failed.
 
@@ -110,14 +111,22 @@ function build(target, hash) {
   return { target, state: 'built', file: path.join(out, node), seconds }
 }
 
-module.exports = { build, checkZig }
+// The cross-built targets CI builds and __test__/platforms.test.js checks (the rustup target
+// each needs is added by `build`).
+const CROSS_TARGETS = [
+  'x86_64-unknown-linux-musl',
+  'aarch64-unknown-linux-musl',
+  'aarch64-unknown-linux-gnu.2.17',
+  'x86_64-apple-darwin',
+  'aarch64-apple-darwin',
+  'x86_64-unknown-freebsd',
+]
+
+module.exports = { build, checkZig, CROSS_TARGETS }
 
 if (require.main === module) {
-  const targets = process.argv.slice(2)
-  if (!targets.length) {
-    console.error('usage: build.js <rust target triple>...')
-    process.exit(2)
-  }
+  const named = process.argv.slice(2)
+  const targets = named.length ? named : CROSS_TARGETS
   const hash = sourceHash()
   let failed = 0
   for (const t of targets) {

