@@ -2,7 +2,10 @@
 //! Expired keys vanish on access and in a periodic sweep, so memory does not grow with dead
 //! sessions.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::RandomState;
+
+use hashbrown::hash_map::EntryRef;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +27,10 @@ struct Entry {
     expires_at: Option<u128>,
 }
 
-type Table = HashMap<String, Entry>;
+/// Keyed by `&str` lookups that find, change or drop an entry in one probe (`entry_ref`): a
+/// big table's probes are cache misses. SipHash with a random key per table (std's
+/// `RandomState`), as ids come from cookies.
+type Table = hashbrown::HashMap<String, Entry, RandomState>;
 
 pub struct Memory {
     table: Arc<Mutex<Table>>,
@@ -46,7 +52,7 @@ fn wrong_type() -> Reply {
 
 impl Memory {
     pub fn new() -> Memory {
-        let table = Arc::new(Mutex::new(Table::new()));
+        let table = Arc::new(Mutex::new(Table::default()));
         let weak: Weak<Mutex<Table>> = Arc::downgrade(&table);
         // Expired keys nobody reads again are dropped here; reads drop the ones they meet.
         crate::runtime::get().spawn(async move {
@@ -64,7 +70,7 @@ impl Memory {
     /// Drops every key: the store is closed and nothing can read them again.
     pub fn clear(&self) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        *t = Table::new();
+        *t = Table::default();
     }
 
     pub fn execute(&self, commands: &[Command]) -> Vec<Reply> {
@@ -121,12 +127,25 @@ impl Default for Memory {
 
 /// The live entry at `key`, dropping it first if it has expired.
 fn live<'a>(t: &'a mut Table, key: &str, now: u128) -> Option<&'a mut Entry> {
-    if t.get(key)
-        .is_some_and(|e| e.expires_at.is_some_and(|at| at <= now))
-    {
-        t.remove(key);
+    match t.entry_ref(key) {
+        EntryRef::Occupied(o) if o.get().expired(now) => {
+            o.remove();
+            None
+        }
+        EntryRef::Occupied(o) => Some(o.into_mut()),
+        EntryRef::Vacant(_) => None,
     }
-    t.get_mut(key)
+}
+
+/// Drops `key`; true if it was live.
+fn remove_live(t: &mut Table, key: &str, now: u128) -> bool {
+    t.remove(key).is_some_and(|e| !e.expired(now))
+}
+
+impl Entry {
+    fn expired(&self, now: u128) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// The live entry at `key`, or a new empty one without expiry made by `empty`.
@@ -136,16 +155,22 @@ fn live_or_new<'a>(
     now: u128,
     empty: impl FnOnce() -> Stored,
 ) -> &'a mut Entry {
-    if live(t, key, now).is_none() {
-        t.insert(
-            key.to_string(),
-            Entry {
-                value: empty(),
-                expires_at: None,
-            },
-        );
+    match t.entry_ref(key) {
+        EntryRef::Occupied(o) => {
+            let e = o.into_mut();
+            if e.expired(now) {
+                *e = Entry {
+                    value: empty(),
+                    expires_at: None,
+                };
+            }
+            e
+        }
+        EntryRef::Vacant(v) => v.insert(Entry {
+            value: empty(),
+            expires_at: None,
+        }),
     }
-    t.get_mut(key).expect("just made")
 }
 
 fn store_text(t: &mut Table, key: String, value: String, expiry: Expiry, now: u128) {
@@ -323,16 +348,11 @@ fn apply(t: &mut Table, command: &Command, now: u128) -> Reply {
                 }
             }
         }
-        Command::Del(keys) => {
-            let mut n = 0;
-            for k in keys {
-                if live(t, k, now).is_some() {
-                    t.remove(k);
-                    n += 1;
-                }
-            }
-            Reply::Int(n)
-        }
+        Command::Del(keys) => Reply::Int(
+            keys.iter()
+                .filter(|k| remove_live(t, k.as_str(), now))
+                .count() as i64,
+        ),
         Command::SAdd { key, members } => {
             match &mut live_or_new(t, key, now, || Stored::Set(BTreeSet::new())).value {
                 Stored::Set(set) => {

@@ -37,6 +37,11 @@ const BURST_BATCHES = 4
 
 const RESOLVED = Promise.resolve()
 
+// Ids of calls in the table run from 1 to MAX_ID; a queued memory:// call's record carries
+// QUEUED + its place in `queued` (see `onIdCb`). The core reads ids as u32.
+const MAX_ID = 0x7ffffff0
+const QUEUED = 0x80000000
+
 /**
  * One connection to the core. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
  *
@@ -101,9 +106,9 @@ class Link {
     // The core has checked the option by now.
     this.migrating = opts.hashIds === 'migrate'
     this.flush = this.flush.bind(this)
-    // memory:// callbacks to call, three slots each: cb, err, value (see `onIdCb`).
-    this.due = []
-    this.callDue = this.callDue.bind(this)
+    // memory:// calls made with a callback and waiting in the batch, three slots each: cb,
+    // op, quiet. Their records carry id QUEUED + slot / 3, apart from the table's ids.
+    this.queued = []
   }
 
   /** A session id as keys and indexes hold it: checked, and hashed with `hashIds`. */
@@ -153,13 +158,13 @@ class Link {
   onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
     const plain = !this.closed && this.held === null && !tracing.listening()
-    if (plain && this.direct && this.count === 0 && DIRECT_OPS.has(op)) {
-      // memory://: answered now, with no promise; the callbacks answered in one run of JS
-      // are called together on one microtask (never before their calls return).
-      const v = this.answer(op, prefix + id, value, num, prefix.length + 1)
-      if (this.due.length === 0) RESOLVED.then(this.callDue)
-      if (v instanceof Error) this.due.push(cb, v, null)
-      else this.due.push(cb, null, quiet ? null : v)
+    if (plain && this.direct && DIRECT_OPS.has(op)) {
+      // memory://: queued with no promise and no table entry; the calls of one run of JS are
+      // answered by one native call on a microtask, and their callbacks called from it
+      // (never before their calls return).
+      const queued = this.queued
+      queued.push(cb, op, quiet)
+      this.push(op, QUEUED + queued.length / 3 - 1, prefix + id, value, num, undefined, prefix.length + 1)
       return
     }
     if (!plain || this.direct) {
@@ -170,12 +175,6 @@ class Link {
       return
     }
     this.send(op, prefix + id, value, num, undefined, prefix.length + 1, quiet, cb)
-  }
-
-  callDue() {
-    const due = this.due
-    this.due = []
-    for (let i = 0; i < due.length; i += 3) call(due[i], due[i + 1], due[i + 2])
   }
 
   /** `callId` and `writeId`: `quiet` resolves to null, whatever the reply. */
@@ -259,8 +258,8 @@ class Link {
   admit(p) {
     if (2 * (this.inflight + 1) > this.slots.length) this.grow()
     let id = this.nextId
-    while (this.slots[id & this.mask] !== null) id = id >= 0xfffffff0 ? 1 : id + 1
-    this.nextId = id >= 0xfffffff0 ? 1 : id + 1
+    while (this.slots[id & this.mask] !== null) id = id >= MAX_ID ? 1 : id + 1
+    this.nextId = id >= MAX_ID ? 1 : id + 1
     p.id = id
     this.slots[id & this.mask] = p
     this.inflight++
@@ -290,8 +289,7 @@ class Link {
   send(op, key, value, num, list, mark, quiet, cb) {
     // Calls of one batch share a start time, and replies of one delivery an end time: two
     // clock reads per batch, not per call.
-    if (this.count === 0) this.batchStarted = performance.now()
-    const p = { id: 0, resolve: undefined, reject: undefined, cb, op, started: this.batchStarted, quiet }
+    const p = { id: 0, resolve: undefined, reject: undefined, cb, op, started: 0, quiet }
     const id = this.admit(p)
     let promise
     if (cb === undefined) {
@@ -300,6 +298,14 @@ class Link {
         p.reject = reject
       })
     }
+    this.push(op, id, key, value, num, list, mark)
+    p.started = this.batchStarted
+    return promise
+  }
+
+  /** Writes call `id`'s record into the batch, and hands the batch over when it is due. */
+  push(op, id, key, value, num, list, mark) {
+    if (this.count === 0) this.batchStarted = performance.now()
     const listLength = list === undefined ? 0 : list.length
     if (this.used + 6 + listLength > this.nums.length) {
       const grown = new Float64Array(Math.max(this.nums.length * 2, this.used + 6 + listLength))
@@ -326,23 +332,37 @@ class Link {
     // Handed over before the loop turn ends only while nothing else is in flight (the server
     // is idle: it starts on the first batchCap calls while JS makes the next ones), or when a
     // burst grows past BURST_BATCHES batches. Otherwise one write per loop turn.
-    if (++this.count >= this.batchCap && (this.count >= this.inflight || this.count >= BURST_BATCHES * this.batchCap)) this.flush()
+    // memory:// (answered inside the native call) hands each run of JS's calls over whole
+    // on a microtask, so their replies settle in call order.
+    ++this.count
+    if (this.direct) {
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        RESOLVED.then(this.flush)
+      }
+    } else if (this.count >= this.batchCap && (this.count >= this.inflight || this.count >= BURST_BATCHES * this.batchCap)) this.flush(true)
     else if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(this.flush)
     }
-    return promise
   }
 
-  flush() {
+  /**
+   * Hands the batch to the core. `inCall`: from inside a store call (a full batch), so the
+   * replies known at once settle on a microtask: no callback runs before its call returns.
+   */
+  flush(inCall) {
     this.flushScheduled = false
     if (this.count === 0) return
     const used = this.used
     const text = this.text
+    const queued = this.queued
+    const started = this.batchStarted
     this.used = 0
     this.text = ''
     this.count = 0
     this.changes = 0
+    if (queued.length > 0) this.queued = []
     let answered
     try {
       answered = this.native.submit(this.nums, used, text)
@@ -350,24 +370,27 @@ class Link {
       // The batch never started: settle every call in it.
       const e = nativeError(err)
       const now = performance.now()
-      for (let i = 0; i < used; i += 6 + this.nums[i + 5]) {
-        const p = this.take(this.nums[i + 1])
-        if (p !== undefined) {
-          this.note(p, e, now)
-          finish(p, e, null)
-        }
-      }
-      this.release()
+      const failed = []
+      for (let i = 0; i < used; i += 6 + this.nums[i + 5]) failed.push(this.nums[i + 1], 3, 0, 0)
+      const payload = [failed, '', [e]]
+      if (inCall === true) RESOLVED.then(() => this.receive(payload, queued, started, now))
+      else this.receive(payload, queued, started, now)
       return
     }
     // A cluster's advice grows once its slot map shows all its primaries.
     this.batchCap = this.native.batchCap
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
-    if (answered) this.receive(answered)
-    else this.release()
+    if (answered) {
+      if (inCall === true) RESOLVED.then(() => this.receive(answered, queued, started))
+      else this.receive(answered, queued, started)
+    } else this.release()
   }
 
-  receive(payload) {
+  /**
+   * A delivery from the core: an event, or replies. `queued`: the callbacks of the memory://
+   * calls in the batch answered (see `onIdCb`), made from `started` on.
+   */
+  receive(payload, queued, started, now = performance.now()) {
     if (typeof payload[0] === 'string') {
       this.onEvent(payload[0], payload[1])
       return
@@ -377,23 +400,29 @@ class Link {
     const nums = payload[0]
     const text = payload[1]
     const extras = payload[2]
-    const now = performance.now()
     // Callbacks run once every reply of the delivery is taken off the table, as promise
     // reactions would: the calls they make then see what is really in flight.
     let called = null
     for (let i = 0; i < nums.length; i += 4) {
-      const p = this.take(nums[i])
-      if (p === undefined) continue
+      const id = nums[i]
       const kind = nums[i + 1]
       const v = kind === 0 ? null : kind === 2 ? text.slice(nums[i + 2], nums[i + 3]) : kind === 1 ? nums[i + 2] : extras[nums[i + 2]]
       const err = v instanceof Error ? v : null
+      if (id >= QUEUED) {
+        const q = 3 * (id - QUEUED)
+        this.noteOp(queued[q + 1], started, err, now)
+        ;(called ||= []).push(queued[q], err, err !== null || queued[q + 2] ? null : v)
+        continue
+      }
+      const p = this.take(id)
+      if (p === undefined) continue
       this.note(p, err, now)
       const value = err !== null || p.quiet ? null : v
       if (p.cb === undefined) finish(p, err, value)
-      else (called ||= []).push(p, err, value)
+      else (called ||= []).push(p.cb, err, value)
     }
     if (this.held !== null) this.release()
-    if (called !== null) for (let i = 0; i < called.length; i += 3) finish(called[i], called[i + 1], called[i + 2])
+    if (called !== null) for (let i = 0; i < called.length; i += 3) call(called[i], called[i + 1], called[i + 2])
   }
 
   /** Records a settled call for `stats()`: op, microseconds, error code number (0: none). */

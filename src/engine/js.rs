@@ -187,10 +187,6 @@ impl Scope {
                     extras.push(self.array(&elements));
                     (EXTRA, (extras.len() - 1) as f64, 0.0)
                 }
-                Item::Reply(reply) => {
-                    extras.push(self.reply(reply));
-                    (EXTRA, (extras.len() - 1) as f64, 0.0)
-                }
             };
             numbers.extend_from_slice(&[id as f64, kind, a, b]);
         }

@@ -13,7 +13,6 @@ pub enum Item {
     Text(Range<usize>),
     Error(ErrorKind, Range<usize>),
     List(Vec<Option<Range<usize>>>),
-    Reply(Reply),
 }
 
 #[derive(Default)]
@@ -60,8 +59,16 @@ impl Outbox {
         self.items.push((id, Item::List(list)));
     }
 
+    /// A whole reply, kept as the reader keeps the replies it decodes: texts in the shared
+    /// buffer, so it reaches JS as plain numbers and one slice of the delivery's text.
     pub fn reply(&mut self, id: u32, reply: Reply) {
-        self.items.push((id, Item::Reply(reply)));
+        match reply {
+            Reply::Nil => self.nil(id),
+            Reply::Int(n) => self.int(id, n),
+            Reply::Text(s) => self.text(id, &s),
+            Reply::List(items) => self.list(id, items.iter().map(Option::as_deref)),
+            Reply::Error(e) => self.error(id, e.kind, &e.message),
+        }
     }
 }
 
