@@ -14,16 +14,22 @@ const OPERATION = tracing.operationNames(OP)
 // Calls that read or change a whole keyspace (SCAN walks). Each waits for every earlier call
 // of its store to settle, and later calls wait for it: no call overtakes another across one,
 // so an un-awaited set() followed by ids() is seen, and clear() never deletes a later set().
-const KEYSPACE_OPS = new Set([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
+const KEYSPACE_OPS = opTable([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
 
 // Single-key calls that a memory:// store answers inside the call (`Link#now`).
-const DIRECT_OPS = new Set([OP.GET, OP.SET, OP.SET_MS, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT, OP.JSON_ARRAY_ADD, OP.JSON_ARRAY_REMOVE])
+const DIRECT_OPS = opTable([OP.GET, OP.SET, OP.SET_MS, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT, OP.JSON_ARRAY_ADD, OP.JSON_ARRAY_REMOVE])
 
 // Calls that leave every stored value as it was: a near-cache copy may be served while they
 // wait to be sent (`cached`). A touch counts when its TTL is positive (it only moves the
 // expiry; one of 0 or less deletes).
-const KEEPS_VALUES = new Uint8Array(256)
-for (const op of [OP.GET, OP.EXISTS, OP.MGET]) KEEPS_VALUES[op] = 1
+const KEEPS_VALUES = opTable([OP.GET, OP.EXISTS, OP.MGET])
+
+/** 1 at each op code of `ops`, 0 elsewhere: a set of op codes read with one array load. */
+function opTable(ops) {
+  const table = new Uint8Array(256)
+  for (const op of ops) table[op] = 1
+  return table
+}
 
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
 // calls from every request handled in one loop turn share a write). Early only when the server
@@ -158,7 +164,7 @@ class Link {
   onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
     const plain = !this.closed && this.held === null && !tracing.listening()
-    if (plain && this.direct && DIRECT_OPS.has(op)) {
+    if (plain && this.direct && DIRECT_OPS[op] === 1) {
       // memory://: queued with no promise and no table entry; the calls of one run of JS are
       // answered by one native call on a microtask, and their callbacks called from it
       // (never before their calls return).
@@ -193,7 +199,7 @@ class Link {
     if (this.server === undefined) this.server = this.native.server
     const [serverAddress, serverPort, database, namespace] = this.server
     let keys
-    if (KEYSPACE_OPS.has(op)) keys = [`${namespace}${key}*`]
+    if (KEYSPACE_OPS[op] === 1) keys = [`${namespace}${key}*`]
     else if (list !== undefined && key === '') keys = list.map((k) => namespace + k)
     else if (mark > 0) keys = [namespace + key.slice(0, mark - 1) + this.native.sealId(key.slice(mark - 1))]
     else keys = [namespace + key]
@@ -207,12 +213,12 @@ class Link {
    */
   ordered(op, key, value, num, list, mark, quiet) {
     if (this.closed) return Promise.reject(closedError())
-    if (this.direct && this.count === 0 && this.held === null && list === undefined && DIRECT_OPS.has(op)) return this.now(op, key, value, num, mark, quiet)
-    if (this.held !== null || (KEYSPACE_OPS.has(op) && this.inflight > 0)) {
+    if (this.direct && this.count === 0 && this.held === null && list === undefined && DIRECT_OPS[op] === 1) return this.now(op, key, value, num, mark, quiet)
+    if (this.held !== null || (KEYSPACE_OPS[op] === 1 && this.inflight > 0)) {
       if (this.held === null) this.held = []
       return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, mark, quiet, resolve, reject }))
     }
-    if (KEYSPACE_OPS.has(op)) this.held = []
+    if (KEYSPACE_OPS[op] === 1) this.held = []
     return this.send(op, key, value, num, list, mark, quiet)
   }
 
@@ -245,7 +251,7 @@ class Link {
   release() {
     if (this.held === null || this.inflight > 0) return
     while (this.held.length > 0) {
-      const keyspace = KEYSPACE_OPS.has(this.held[0].op)
+      const keyspace = KEYSPACE_OPS[this.held[0].op] === 1
       if (keyspace && this.inflight > 0) return
       const c = this.held.shift()
       this.send(c.op, c.key, c.value, c.num, c.list, c.mark, c.quiet).then(c.resolve, c.reject)
