@@ -25,14 +25,14 @@ export declare class NativeStore {
    * through `onDelivery`.
    */
   submit(nums: Float64Array, len: number, text: string): JsDelivery | null
-  /** True for an embedded (`memory://`) store, whose calls `runNow` answers. */
+  /** True for an embedded (`memory://`) store, whose calls `submit` answers. */
   get inline(): boolean
   /**
    * How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
    * fewer crossings is all that counts), the engine's advice otherwise.
    */
   get batchCap(): number
-  /** This store's number, which `runNow` and `cachedValue` are given. */
+  /** This store's number, which `cachedValue` is given. */
   get number(): number
   /**
    * Where calls go, for tracing: `[address, port, database, namespace]` (port `null` for a
@@ -77,13 +77,6 @@ export declare function mintSessionToken(): Array<string>
 
 /** The op codes of the batch format, by the names `lib/native.js` uses: one table, in Rust. */
 export declare function opCodes(): Record<string, number>
-
-/**
- * One call of an embedded (`memory://`) store, answered on the spot: its reply (an `Error`
- * value for a failed call), without a batch. JS uses it when no earlier call of the store
- * waits, so call order holds. `store` is the store's `number`.
- */
-export declare function runNow(store: number, op: number, key: string, value: string | undefined | null, num: number | undefined | null, mark: number): JsReply
 
 /** Whether `secret` hashes to `secretHash`, compared in constant time. */
 export declare function sessionSecretMatches(secret: string, secretHash: string): boolean

@@ -839,5 +839,4 @@ module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.cachedValue = nativeBinding.cachedValue
 module.exports.mintSessionToken = nativeBinding.mintSessionToken
 module.exports.opCodes = nativeBinding.opCodes
-module.exports.runNow = nativeBinding.runNow
 module.exports.sessionSecretMatches = nativeBinding.sessionSecretMatches

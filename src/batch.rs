@@ -186,49 +186,6 @@ pub fn decode_sealed(nums: &[f64], text: &str, seal: &Seal) -> Result<Vec<Decode
     Ok(out)
 }
 
-/// One call given directly rather than in a batch (see `NativeStore::run_now`): the same
-/// fields as a record, with the key's session-id mark in UTF-16 units.
-pub fn decode_one(
-    op: u32,
-    key: String,
-    value: Option<String>,
-    num: Option<f64>,
-    mark: u32,
-    seal: &Seal,
-) -> Result<Request, StoreError> {
-    let request = to_request(op, key, value, num.filter(|n| !n.is_nan()), Vec::new())?;
-    if mark == 0 {
-        return Ok(request);
-    }
-    let units = mark as usize - 1;
-    let key = request_key(&request).ok_or_else(malformed)?;
-    let at = if key.is_ascii() {
-        units
-    } else {
-        utf16_prefix_bytes(key, units).ok_or_else(malformed)?
-    };
-    if at > key.len() {
-        return Err(malformed());
-    }
-    seal.hash_request(request, at)
-}
-
-/// The one key of a single-key request.
-fn request_key(request: &Request) -> Option<&str> {
-    match request {
-        Request::Get { key }
-        | Request::Set { key, .. }
-        | Request::SetUntil { key, .. }
-        | Request::ReplaceUntil { key, .. }
-        | Request::Touch { key, .. }
-        | Request::Exists { key }
-        | Request::GetDel { key }
-        | Request::Increment { key, .. } => Some(key),
-        Request::Destroy { keys } if keys.len() == 1 => Some(&keys[0]),
-        _ => None,
-    }
-}
-
 fn scan_count(num: Option<f64>) -> usize {
     num.filter(|n| n.is_finite() && *n >= 1.0)
         .map(|n| n.min(1_000_000.0) as usize)

@@ -58,16 +58,6 @@ impl ToNapiValue for JsDelivery {
     }
 }
 
-/// One reply as a JS value (an `Error` value for a failed call).
-pub struct JsReply(Reply);
-
-impl ToNapiValue for JsReply {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        // SAFETY: as for `JsDelivery`.
-        Ok(unsafe { Scope::inside_call(env) }.reply(val.0))
-    }
-}
-
 /// What other threads hand to the JS thread.
 pub enum Wake {
     Core(Delivery),
@@ -89,8 +79,8 @@ pub struct NativeStore {
 }
 
 /// What a store's calls need: held by its `NativeStore` and by this thread's table of stores,
-/// through which the per-call functions (`runNow`, `cachedValue`) reach it by number. Those
-/// are module functions, not methods: napi-rs 3's wrapper around a method call (its class
+/// through which the per-read function (`cachedValue`) reaches it by number. That is a
+/// module function, not a method: napi-rs 3's wrapper around a method call (its class
 /// identity check and native-borrow registry) costs about as much again as the call itself.
 struct Hot {
     /// `None` once closed: `close` drops it, and with it the sink whose threadsafe function
@@ -162,41 +152,6 @@ impl Drop for NativeStore {
     fn drop(&mut self) {
         Stores::remove(self.number);
     }
-}
-
-/// One call of an embedded (`memory://`) store, answered on the spot: its reply (an `Error`
-/// value for a failed call), without a batch. JS uses it when no earlier call of the store
-/// waits, so call order holds. `store` is the store's `number`.
-#[napi]
-pub fn run_now(
-    store: u32,
-    op: u32,
-    key: String,
-    value: Option<String>,
-    num: Option<f64>,
-    mark: u32,
-) -> Result<JsReply> {
-    let Some(hot) = Stores::get(store) else {
-        return Err(closed_error());
-    };
-    let Some(core) = hot.core() else {
-        return Err(closed_error());
-    };
-    if !core.answers_inline() {
-        return Err(napi::Error::new(
-            Status::InvalidArg,
-            "ERR_BAD_ARGUMENT: runNow is for memory:// stores",
-        ));
-    }
-    let request = match batch::decode_one(op, key, value, num, mark, &hot.seal) {
-        Ok(r) => r,
-        Err(e) => return Ok(JsReply(Reply::Error(e))),
-    };
-    let reply = match hot.admit(request) {
-        Ok(request) => core.run_one_inline(request),
-        Err(reply) => reply,
-    };
-    Ok(JsReply(reply))
 }
 
 /// The near cache's live value of session `id` under `prefix` in store `store` (the id
@@ -488,7 +443,7 @@ impl NativeStore {
         Ok((!inline.is_empty()).then_some(JsDelivery(Delivery::Replies(inline))))
     }
 
-    /// True for an embedded (`memory://`) store, whose calls `runNow` answers.
+    /// True for an embedded (`memory://`) store, whose calls `submit` answers.
     #[napi(getter)]
     pub fn inline(&self) -> bool {
         self.hot.core().is_some_and(|c| c.answers_inline())
@@ -506,7 +461,7 @@ impl NativeStore {
         }
     }
 
-    /// This store's number, which `runNow` and `cachedValue` are given.
+    /// This store's number, which `cachedValue` is given.
     #[napi(getter)]
     pub fn number(&self) -> u32 {
         self.number

@@ -94,30 +94,6 @@ impl LocalCore {
         self.inner.memory.is_some()
     }
 
-    /// `run_inline` for one call.
-    pub fn run_one_inline(&self, request: Request) -> Reply {
-        let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
-            return Reply::Error(StoreError::new(ErrorKind::Closed, "the store is closed"));
-        }
-        let Some(memory) = &inner.memory else {
-            return Reply::Error(StoreError::new(
-                ErrorKind::Redis,
-                "internal error: only embedded stores answer inline",
-            ));
-        };
-        match request.into_command() {
-            Ok(command) => {
-                let seal = &inner.spec.seal;
-                match seal.opener(&command) {
-                    Some(opener) => seal.open_reply(&opener, memory.execute_one(command)),
-                    None => memory.execute_one(command),
-                }
-            }
-            Err(request) => guard(|| run_bulk(memory, &inner.spec.seal, request)),
-        }
-    }
-
     /// Runs the calls on the embedded table and returns their replies, in call order.
     /// Only for `answers_inline` stores.
     pub fn run_inline(&self, calls: Vec<(u32, Request)>) -> Vec<(u32, Reply)> {

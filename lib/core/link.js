@@ -2,7 +2,7 @@
 // One connection to the core: batches calls made in the same loop turn into one native call,
 // keeps calls in order across keyspace walks, and settles promises from the core's replies.
 
-const { NativeStore, opCodes, runNow, cachedValue } = require('./binding.js')
+const { NativeStore, opCodes, cachedValue } = require('./binding.js')
 const { checkId, closedError, nativeError } = require('./errors.js')
 const { connectionOptions } = require('./options.js')
 const tracing = require('./tracing.js')
@@ -15,9 +15,6 @@ const OPERATION = tracing.operationNames(OP)
 // of its store to settle, and later calls wait for it: no call overtakes another across one,
 // so an un-awaited set() followed by ids() is seen, and clear() never deletes a later set().
 const KEYSPACE_OPS = opTable([OP.COUNT, OP.IDS, OP.ENTRIES, OP.CLEAR, OP.PRUNE_INDEXES])
-
-// Single-key calls that a memory:// store answers inside the call (`Link#now`).
-const DIRECT_OPS = opTable([OP.GET, OP.SET, OP.SET_MS, OP.SET_UNTIL, OP.REPLACE_UNTIL, OP.TOUCH, OP.DESTROY, OP.EXISTS, OP.GET_DEL, OP.INCREMENT, OP.JSON_ARRAY_ADD, OP.JSON_ARRAY_REMOVE])
 
 // Calls that leave every stored value as it was: a near-cache copy may be served while they
 // wait to be sent (`cached`). A touch counts when its TTL is positive (it only moves the
@@ -86,12 +83,11 @@ class Link {
     } catch (err) {
       throw nativeError(err)
     }
-    // The per-call native functions (runNow, cachedValue) find the store by this number.
+    // The near cache's per-read native function (cachedValue) finds the store by this number.
     this.number = this.native.number
     this.batchCap = this.native.batchCap
-    // memory:// answers single-key calls on the spot (see `now`).
+    // memory:// answers inside `submit`; its batches go over on a microtask (see `push`).
     this.direct = this.native.inline
-    this.untimed = 0
     this.cacheOn = !!opts.cache
     // Copies of near-cache hits, valid while the core's cache has not changed since (shared[0])
     // and the key's TTL has not run out: a hot read then needs no native call at all.
@@ -164,7 +160,7 @@ class Link {
   onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
     const plain = !this.closed && this.held === null && !tracing.listening()
-    if (plain && this.direct && DIRECT_OPS[op] === 1) {
+    if (plain && this.direct && KEYSPACE_OPS[op] === 0) {
       // memory://: queued with no promise and no table entry; the calls of one run of JS are
       // answered by one native call on a microtask, and their callbacks called from it
       // (never before their calls return).
@@ -213,38 +209,12 @@ class Link {
    */
   ordered(op, key, value, num, list, mark, quiet) {
     if (this.closed) return Promise.reject(closedError())
-    if (this.direct && this.count === 0 && this.held === null && list === undefined && DIRECT_OPS[op] === 1) return this.now(op, key, value, num, mark, quiet)
     if (this.held !== null || (KEYSPACE_OPS[op] === 1 && this.inflight > 0)) {
       if (this.held === null) this.held = []
       return new Promise((resolve, reject) => this.held.push({ op, key, value, num, list, mark, quiet, resolve, reject }))
     }
     if (KEYSPACE_OPS[op] === 1) this.held = []
     return this.send(op, key, value, num, list, mark, quiet)
-  }
-
-  /**
-   * A memory:// call answered inside the native call, with no batch: only when nothing of
-   * this store waits to be sent or is held back, so no call overtakes an earlier one.
-   */
-  now(op, key, value, num, mark, quiet) {
-    const v = this.answer(op, key, value, num, mark)
-    return v instanceof Error ? Promise.reject(v) : Promise.resolve(quiet ? null : v)
-  }
-
-  /** `now`'s native call, recorded for `stats()`: the value, or the Error it failed with. */
-  answer(op, key, value, num, mark) {
-    // Every call is counted; one in 16 is timed, since reading the clock costs as much as the
-    // call itself here. -1 marks "not timed".
-    const timed = (++this.untimed & 15) === 0
-    const started = timed ? performance.now() : 0
-    let v
-    try {
-      v = runNow(this.number, op, key, value, num, mark)
-    } catch (err) {
-      v = nativeError(err)
-    }
-    this.noteOp(op, started, v instanceof Error ? v : null, timed ? performance.now() : -1)
-    return v
   }
 
   /** Sends what was held back once nothing is in flight, up to and including the next keyspace call. */
@@ -440,7 +410,7 @@ class Link {
     const r = this.record
     let n = this.recorded
     r[n] = op
-    r[n + 1] = now < 0 ? -1 : (now - started) * 1000
+    r[n + 1] = (now - started) * 1000
     r[n + 2] = err === null ? 0 : this.errorCodes.indexOf(err.code) + 1 || this.errorCodes.length + 1
     n += 3
     if (n === r.length) {
