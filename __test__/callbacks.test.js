@@ -156,6 +156,25 @@ describe('writes with callbacks', () => {
     }
   })
 
+  it('memory:// calls made just before close() settle after close() returns, with what they did', async () => {
+    const s = new RedisStore({ url: 'memory://' })
+    const settled = []
+    let closing = false
+    await new Promise((resolve) => s.set('c1', sess(1), (err) => resolve(assert.equal(err, null))))
+    s.set('c2', sess(2), (err, value) => settled.push(['set', err, value, closing]))
+    s.get('c1', (err, value) => settled.push(['get', err, value.v, closing]))
+    const read = s.get('c2').then((value) => settled.push(['get promise', null, value.v, closing]))
+    closing = true
+    s.close()
+    closing = false
+    await read
+    assert.deepEqual(settled, [
+      ['set', null, null, false],
+      ['get', null, 1, false],
+      ['get promise', null, 2, false],
+    ])
+  })
+
   it('after close(), a write with a callback gets ERR_CLOSED', async () => {
     const other = new RedisStore({ url: redis.url, prefix: 'cb2:' })
     await other.set('x', sess(1))

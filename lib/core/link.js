@@ -486,7 +486,8 @@ class Link {
     this.mirror.clear()
     this.mirrorSize = 0
     this.mirrorChars = 0
-    this.flush()
+    // What memory:// answers now settles on a microtask: no callback runs inside close().
+    this.flush(true)
     this.closed = true
     if (this.held !== null) {
       for (const c of this.held) c.reject(closedError())
