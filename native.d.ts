@@ -28,8 +28,8 @@ export declare class NativeStore {
   /** True for an embedded (`memory://`) store, whose calls `submit` answers. */
   get inline(): boolean
   /**
-   * How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
-   * fewer crossings is all that counts), the engine's advice otherwise.
+   * How many calls to gather into one `submit` while the server is idle: the engine's
+   * advice. (A `memory://` store's batch is each run of JS's calls, whole.)
    */
   get batchCap(): number
   /** This store's number, which `cachedValue` is given. */

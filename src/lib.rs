@@ -449,16 +449,14 @@ impl NativeStore {
         self.hot.core().is_some_and(|c| c.answers_inline())
     }
 
-    /// How many calls to gather into one `submit`: 64 for `memory://` (answered inline, so
-    /// fewer crossings is all that counts), the engine's advice otherwise.
+    /// How many calls to gather into one `submit` while the server is idle: the engine's
+    /// advice. (A `memory://` store's batch is each run of JS's calls, whole.)
     #[napi(getter)]
     pub fn batch_cap(&self) -> u32 {
-        let inline = self.hot.core().is_some_and(|c| c.answers_inline());
-        match (inline, &self.hot.engine) {
-            (true, _) => 64,
-            (_, Some(engine)) => engine.batch_cap(),
-            _ => 16,
-        }
+        self.hot
+            .engine
+            .as_ref()
+            .map_or(16, |engine| engine.batch_cap())
     }
 
     /// This store's number, which `cachedValue` is given.

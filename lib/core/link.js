@@ -31,11 +31,12 @@ function opTable(ops) {
 // Calls made until the event loop's check phase are handed to Rust together (setImmediate, so
 // calls from every request handled in one loop turn share a write). Early only when the server
 // has nothing else to do: the first `batchCap` calls (the core's advice: 16 per connection;
-// more for a cluster's several nodes and for memory://) then go at once, so Redis starts on
+// more for a cluster's several nodes) then go at once, so Redis starts on
 // them while JS makes the next. While calls are in flight, a loop turn's calls wait for its
 // end: measured at 64 calls in flight, that halved redis-server's read events per call (0.062
 // to 0.031) and was faster in every phase than a write per 16 calls. Flushing per microtask
 // instead sent one write per HTTP request under Express and cost redis-server 4x the CPU.
+// memory:// has no server to keep busy: its calls go over once per run of JS, on a microtask.
 const BURST_BATCHES = 4
 
 const RESOLVED = Promise.resolve()
