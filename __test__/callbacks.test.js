@@ -175,6 +175,38 @@ describe('writes with callbacks', () => {
     ])
   })
 
+  it('memory:// replies known before the table (a touchAfter skip, a refused TTL) keep their place in call order', async () => {
+    const s = new RedisStore({ url: 'memory://', touchAfter: 60, ttl: (sess) => sess.ttl })
+    try {
+      await new Promise((resolve, reject) => s.set('a', { ttl: 100, v: 1 }, (err) => (err ? reject(err) : resolve())))
+      const order = []
+      const settled = new Promise((resolve) => {
+        s.get('a', (err, value) => order.push(['get', err, value.v]))
+        // Touched just now: touchAfter answers this one before it reaches the table.
+        s.touch('a', { ttl: 100, v: 1 }, (err) => order.push(['touch', err]))
+        s.set('b', { ttl: 100, v: 2 }, (err) => order.push(['set b', err]))
+        // A TTL the core refuses: answered before the table too.
+        s.set('c', { ttl: Infinity, v: 3 }, (err) => order.push(['set c', err && err.code]))
+        s.get('b', (err, value) => {
+          order.push(['get b', err, value.v])
+          resolve()
+        })
+        // Waiting in the batch, they count as in flight.
+        assert.equal(s.stats().inFlight, 5)
+      })
+      await settled
+      assert.deepEqual(order, [
+        ['get', null, 1],
+        ['touch', null],
+        ['set b', null],
+        ['set c', 'ERR_BAD_ARGUMENT'],
+        ['get b', null, 2],
+      ])
+    } finally {
+      s.close()
+    }
+  })
+
   it('after close(), a write with a callback gets ERR_CLOSED', async () => {
     const other = new RedisStore({ url: redis.url, prefix: 'cb2:' })
     await other.set('x', sess(1))

@@ -388,18 +388,12 @@ impl NativeStore {
         // embedded store.
         let admit = |request: Request| self.hot.admit(request);
         if core.answers_inline() {
-            let mut replies = Vec::with_capacity(calls.len());
-            let mut requests = Vec::with_capacity(calls.len());
-            for (id, request) in calls {
-                match request {
-                    Ok(r) => match admit(r) {
-                        Ok(r) => requests.push((id, r)),
-                        Err(reply) => replies.push((id, reply)),
-                    },
-                    Err(e) => replies.push((id, Reply::Error(e))),
-                }
-            }
-            replies.extend(core.run_inline(requests));
+            // Every reply in call order, those known before the table included.
+            let requests = calls
+                .into_iter()
+                .map(|(id, request)| (id, request.map_err(Reply::Error).and_then(admit)))
+                .collect();
+            let replies = core.run_inline(requests);
             return Ok(Some(JsDelivery(Delivery::Replies(replies))));
         }
         let Some(engine) = self.hot.engine.as_deref().filter(|e| e.ready()) else {

@@ -96,7 +96,9 @@ impl LocalCore {
 
     /// Runs the calls on the embedded table and returns their replies, in call order.
     /// Only for `answers_inline` stores.
-    pub fn run_inline(&self, calls: Vec<(u32, Request)>) -> Vec<(u32, Reply)> {
+    /// A call given as `Err(reply)` was answered before the table (a refusal, a `touchAfter`
+    /// skip): its reply keeps its place among the others.
+    pub fn run_inline(&self, calls: Vec<(u32, Result<Request, Reply>)>) -> Vec<(u32, Reply)> {
         let inner = &self.inner;
         let memory = match (&inner.memory, inner.closed.load(Ordering::Acquire)) {
             (Some(memory), false) => memory,
@@ -142,6 +144,14 @@ impl LocalCore {
             }
         };
         for (id, request) in calls {
+            let request = match request {
+                Ok(request) => request,
+                Err(reply) => {
+                    flush(&mut ids, &mut commands, &mut openers, &mut out);
+                    out.push((id, reply));
+                    continue;
+                }
+            };
             match request.into_command() {
                 Ok(c) => {
                     ids.push(id);
@@ -341,7 +351,7 @@ mod tests {
     }
 
     fn call(core: &LocalCore, _rx: &mpsc::Receiver<Delivery>, request: Request) -> Reply {
-        let mut r = core.run_inline(vec![(7, request)]);
+        let mut r = core.run_inline(vec![(7, Ok(request))]);
         assert_eq!(r.len(), 1);
         let (id, reply) = r.pop().unwrap();
         assert_eq!(id, 7);

@@ -430,7 +430,7 @@ class Link {
     if (this.recorded > 0) this.native.record(this.record, this.recorded)
     this.recorded = 0
     const s = JSON.parse(this.native.statsJson())
-    s.inFlight = this.inflight + (this.held === null ? 0 : this.held.length)
+    s.inFlight = this.inflight + this.queued.length / 3 + (this.held === null ? 0 : this.held.length)
     s.cache = this.cacheStats()
     return s
   }

@@ -20,7 +20,6 @@ use napi::sys;
 
 use super::event_loop::{self, EventLoop, Host};
 use super::outbox::{Item, Outbox};
-use crate::command::Reply;
 use crate::error::ErrorKind;
 
 /// An open handle scope on the JS thread; values made through it live until it closes.
@@ -65,12 +64,6 @@ impl Scope {
         v
     }
 
-    pub fn number(&self, n: f64) -> sys::napi_value {
-        let mut v = ptr::null_mut();
-        unsafe { sys::napi_create_double(self.env, n, &mut v) };
-        v
-    }
-
     pub fn string(&self, s: &str) -> sys::napi_value {
         let mut v = ptr::null_mut();
         unsafe {
@@ -108,22 +101,6 @@ impl Scope {
             }
         }
         array
-    }
-
-    pub fn reply(&self, reply: Reply) -> sys::napi_value {
-        match reply {
-            Reply::Nil => self.null(),
-            Reply::Int(n) => self.number(n as f64),
-            Reply::Text(s) => self.string(&s),
-            Reply::List(items) => {
-                let values: Vec<_> = items
-                    .iter()
-                    .map(|i| i.as_deref().map_or_else(|| self.null(), |s| self.string(s)))
-                    .collect();
-                self.array(&values)
-            }
-            Reply::Error(e) => self.error(e.kind, &e.message),
-        }
     }
 
     /// A `Float64Array` holding `values` (a copy); `undefined`'s stand-in, null, if the
