@@ -383,40 +383,32 @@ impl NativeStore {
                 "ERR_BAD_ARGUMENT: batch length out of range",
             )
         })?;
-        let calls = batch::decode_sealed(records, &text, &self.hot.seal).map_err(to_napi_err)?;
-        // Calls answered here and now: refreshes `touchAfter` skips, and every call of an
-        // embedded store.
-        let admit = |request: Request| self.hot.admit(request);
+        let calls = batch::decode_sealed(records, &text, &hot.seal).map_err(to_napi_err)?;
+        // Each call as it goes on, or the reply it already has (a refusal, a `touchAfter`
+        // skip).
+        let admitted = calls
+            .into_iter()
+            .map(|(id, request)| (id, request.map_err(Reply::Error).and_then(|r| hot.admit(r))));
         if core.answers_inline() {
             // Every reply in call order, those known before the table included.
-            let requests = calls
-                .into_iter()
-                .map(|(id, request)| (id, request.map_err(Reply::Error).and_then(admit)))
-                .collect();
-            let replies = core.run_inline(requests);
+            let replies = core.run_inline(admitted.collect());
             return Ok(Some(JsDelivery(Delivery::Replies(replies))));
         }
-        let Some(engine) = self.hot.engine.as_deref().filter(|e| e.ready()) else {
+        let Some(engine) = hot.engine.as_deref().filter(|e| e.ready()) else {
             return Err(closed_error());
         };
         // Replies known now (refusals, near-cache hits, `touchAfter` skips) are the return
         // value; the rest come through `onDelivery`.
         let mut inline = Vec::new();
-        for (id, request) in calls {
+        for (id, request) in admitted {
             let request = match request {
-                Ok(r) => match admit(r) {
-                    Ok(r) => r,
-                    Err(reply) => {
-                        inline.push((id, reply));
-                        continue;
-                    }
-                },
-                Err(e) => {
-                    inline.push((id, Reply::Error(e)));
+                Ok(r) => r,
+                Err(reply) => {
+                    inline.push((id, reply));
                     continue;
                 }
             };
-            let queued = match session::plan(request, &self.hot.seal) {
+            let queued = match session::plan(request, &hot.seal) {
                 Ok(Plan::Command(command)) => match engine.push(id, command) {
                     Ok(()) => Ok(()),
                     Err(Bounce::Refused(err)) => Err(err),

@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::RandomState;
-
-use hashbrown::hash_map::EntryRef;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hashbrown::hash_map::EntryRef;
 
 use crate::command::{Command, Expiry, Reply};
 use crate::error::{ErrorKind, StoreError};
@@ -61,7 +61,7 @@ impl Memory {
                 let Some(table) = weak.upgrade() else { break };
                 let now = now_ms();
                 let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-                t.retain(|_, e| e.expires_at.is_none_or(|at| at > now));
+                t.retain(|_, e| !e.expired(now));
             }
         });
         Memory { table }
@@ -113,7 +113,7 @@ impl Memory {
         let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         t.iter()
-            .filter(|(k, e)| k.starts_with(prefix) && e.expires_at.is_none_or(|at| at > now))
+            .filter(|(k, e)| k.starts_with(prefix) && !e.expired(now))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -155,21 +155,19 @@ fn live_or_new<'a>(
     now: u128,
     empty: impl FnOnce() -> Stored,
 ) -> &'a mut Entry {
+    let fresh = || Entry {
+        value: empty(),
+        expires_at: None,
+    };
     match t.entry_ref(key) {
         EntryRef::Occupied(o) => {
             let e = o.into_mut();
             if e.expired(now) {
-                *e = Entry {
-                    value: empty(),
-                    expires_at: None,
-                };
+                *e = fresh();
             }
             e
         }
-        EntryRef::Vacant(v) => v.insert(Entry {
-            value: empty(),
-            expires_at: None,
-        }),
+        EntryRef::Vacant(v) => v.insert(fresh()),
     }
 }
 

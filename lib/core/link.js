@@ -264,8 +264,6 @@ class Link {
 
   /** Queues one call in the batch; with `cb`, no promise: the reply goes to `cb`. */
   send(op, key, value, num, list, mark, quiet, cb) {
-    // Calls of one batch share a start time, and replies of one delivery an end time: two
-    // clock reads per batch, not per call.
     const p = { id: 0, resolve: undefined, reject: undefined, cb, op, started: 0, quiet }
     const id = this.admit(p)
     let promise
@@ -282,6 +280,8 @@ class Link {
 
   /** Writes call `id`'s record into the batch, and hands the batch over when it is due. */
   push(op, id, key, value, num, list, mark) {
+    // Calls of one batch share a start time, and replies of one delivery an end time: two
+    // clock reads per batch, not per call.
     if (this.count === 0) this.batchStarted = performance.now()
     const listLength = list === undefined ? 0 : list.length
     if (this.used + 6 + listLength > this.nums.length) {
@@ -340,34 +340,32 @@ class Link {
     this.count = 0
     this.changes = 0
     if (queued.length > 0) this.queued = []
+    const settle = (payload) => {
+      if (inCall === true) RESOLVED.then(() => this.receive(payload, queued, started))
+      else this.receive(payload, queued, started)
+    }
     let answered
     try {
       answered = this.native.submit(this.nums, used, text)
     } catch (err) {
-      // The batch never started: settle every call in it.
-      const e = nativeError(err)
-      const now = performance.now()
+      // The batch never started: every call in it fails with the same error.
       const failed = []
       for (let i = 0; i < used; i += 6 + this.nums[i + 5]) failed.push(this.nums[i + 1], 3, 0, 0)
-      const payload = [failed, '', [e]]
-      if (inCall === true) RESOLVED.then(() => this.receive(payload, queued, started, now))
-      else this.receive(payload, queued, started, now)
+      settle([failed, '', [nativeError(err)]])
       return
     }
     // A cluster's advice grows once its slot map shows all its primaries.
     this.batchCap = this.native.batchCap
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
-    if (answered) {
-      if (inCall === true) RESOLVED.then(() => this.receive(answered, queued, started))
-      else this.receive(answered, queued, started)
-    } else this.release()
+    if (answered) settle(answered)
+    else this.release()
   }
 
   /**
    * A delivery from the core: an event, or replies. `queued`: the callbacks of the memory://
    * calls in the batch answered (see `onIdCb`), made from `started` on.
    */
-  receive(payload, queued, started, now = performance.now()) {
+  receive(payload, queued, started) {
     if (typeof payload[0] === 'string') {
       this.onEvent(payload[0], payload[1])
       return
@@ -377,6 +375,7 @@ class Link {
     const nums = payload[0]
     const text = payload[1]
     const extras = payload[2]
+    const now = performance.now()
     // Callbacks run once every reply of the delivery is taken off the table, as promise
     // reactions would: the calls they make then see what is really in flight.
     let called = null
