@@ -14,7 +14,7 @@ export declare class NativeStore {
    * `options` is the JSON of the connection options; `onDelivery` receives replies and
    * connection events.
    *
-   * `shared` (two numbers) is where the near cache tells JS it changed; see
+   * `shared` (three numbers) is where the near cache tells JS it changed; see
    * `engine::cache::Epoch`.
    */
   constructor(options: string, onDelivery: (arg: JsDelivery) => void, shared?: Float64Array | undefined | null)

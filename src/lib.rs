@@ -207,7 +207,10 @@ impl Hot {
             return Ok(None);
         };
         let id = self.seal.id(id);
-        let key = format!("{}{prefix}{id}", self.namespace);
+        let mut key = String::with_capacity(self.namespace.len() + prefix.len() + id.len());
+        key.push_str(&self.namespace);
+        key.push_str(prefix);
+        key.push_str(&id);
         match engine.cached(&key) {
             None => Ok(None),
             Some(Ok(Some(value))) => Ok(Some(Either::A(value))),
@@ -255,7 +258,7 @@ impl NativeStore {
     /// connection events.
     #[napi(constructor)]
     ///
-    /// `shared` (two numbers) is where the near cache tells JS it changed; see
+    /// `shared` (three numbers) is where the near cache tells JS it changed; see
     /// `engine::cache::Epoch`.
     pub fn new(
         env: Env,

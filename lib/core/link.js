@@ -76,9 +76,9 @@ class Link {
     this.closed = false
     // Calls held back behind a keyspace call, in call order; null when nothing is held.
     this.held = null
-    // The near cache's change count and the time left of its last hit, written by the core
-    // (see `cached`).
-    this.shared = new Float64Array(2)
+    // The near cache's change count, the time left of its last hit and its entry count,
+    // written by the core (see `cached`).
+    this.shared = new Float64Array(3)
     try {
       this.native = new NativeStore(JSON.stringify(connectionOptions(opts)), (payload) => this.receive(payload), this.shared)
     } catch (err) {
@@ -442,6 +442,8 @@ class Link {
    */
   cached(prefix, id) {
     if (!this.cacheOn || this.changes !== 0 || this.held !== null || this.closed) return undefined
+    // An empty cache (a session rewritten on every request never stays in it): nothing to ask.
+    if (this.shared[2] === 0) return undefined
     let copies = this.mirror.get(prefix)
     const copy = copies === undefined ? undefined : copies.get(id)
     if (copy !== undefined) {

@@ -269,8 +269,8 @@ impl Connection {
                 Command::Get(key) => {
                     let mut cache = cache.borrow_mut();
                     match cache.get(key) {
-                        Some(None) => return Ok(Some(Reply::Nil)),
-                        Some(Some(value)) => {
+                        Ok(None) => return Ok(Some(Reply::Nil)),
+                        Ok(Some(value)) => {
                             return Ok(Some(match s.seal.open(key, value) {
                                 Ok(plain) => Reply::Text(plain),
                                 Err(e) => Reply::Error(e),
@@ -279,8 +279,8 @@ impl Connection {
                         // One refill (GET + PTTL) per key at a time, and none while a write
                         // of ours is on the way: a hot key read and written at once costs
                         // what it does uncached.
-                        None if cache.refills(key) => fill = Fill::Value(key.clone()),
-                        None => {}
+                        Err(true) => fill = Fill::Value(key.clone()),
+                        Err(false) => {}
                     }
                 }
                 // This process's own writes drop its entries until answered; Redis's
