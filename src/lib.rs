@@ -167,7 +167,7 @@ pub fn cached_value(
     id: String,
 ) -> Result<Option<Either<String, bool>>> {
     match Stores::get(store) {
-        Some(hot) => hot.cached(&prefix, &id),
+        Some(hot) => hot.cached(prefix, &id),
         None => Ok(None),
     }
 }
@@ -202,15 +202,19 @@ impl Hot {
         }
     }
 
-    fn cached(&self, prefix: &str, id: &str) -> Result<Option<Either<String, bool>>> {
+    fn cached(&self, prefix: String, id: &str) -> Result<Option<Either<String, bool>>> {
         let Some(engine) = self.engine.as_ref() else {
             return Ok(None);
         };
-        let id = self.seal.id(id);
-        let mut key = String::with_capacity(self.namespace.len() + prefix.len() + id.len());
-        key.push_str(&self.namespace);
-        key.push_str(prefix);
-        key.push_str(&id);
+        // The key grows from the prefix JS gave: one allocation when there is no namespace.
+        let mut key = if self.namespace.is_empty() {
+            prefix
+        } else {
+            let mut key = self.namespace.clone();
+            key.push_str(&prefix);
+            key
+        };
+        key.push_str(&self.seal.id(id));
         match engine.cached(&key) {
             None => Ok(None),
             Some(Ok(Some(value))) => Ok(Some(Either::A(value))),
@@ -470,7 +474,7 @@ impl NativeStore {
     /// `id` as keys and indexes hold it: `base64url(SHA-256(id))` with `hashIds`, else itself.
     #[napi]
     pub fn seal_id(&self, id: String) -> String {
-        self.hot.seal.id(&id)
+        self.hot.seal.id(&id).into_owned()
     }
 
     /// Takes settled calls as `[op, micros, code, …]` (code: 0 for success, else 1 + the

@@ -206,10 +206,10 @@ impl Seal {
     }
 
     /// The id as it appears in keys and indexes: hashed when `hashIds` is on.
-    pub fn id(&self, id: &str) -> String {
+    pub fn id<'a>(&self, id: &'a str) -> std::borrow::Cow<'a, str> {
         match self.hash_ids {
-            HashIds::Off => id.to_string(),
-            HashIds::On | HashIds::Migrate => hash_id(id),
+            HashIds::Off => std::borrow::Cow::Borrowed(id),
+            HashIds::On | HashIds::Migrate => std::borrow::Cow::Owned(hash_id(id)),
         }
     }
 

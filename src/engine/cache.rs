@@ -288,8 +288,8 @@ impl NearCache {
         if self.writing.has(tag) {
             return None;
         }
-        let now = Instant::now();
         let e = self.entry(key, tag)?;
+        let now = Instant::now();
         let left = match e.expires {
             Expiry::Unknown => return None,
             Expiry::Never => f64::INFINITY,

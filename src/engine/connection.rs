@@ -425,6 +425,17 @@ impl Connection {
     /// old one goes: calls in flight are sent again on a new connection, found anew, and the
     /// near cache is emptied.
     pub fn follow_switch(&self) {
+        {
+            // The common case, nothing announced: no effects to settle after.
+            let s = self.shared.state.borrow();
+            let heard = s
+                .counters
+                .switches_announced
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if heard == s.switches_seen {
+                return;
+            }
+        }
         self.shared.with(|s| {
             let heard = s
                 .counters
