@@ -41,6 +41,8 @@ impl Expiry {
 struct Entry {
     key: String,
     tag: Tag,
+    /// Which fill made it: `order` may still name an earlier entry of the same key.
+    fill: u64,
     /// `None`: the key was absent when read (Redis tracks reads of absent keys too, so a
     /// later write of it invalidates this like any other entry).
     value: Option<String>,
@@ -163,9 +165,10 @@ pub struct NearCache {
     tagger: RandomState,
     epoch: Option<Epoch>,
     entries: HashTable<Entry>,
-    /// Tags in the order their keys were filled, for eviction (oldest first); may name keys
-    /// since dropped.
-    order: VecDeque<Tag>,
+    /// Entries in the order they were filled, for eviction (oldest first), by tag and fill
+    /// number; may name entries since dropped, and only a matching fill number counts.
+    order: VecDeque<(Tag, u64)>,
+    fills: u64,
     bytes: usize,
     stats: CacheStats,
     /// Keys with a write of this process's on the way, and how many: they are neither served
@@ -192,6 +195,7 @@ impl NearCache {
             epoch,
             entries: HashTable::new(),
             order: VecDeque::new(),
+            fills: 0,
             bytes: 0,
             stats: CacheStats::default(),
             writing: Counts::default(),
@@ -334,28 +338,33 @@ impl NearCache {
         while self.entries.len() >= self.limits.max_entries
             || self.bytes + size > self.limits.max_bytes
         {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some((oldest, fill)) = self.order.pop_front() else {
                 break;
             };
-            if let Ok(e) = self.entries.find_entry(oldest.0, |e| e.tag == oldest) {
+            if let Ok(e) = self
+                .entries
+                .find_entry(oldest.0, |e| e.tag == oldest && e.fill == fill)
+            {
                 self.bytes -= e.get().size();
                 e.remove();
             }
         }
+        self.fills += 1;
         let entry = Entry {
             key: key.to_string(),
             tag,
+            fill: self.fills,
             value: value.map(str::to_string),
             expires: Expiry::Unknown,
         };
         self.entries.insert_unique(tag.0, entry, |e| e.tag.0);
-        self.order.push_back(tag);
+        self.order.push_back((tag, self.fills));
         self.bytes += size;
-        // Entries dropped by invalidations leave their tags in `order`; keep it bounded.
+        // Dropped entries leave their places in `order`; keep it bounded by the live ones.
         if self.order.len() > 2 * self.limits.max_entries.max(16) {
             let entries = &self.entries;
             self.order
-                .retain(|t| entries.find(t.0, |e| e.tag == *t).is_some());
+                .retain(|(t, n)| entries.find(t.0, |e| e.tag == *t && e.fill == *n).is_some());
         }
         self.counted();
     }
@@ -397,9 +406,11 @@ impl NearCache {
         }
     }
 
-    /// Drops `key`: this process is writing it.
+    /// Drops `key`, and with it any copy JS keeps: Redis invalidated it, or a write of it is
+    /// held back (a cluster slot on the move).
     pub fn remove(&mut self, key: &str) {
         self.drop_entry(key, self.tag(key));
+        self.changed();
     }
 
     /// Redis said these keys changed (`None`: everything, as after `FLUSHALL`).
@@ -407,7 +418,7 @@ impl NearCache {
         self.stats.invalidations += 1;
         self.changed();
         match keys {
-            Some(keys) => keys.iter().for_each(|k| self.remove(k)),
+            Some(keys) => keys.iter().for_each(|k| self.drop_entry(k, self.tag(k))),
             None => self.clear(),
         }
     }
@@ -531,5 +542,49 @@ mod tests {
         let mut small = cache(10, 8);
         small.fill("k", Some("123456789"));
         assert_eq!(got(&mut small, "k"), None, "larger than the whole budget");
+    }
+
+    #[test]
+    fn a_miss_says_whether_to_refill() {
+        let mut c = cache(10, 1000);
+        assert_eq!(c.get("a"), Err(true), "a first miss refills");
+        assert_eq!(c.get("a"), Err(false), "its refill is on the way");
+        c.fill("a", Some("1"));
+        c.set_ttl("a", 0);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            c.get("a"),
+            Err(true),
+            "an expired entry is a miss that refills"
+        );
+        c.unfill("a");
+        let tag = c.writing("a");
+        assert_eq!(c.get("a"), Err(false), "not while our write is on the way");
+        c.written(tag);
+        assert_eq!(c.get("a"), Err(false), "nor on the first read after it");
+        assert_eq!(c.get("a"), Err(true), "the second read refills");
+    }
+
+    #[test]
+    fn eviction_order_counts_only_live_fills() {
+        let mut c = cache(2, 1000);
+        c.fill("a", Some("1"));
+        c.invalidate(Some(vec!["a".into()]));
+        c.fill("b", Some("2"));
+        c.fill("a", Some("1"));
+        c.fill("c", Some("3"));
+        assert_eq!(got(&mut c, "b"), None, "b is the oldest live entry");
+        assert_eq!(got(&mut c, "a"), Some(Some("1".into())));
+        assert_eq!(got(&mut c, "c"), Some(Some("3".into())));
+        let mut one = cache(100, 100_000);
+        for _ in 0..10_000 {
+            one.fill("k", Some("v"));
+            one.invalidate(Some(vec!["k".into()]));
+        }
+        assert!(
+            one.order.len() <= 2 * 100 + 1,
+            "order holds {}",
+            one.order.len()
+        );
     }
 }
