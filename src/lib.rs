@@ -70,7 +70,7 @@ type Waker = ThreadsafeFunction<Wake, (), JsDelivery, Status, false, true>;
 pub struct NativeStore {
     /// What its calls need, shared with this thread's table of stores.
     hot: Rc<Hot>,
-    /// Its place in that table (`Stores`), which the per-call functions are given.
+    /// Its place in that table (`Stores`), which `cachedValue` is given.
     number: u32,
     /// Calls per operation, as JS records them, and what the connections went through.
     calls: std::cell::RefCell<stats::CallStats>,

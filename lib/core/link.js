@@ -41,10 +41,8 @@ const BURST_BATCHES = 4
 
 const RESOLVED = Promise.resolve()
 
-// Ids of calls in the table run from 1 to MAX_ID; a queued memory:// call's record carries
-// QUEUED + its place in `queued` (see `onIdCb`). The core reads ids as u32.
-const MAX_ID = 0x7ffffff0
-const QUEUED = 0x80000000
+// Ids of calls in the table run from 1 to MAX_ID; the core reads them as u32.
+const MAX_ID = 0xfffffff0
 
 /**
  * One connection to the core. `onEvent(name, detail)` hears 'connect' and 'disconnect'.
@@ -109,9 +107,6 @@ class Link {
     // The core has checked the option by now.
     this.migrating = opts.hashIds === 'migrate'
     this.flush = this.flush.bind(this)
-    // memory:// calls made with a callback and waiting in the batch, three slots each: cb,
-    // op, quiet. Their records carry id QUEUED + slot / 3, apart from the table's ids.
-    this.queued = []
   }
 
   /** A session id as keys and indexes hold it: checked, and hashed with `hashIds`. */
@@ -154,23 +149,13 @@ class Link {
 
   /**
    * `callId` (`quiet`: `writeId`) for a caller that gave a Node-style callback
-   * (express-session's way): on the common path (a server behind it, no tracing subscriber,
-   * nothing held back) `cb(err, value)` is called when Redis answers, and no promise is made;
+   * (express-session's way): on the common path (no tracing subscriber, nothing held back)
+   * `cb(err, value)` is called when the core answers, and no promise is made;
    * elsewhere the promise path runs and settles `cb`. A bad id throws, as `callId` does.
    */
   onIdCb(op, prefix, id, value, num, quiet, cb) {
     checkId(id)
-    const plain = !this.closed && this.held === null && !tracing.listening()
-    if (plain && this.direct && KEYSPACE_OPS[op] === 0) {
-      // memory://: queued with no promise and no table entry; the calls of one run of JS are
-      // answered by one native call on a microtask, and their callbacks called from it
-      // (never before their calls return).
-      const queued = this.queued
-      queued.push(cb, op, quiet)
-      this.push(op, QUEUED + queued.length / 3 - 1, prefix + id, value, num, undefined, prefix.length + 1)
-      return
-    }
-    if (!plain || this.direct) {
+    if (this.closed || this.held !== null || tracing.listening()) {
       this.onId(op, prefix, id, value, num, undefined, quiet).then(
         (v) => cb(null, v),
         (err) => cb(err, null),
@@ -264,7 +249,10 @@ class Link {
 
   /** Queues one call in the batch; with `cb`, no promise: the reply goes to `cb`. */
   send(op, key, value, num, list, mark, quiet, cb) {
-    const p = { id: 0, resolve: undefined, reject: undefined, cb, op, started: 0, quiet }
+    // Calls of one batch share a start time, and replies of one delivery an end time: two
+    // clock reads per batch, not per call.
+    if (this.count === 0) this.batchStarted = performance.now()
+    const p = { id: 0, resolve: undefined, reject: undefined, cb, op, started: this.batchStarted, quiet }
     const id = this.admit(p)
     let promise
     if (cb === undefined) {
@@ -274,15 +262,11 @@ class Link {
       })
     }
     this.push(op, id, key, value, num, list, mark)
-    p.started = this.batchStarted
     return promise
   }
 
   /** Writes call `id`'s record into the batch, and hands the batch over when it is due. */
   push(op, id, key, value, num, list, mark) {
-    // Calls of one batch share a start time, and replies of one delivery an end time: two
-    // clock reads per batch, not per call.
-    if (this.count === 0) this.batchStarted = performance.now()
     const listLength = list === undefined ? 0 : list.length
     if (this.used + 6 + listLength > this.nums.length) {
       const grown = new Float64Array(Math.max(this.nums.length * 2, this.used + 6 + listLength))
@@ -333,16 +317,13 @@ class Link {
     if (this.count === 0) return
     const used = this.used
     const text = this.text
-    const queued = this.queued
-    const started = this.batchStarted
     this.used = 0
     this.text = ''
     this.count = 0
     this.changes = 0
-    if (queued.length > 0) this.queued = []
     const settle = (payload) => {
-      if (inCall === true) RESOLVED.then(() => this.receive(payload, queued, started))
-      else this.receive(payload, queued, started)
+      if (inCall === true) RESOLVED.then(() => this.receive(payload))
+      else this.receive(payload)
     }
     let answered
     try {
@@ -354,18 +335,16 @@ class Link {
       settle([failed, '', [nativeError(err)]])
       return
     }
-    // A cluster's advice grows once its slot map shows all its primaries.
-    this.batchCap = this.native.batchCap
+    // A cluster's advice grows once its slot map shows all its primaries (memory:// takes
+    // none: see `push`).
+    if (!this.direct) this.batchCap = this.native.batchCap
     // memory:// answers inside submit; promise reactions still run later, as microtasks.
     if (answered) settle(answered)
     else this.release()
   }
 
-  /**
-   * A delivery from the core: an event, or replies. `queued`: the callbacks of the memory://
-   * calls in the batch answered (see `onIdCb`), made from `started` on.
-   */
-  receive(payload, queued, started) {
+  /** A delivery from the core: an event, or replies. */
+  receive(payload) {
     if (typeof payload[0] === 'string') {
       this.onEvent(payload[0], payload[1])
       return
@@ -380,18 +359,11 @@ class Link {
     // reactions would: the calls they make then see what is really in flight.
     let called = null
     for (let i = 0; i < nums.length; i += 4) {
-      const id = nums[i]
+      const p = this.take(nums[i])
+      if (p === undefined) continue
       const kind = nums[i + 1]
       const v = kind === 0 ? null : kind === 2 ? text.slice(nums[i + 2], nums[i + 3]) : kind === 1 ? nums[i + 2] : extras[nums[i + 2]]
       const err = v instanceof Error ? v : null
-      if (id >= QUEUED) {
-        const q = 3 * (id - QUEUED)
-        this.noteOp(queued[q + 1], started, err, now)
-        ;(called ||= []).push(queued[q], err, err !== null || queued[q + 2] ? null : v)
-        continue
-      }
-      const p = this.take(id)
-      if (p === undefined) continue
       this.note(p, err, now)
       const value = err !== null || p.quiet ? null : v
       if (p.cb === undefined) finish(p, err, value)
@@ -403,14 +375,10 @@ class Link {
 
   /** Records a settled call for `stats()`: op, microseconds, error code number (0: none). */
   note(p, err, now) {
-    this.noteOp(p.op, p.started, err, now)
-  }
-
-  noteOp(op, started, err, now) {
     const r = this.record
     let n = this.recorded
-    r[n] = op
-    r[n + 1] = (now - started) * 1000
+    r[n] = p.op
+    r[n + 1] = (now - p.started) * 1000
     r[n + 2] = err === null ? 0 : this.errorCodes.indexOf(err.code) + 1 || this.errorCodes.length + 1
     n += 3
     if (n === r.length) {
@@ -429,7 +397,7 @@ class Link {
     if (this.recorded > 0) this.native.record(this.record, this.recorded)
     this.recorded = 0
     const s = JSON.parse(this.native.statsJson())
-    s.inFlight = this.inflight + this.queued.length / 3 + (this.held === null ? 0 : this.held.length)
+    s.inFlight = this.inflight + (this.held === null ? 0 : this.held.length)
     s.cache = this.cacheStats()
     return s
   }

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
+use hashbrown::hash_table::{self, OccupiedEntry};
 use hashbrown::HashTable;
 
 use crate::config::CacheLimits;
@@ -85,7 +86,7 @@ impl Epoch {
 
 /// A key as the cache's tables know it: its keyed hash. Two keys with one tag (1 in 2^64)
 /// only cost each other a cache miss: the bookkeeping of writes and refills goes by tag alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag(u64);
 
 #[cfg(test)]
@@ -95,35 +96,7 @@ impl Tag {
     }
 }
 
-/// A set of tags with a count each.
-#[derive(Default)]
-struct Counts(HashTable<(Tag, u32)>);
-
-impl Counts {
-    fn add(&mut self, tag: Tag) {
-        match self.0.find_mut(tag.0, |e| e.0 == tag) {
-            Some(e) => e.1 += 1,
-            None => {
-                self.0.insert_unique(tag.0, (tag, 1), |e| e.0 .0);
-            }
-        }
-    }
-
-    fn sub(&mut self, tag: Tag) {
-        if let Ok(mut e) = self.0.find_entry(tag.0, |e| e.0 == tag) {
-            e.get_mut().1 -= 1;
-            if e.get().1 == 0 {
-                e.remove();
-            }
-        }
-    }
-
-    fn has(&self, tag: Tag) -> bool {
-        !self.0.is_empty() && self.0.find(tag.0, |e| e.0 == tag).is_some()
-    }
-}
-
-/// A set of tags, each with a value.
+/// A set of tags, each with a value (`u32`: how many writes are on the way).
 struct Marks<T>(HashTable<(Tag, T)>);
 
 impl<T> Default for Marks<T> {
@@ -133,17 +106,12 @@ impl<T> Default for Marks<T> {
 }
 
 impl<T> Marks<T> {
-    fn get_mut(&mut self, tag: Tag) -> Option<&mut T> {
-        self.0.find_mut(tag.0, |e| e.0 == tag).map(|e| &mut e.1)
+    fn entry(&mut self, tag: Tag) -> hash_table::Entry<'_, (Tag, T)> {
+        self.0.entry(tag.0, |e| e.0 == tag, |e| e.0 .0)
     }
 
-    fn insert(&mut self, tag: Tag, value: T) {
-        match self.get_mut(tag) {
-            Some(v) => *v = value,
-            None => {
-                self.0.insert_unique(tag.0, (tag, value), |e| e.0 .0);
-            }
-        }
+    fn has(&self, tag: Tag) -> bool {
+        !self.0.is_empty() && self.0.find(tag.0, |e| e.0 == tag).is_some()
     }
 
     /// Whether `tag` was there.
@@ -156,6 +124,32 @@ impl<T> Marks<T> {
             Err(_) => false,
         }
     }
+}
+
+impl Marks<u32> {
+    fn add(&mut self, tag: Tag) {
+        self.entry(tag).or_insert((tag, 0)).into_mut().1 += 1;
+    }
+
+    fn sub(&mut self, tag: Tag) {
+        if let hash_table::Entry::Occupied(mut e) = self.entry(tag) {
+            e.get_mut().1 -= 1;
+            if e.get().1 == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+/// `key`'s entry, found by its tag.
+fn is(key: &str, tag: Tag) -> impl Fn(&Entry) -> bool + '_ {
+    move |e| e.tag == tag && e.key == key
+}
+
+/// Drops an entry, and its bytes from the count.
+fn release(bytes: &mut usize, e: OccupiedEntry<'_, Entry>) {
+    *bytes -= e.get().size();
+    e.remove();
 }
 
 pub struct NearCache {
@@ -174,7 +168,7 @@ pub struct NearCache {
     /// Keys with a write of this process's on the way, and how many: they are neither served
     /// nor filled until the writes are answered, so a read sent before a write cannot bring the
     /// old value back while the write is in flight.
-    writing: Counts,
+    writing: Marks<u32>,
     /// Keys with a filling `GET` (and its `PTTL`) on the way, since when: other misses of the
     /// key meanwhile go uncached, so concurrent reads of one key cost one refill, not one each.
     /// A read that is never answered (timed out, redirected, lost) stops counting after
@@ -198,18 +192,14 @@ impl NearCache {
             fills: 0,
             bytes: 0,
             stats: CacheStats::default(),
-            writing: Counts::default(),
+            writing: Marks::default(),
             filling: Marks::default(),
             written_since_read: Marks::default(),
         }
     }
 
-    pub fn tag(&self, key: &str) -> Tag {
+    fn tag(&self, key: &str) -> Tag {
         Tag(self.tagger.hash_one(key))
-    }
-
-    fn entry(&self, key: &str, tag: Tag) -> Option<&Entry> {
-        self.entries.find(tag.0, |e| e.tag == tag && e.key == key)
     }
 
     /// This process is sending a write of `key`; `written` hears the tag back once answered.
@@ -220,31 +210,33 @@ impl NearCache {
         if self.written_since_read.0.len() >= self.limits.max_entries.max(16) {
             self.written_since_read.0.clear();
         }
-        self.written_since_read.insert(tag, ());
+        self.written_since_read.entry(tag).or_insert((tag, ()));
         self.writing.add(tag);
         tag
     }
 
-    /// Whether a miss of `key` should refill it (and read its TTL): not while a write of ours
-    /// is on the way (the value would not be kept), nor while another refill is. A `true`
-    /// must be followed by `fill` or `unfill` when the read is answered.
+    /// `refills_tag` for a key.
+    #[cfg(test)]
     pub fn refills(&mut self, key: &str) -> bool {
         self.refills_tag(self.tag(key))
     }
 
+    /// Whether a miss should refill its key (and read its TTL): not while a write of ours is
+    /// on the way (the value would not be kept), nor while another refill is. A `true` must
+    /// be followed by `fill` or `unfill` when the read is answered.
     fn refills_tag(&mut self, tag: Tag) -> bool {
         if self.writing.has(tag) || self.written_since_read.remove(tag) {
             return false;
         }
         let now = Instant::now();
-        match self.filling.get_mut(tag) {
-            Some(since) if now.duration_since(*since) < REFILL_STALE => false,
-            Some(since) => {
-                *since = now;
+        match self.filling.entry(tag) {
+            hash_table::Entry::Occupied(e) if now.duration_since(e.get().1) < REFILL_STALE => false,
+            hash_table::Entry::Occupied(mut e) => {
+                e.get_mut().1 = now;
                 true
             }
-            None => {
-                self.filling.insert(tag, now);
+            hash_table::Entry::Vacant(e) => {
+                e.insert((tag, now));
                 true
             }
         }
@@ -262,19 +254,17 @@ impl NearCache {
     }
 
     /// The cached value of `key` (`Some(None)`: known absent), if it is there and has not
-    /// expired; on a miss, whether to refill it (see `refills`).
+    /// expired; on a miss, whether to refill it (see `refills_tag`).
     pub fn get(&mut self, key: &str) -> Result<Option<String>, bool> {
         let tag = self.tag(key);
-        let now = Instant::now();
         if !self.writing.has(tag) {
-            match self.entry(key, tag) {
-                Some(e) if e.expires.live(now) => {
-                    let value = e.value.clone();
+            if let Ok(e) = self.entries.find_entry(tag.0, is(key, tag)) {
+                if e.get().expires.live(Instant::now()) {
                     self.stats.hits += 1;
-                    return Ok(value);
+                    return Ok(e.get().value.clone());
                 }
-                Some(_) => self.drop_entry(key, tag),
-                None => {}
+                release(&mut self.bytes, e);
+                self.counted();
             }
         }
         self.stats.misses += 1;
@@ -292,7 +282,7 @@ impl NearCache {
         if self.writing.has(tag) {
             return None;
         }
-        let e = self.entry(key, tag)?;
+        let e = self.entries.find(tag.0, is(key, tag))?;
         let now = Instant::now();
         let left = match e.expires {
             Expiry::Unknown => return None,
@@ -345,8 +335,7 @@ impl NearCache {
                 .entries
                 .find_entry(oldest.0, |e| e.tag == oldest && e.fill == fill)
             {
-                self.bytes -= e.get().size();
-                e.remove();
+                release(&mut self.bytes, e);
             }
         }
         self.fills += 1;
@@ -374,34 +363,28 @@ impl NearCache {
     /// of an entry whose TTL is not known).
     pub fn set_ttl(&mut self, key: &str, pttl_ms: i64) {
         let tag = self.tag(key);
-        let Some(e) = self
-            .entries
-            .find_mut(tag.0, |e| e.tag == tag && e.key == key)
-        else {
+        let Ok(mut e) = self.entries.find_entry(tag.0, is(key, tag)) else {
             return;
         };
-        let was = e.expires;
-        let gone = pttl_ms == -2 && e.value.is_some();
-        e.expires = match pttl_ms {
-            ms if ms >= 0 => Expiry::At(Instant::now() + Duration::from_millis(ms as u64)),
-            _ => Expiry::Never,
-        };
-        if gone {
-            self.drop_entry(key, tag);
+        let known = e.get().expires != Expiry::Unknown;
+        if pttl_ms == -2 && e.get().value.is_some() {
+            release(&mut self.bytes, e);
+            self.counted();
+        } else {
+            e.get_mut().expires = match pttl_ms {
+                ms if ms >= 0 => Expiry::At(Instant::now() + Duration::from_millis(ms as u64)),
+                _ => Expiry::Never,
+            };
         }
-        if was != Expiry::Unknown {
+        if known {
             self.changed();
         }
     }
 
     /// Drops `key`'s entry, if any.
     fn drop_entry(&mut self, key: &str, tag: Tag) {
-        if let Ok(e) = self
-            .entries
-            .find_entry(tag.0, |e| e.tag == tag && e.key == key)
-        {
-            self.bytes -= e.get().size();
-            e.remove();
+        if let Ok(e) = self.entries.find_entry(tag.0, is(key, tag)) {
+            release(&mut self.bytes, e);
             self.counted();
         }
     }

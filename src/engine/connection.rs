@@ -425,27 +425,22 @@ impl Connection {
     /// old one goes: calls in flight are sent again on a new connection, found anew, and the
     /// near cache is emptied.
     pub fn follow_switch(&self) {
-        {
-            // The common case, nothing announced: no effects to settle after.
+        let heard = {
             let s = self.shared.state.borrow();
             let heard = s
                 .counters
                 .switches_announced
                 .load(std::sync::atomic::Ordering::Relaxed);
+            // The common case, nothing announced: no effects to settle after.
             if heard == s.switches_seen {
                 return;
             }
-        }
+            heard
+        };
         self.shared.with(|s| {
-            let heard = s
-                .counters
-                .switches_announced
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if heard != s.switches_seen {
-                s.switches_seen = heard;
-                if matches!(s.target.place, Place::Sentinel { .. }) {
-                    s.lose_connection("the sentinels announced a new primary");
-                }
+            s.switches_seen = heard;
+            if matches!(s.target.place, Place::Sentinel { .. }) {
+                s.lose_connection("the sentinels announced a new primary");
             }
         });
     }

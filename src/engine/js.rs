@@ -1,5 +1,5 @@
 //! The engine's JS boundary: the only engine code that calls Node-API. Everything else hands
-//! it plain Rust values (an `Outbox` of replies, a reply) and it makes the JS values.
+//! it plain Rust values (an `Outbox` of replies) and it makes the JS values.
 //!
 //! - A JS value can only be made through a `Scope`, the proof that a handle scope is open: a
 //!   delivery opens one (`Scope::open`), and the binding layer, already inside a JS call,
@@ -136,7 +136,7 @@ impl Scope {
     /// The delivery format JS reads: `[numbers, text, extras]`. `numbers` is a
     /// `Float64Array` of four slots per reply, `id, kind, a, b`: kind 0 is `null`, 1 the
     /// number `a`, 2 the text `text.slice(a, b)` (UTF-16 offsets into the one string of the
-    /// delivery's texts), 3 the value `extras[a]` (an error, a list, any other reply).
+    /// delivery's texts), 3 the value `extras[a]` (an error or a list).
     /// Replies cost no Node-API call each, only those that need an object.
     pub fn replies(&self, out: Outbox) -> sys::napi_value {
         const NIL: f64 = 0.0;
