@@ -473,7 +473,7 @@ mod tests {
         }
         .into_command()
         .unwrap();
-        assert_eq!(command.keys(), vec!["idx"]);
+        assert_eq!(command.keys().as_slice(), ["idx"]);
         assert!(command.writes());
     }
 

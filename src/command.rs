@@ -1,7 +1,12 @@
 //! The small command set every call is made of, its replies, and the embedded `memory://`
 //! table that answers it without a server.
 
+use smallvec::{smallvec, SmallVec};
+
 use crate::error::StoreError;
+
+/// A command's keys: one for every command but `DEL` and `MGET` of several, kept inline.
+pub type Keys<'a> = SmallVec<[&'a str; 1]>;
 
 /// How long a written value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,16 +221,16 @@ impl Command {
         }
     }
 
-    /// The keys this command touches, for routing on a cluster.
-    pub fn keys(&self) -> Vec<&str> {
+    /// The keys this command touches, for routing on a cluster and for the near cache.
+    pub fn keys(&self) -> Keys<'_> {
         match self {
-            Command::Ping | Command::Scan { .. } => vec![],
+            Command::Ping | Command::Scan { .. } => Keys::new(),
             Command::Get(k)
             | Command::GetDel(k)
             | Command::SMembers(k)
             | Command::Exists(k)
             | Command::PTtl(k)
-            | Command::LRange(k) => vec![k],
+            | Command::LRange(k) => smallvec![k.as_str()],
             Command::Set { key, .. }
             | Command::Replace { key, .. }
             | Command::Expire { key, .. }
@@ -235,7 +240,7 @@ impl Command {
             | Command::SAdd { key, .. }
             | Command::SRem { key, .. }
             | Command::LPush { key, .. }
-            | Command::LRem { key, .. } => vec![key],
+            | Command::LRem { key, .. } => smallvec![key.as_str()],
             Command::Del(keys) | Command::MGet(keys) => keys.iter().map(String::as_str).collect(),
         }
     }

@@ -89,6 +89,9 @@ impl Epoch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag(u64);
 
+/// The tags of a write's keys (one, but for a `DEL` of several), kept inline.
+pub type Tags = smallvec::SmallVec<[Tag; 1]>;
+
 #[cfg(test)]
 impl Tag {
     pub fn of(n: u64) -> Tag {

@@ -19,7 +19,7 @@ use super::journal::Role;
 use super::js::Boundary;
 use super::outbox::Outbox;
 use super::{Bounce, Engine, EngineReport, Reporter};
-use crate::command::{Command, Reply};
+use crate::command::{Command, Keys, Reply};
 use crate::config::{ClusterSpec, ConnectionSpec};
 use crate::error::{ErrorKind, StoreError};
 use crate::walk::{self, Step, Walk};
@@ -815,7 +815,7 @@ enum Queued {
 }
 
 impl Queued {
-    fn keys(&self) -> Vec<&str> {
+    fn keys(&self) -> Keys<'_> {
         match self {
             Queued::Command(c) | Queued::Step(c, _) => c.keys(),
             Queued::Transaction(commands, _) => commands.iter().flat_map(|c| c.keys()).collect(),

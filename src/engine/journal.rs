@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use redis::cluster_routing::Slot;
 
-use super::cache::Tag;
+use super::cache::{Tag, Tags};
 use super::resp;
 use crate::command::{Command, Needs};
 use crate::error::{ErrorKind, StoreError};
@@ -51,7 +51,7 @@ pub enum Fill {
     /// A `PTTL` of this key, sent beside the `GET`: when the value expires.
     Ttl(String),
     /// A write of these keys: answered, they may be cached again.
-    Wrote(Vec<Tag>),
+    Wrote(Tags),
 }
 
 /// A call waiting for its reply.
@@ -532,7 +532,7 @@ mod tests {
     #[test]
     fn a_lost_connection_resends_only_what_waits() {
         let mut j = journal();
-        j.command(1, &set("a"), None, Fill::Wrote(vec![Tag::of(7)]), None);
+        j.command(1, &set("a"), None, Fill::Wrote([Tag::of(7)].into()), None);
         j.command(2, &set("b"), None, Fill::None, None);
         let n = j.unsent().len();
         j.sent(n);
