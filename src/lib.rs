@@ -206,14 +206,10 @@ impl Hot {
         let Some(engine) = self.engine.as_ref() else {
             return Ok(None);
         };
-        // The key grows from the prefix JS gave: one allocation when there is no namespace.
-        let mut key = if self.namespace.is_empty() {
-            prefix
-        } else {
-            let mut key = self.namespace.clone();
-            key.push_str(&prefix);
-            key
-        };
+        // The key grows from the prefix JS gave, as `Request::in_namespace` puts the namespace
+        // before a key (nothing to insert without one).
+        let mut key = prefix;
+        key.insert_str(0, &self.namespace);
         key.push_str(&self.seal.id(id));
         match engine.cached(&key) {
             None => Ok(None),
